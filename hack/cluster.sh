@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# The local GPU cluster: a real kube-apiserver, etcd, kube-scheduler and kube-controller-manager run
+# by kwokctl's binary runtime, fake GPU nodes managed by kwok, a real Prometheus and the fake DCGM
+# exporter. Every listener binds 127.0.0.1.
+#
+#   hack/cluster.sh up       build/install tools if needed, start everything, wait until ready
+#   hack/cluster.sh down     stop everything, leave no process or port behind
+#   hack/cluster.sh status   say what runs (exit 0 when up, 3 when down)
+#   hack/cluster.sh env      print KUBECONFIG=, RIGHTSIZER_PROMETHEUS_URL=, RIGHTSIZER_DCGM_URL=
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+source "$HERE/versions.env"
+
+CACHE="${RIGHTSIZER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-rightsizer}"
+NAME="${RIGHTSIZER_CLUSTER_NAME:-rightsizer}"
+STATE="${RIGHTSIZER_CLUSTER_DIR:-$CACHE/clusters/$NAME}"
+# local: our own kwok control plane. kind/existing: the cluster in $KUBECONFIG (we add the exporter + Prometheus).
+MODE="${RIGHTSIZER_TEST_CLUSTER:-local}"
+case "$MODE" in
+  local) KUBECONFIG_PATH="$STATE/kubeconfig" ;;
+  kind|existing) KUBECONFIG_PATH="${KUBECONFIG:-$HOME/.kube/config}"; KUBECONFIG_PATH="${KUBECONFIG_PATH%%:*}" ;;
+  *) echo "RIGHTSIZER_TEST_CLUSTER must be local, kind or existing (got '$MODE')" >&2; exit 2 ;;
+esac
+APISERVER_PORT="${RIGHTSIZER_APISERVER_PORT:-16443}"
+PROM_PORT="${RIGHTSIZER_PROMETHEUS_PORT:-19090}"
+DCGM_PORT="${RIGHTSIZER_DCGM_PORT:-19400}"
+OPERATOR_METRICS_PORT="${RIGHTSIZER_OPERATOR_METRICS_PORT:-18080}"
+READY_TIMEOUT="${RIGHTSIZER_READY_TIMEOUT:-180}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+BIN="$CACHE/bin"
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+fail() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+port_busy() { # true when something listens on 127.0.0.1:$1
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+kctl() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+apiserver_up() { [ -f "$KUBECONFIG_PATH" ] && kctl get --raw /readyz >/dev/null 2>&1; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_pid() { # stop_pid FILE — TERM, then KILL after 10 s
+  local f="$1" pid i
+  [ -f "$f" ] || return 0
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+wait_until() { # wait_until SECONDS DESCRIPTION CMD...
+  local limit="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+write_kwok_config() {
+  cat >"$STATE/kwok.yaml" <<YAML
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeApiserverPort: $APISERVER_PORT
+  kubeVersion: $KUBE_VERSION
+  etcdVersion: ${ETCD_VERSION#v}
+  kubeApiserverBinary: $BIN/kube-apiserver
+  kubeControllerManagerBinary: $BIN/kube-controller-manager
+  kubeSchedulerBinary: $BIN/kube-scheduler
+  kubectlBinary: $BIN/kubectl
+  etcdBinary: $BIN/etcd
+  kwokControllerBinary: $BIN/kwok
+  cacheDir: $CACHE/kwok-cache
+  heartbeatFactor: 5
+YAML
+}
+
+write_prometheus_config() {
+  cat >"$STATE/prometheus.yml" <<YAML
+global:
+  scrape_interval: 2s
+  evaluation_interval: 5s
+scrape_configs:
+  - job_name: dcgm-exporter
+    static_configs:
+      - targets: ["127.0.0.1:$DCGM_PORT"]
+  - job_name: gpu-rightsizer
+    static_configs:
+      - targets: ["127.0.0.1:$OPERATOR_METRICS_PORT"]
+YAML
+}
+
+cmd_env() {
+  echo "KUBECONFIG=$KUBECONFIG_PATH"
+  echo "RIGHTSIZER_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT"
+  echo "RIGHTSIZER_DCGM_URL=http://127.0.0.1:$DCGM_PORT/metrics"
+  echo "RIGHTSIZER_OPERATOR_METRICS_PORT=$OPERATOR_METRICS_PORT"
+  echo "RIGHTSIZER_BIN=$BIN"
+}
+
+cmd_status() {
+  local up=0
+  if apiserver_up; then log "kube-apiserver: up at https://127.0.0.1:$APISERVER_PORT (kubeconfig $KUBECONFIG_PATH)"; else log "kube-apiserver: down"; up=3; fi
+  if pid_alive "$STATE/prometheus.pid"; then log "prometheus: up at http://127.0.0.1:$PROM_PORT"; else log "prometheus: down"; up=3; fi
+  if pid_alive "$STATE/fake-dcgm.pid"; then log "fake DCGM exporter: up at http://127.0.0.1:$DCGM_PORT/metrics"; else log "fake DCGM exporter: down"; up=3; fi
+  return "$up"
+}
+
+cleanup_failed_up() {
+  trap - EXIT
+  log "start-up failed; cleaning up (logs kept in $STATE/logs)"
+  mkdir -p "$STATE/logs"
+  cp -f "$HOME/.kwok/clusters/$NAME/logs/"*.log "$STATE/logs/" 2>/dev/null || true
+  cmd_down_quiet
+  exit 1
+}
+
+serving() { # serving PIDFILE URL — the process is alive and answers
+  pid_alive "$1" || return 2
+  curl -sf "$2" >/dev/null
+}
+
+wait_serving() { # wait_serving PIDFILE URL LOG WHAT
+  local deadline=$((SECONDS + 60)) rc
+  while :; do
+    serving "$1" "$2" && return 0
+    rc=$?
+    if [ "$rc" = 2 ]; then tail -20 "$3" >&2; fail "$4 exited during start-up (log: $3)"; fi
+    [ "$SECONDS" -lt "$deadline" ] || { tail -20 "$3" >&2; fail "$4 did not answer at $2 within 60s (log: $3)"; }
+    sleep 0.5
+  done
+}
+
+cmd_up() {
+  if apiserver_up && pid_alive "$STATE/prometheus.pid" && pid_alive "$STATE/fake-dcgm.pid"; then
+    log "already running (KUBECONFIG=$KUBECONFIG_PATH); 'hack/cluster.sh down' stops it"
+    return 0
+  fi
+  if apiserver_up || pid_alive "$STATE/prometheus.pid" || pid_alive "$STATE/fake-dcgm.pid"; then
+    log "a previous cluster is partly running; stopping it first"
+    cmd_down_quiet
+  fi
+  "$HERE/tools.sh" >/dev/null
+  [ -x "$PYTHON" ] || fail "python environment missing at $PYTHON: run 'make venv' first"
+  command -v prometheus >/dev/null || fail "prometheus not found on PATH: run hack/tools.sh (installs Debian's prometheus)"
+  local p
+  local ports=("$PROM_PORT" "$DCGM_PORT")
+  [ "$MODE" = local ] && ports+=("$APISERVER_PORT")
+  for p in "${ports[@]}"; do
+    port_busy "$p" && fail "port 127.0.0.1:$p is in use by another process; stop it or set RIGHTSIZER_*_PORT (see hack/cluster.sh)"
+  done
+  mkdir -p "$STATE/logs"
+  # Any failure from here on (a failed command or an explicit fail) tears down what was started.
+  trap cleanup_failed_up EXIT
+  write_kwok_config
+  write_prometheus_config
+
+  if [ "$MODE" = local ]; then
+    start_control_plane
+  else
+    apiserver_up || fail "no API server answers for $KUBECONFIG_PATH (RIGHTSIZER_TEST_CLUSTER=$MODE)"
+    [ "$MODE" = kind ] && "$HERE/kind-gpu.sh"
+  fi
+  start_observability
+  trap - EXIT
+  log "ready: KUBECONFIG=$KUBECONFIG_PATH  Prometheus http://127.0.0.1:$PROM_PORT  DCGM http://127.0.0.1:$DCGM_PORT/metrics"
+}
+
+start_control_plane() {
+  log "starting control plane (Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION)"
+  PATH="$BIN:$PATH" "$BIN/kwokctl" create cluster --name "$NAME" --config "$STATE/kwok.yaml" \
+    --kubeconfig "$KUBECONFIG_PATH" --wait "${READY_TIMEOUT}s" >"$STATE/logs/kwokctl.log" 2>&1 \
+    || { tail -20 "$STATE/logs/kwokctl.log" >&2; fail "kwokctl could not start the control plane (log: $STATE/logs/kwokctl.log)"; }
+  wait_until "$READY_TIMEOUT" "apiserver" apiserver_up || fail "kube-apiserver not ready within ${READY_TIMEOUT}s"
+
+  log "creating fake GPU nodes"
+  "$PYTHON" -m rightsizer.devcluster.fleet | kctl apply -f - >/dev/null
+  wait_until "$READY_TIMEOUT" "nodes" kctl wait node --all --for=condition=Ready --timeout=5s \
+    || fail "fake nodes not Ready within ${READY_TIMEOUT}s (is kwok-controller running? see $HOME/.kwok/clusters/$NAME/logs)"
+  # Pods need their namespace's default ServiceAccount, which kube-controller-manager creates.
+  wait_until "$READY_TIMEOUT" "default serviceaccount" kctl -n default get serviceaccount default \
+    || fail "kube-controller-manager did not create the default ServiceAccount within ${READY_TIMEOUT}s"
+}
+
+start_observability() {
+  log "starting fake DCGM exporter on 127.0.0.1:$DCGM_PORT"
+  nohup "$PYTHON" -m rightsizer.devcluster.fake_dcgm --kubeconfig "$KUBECONFIG_PATH" \
+    --listen "127.0.0.1:$DCGM_PORT" ${RIGHTSIZER_DCGM_ARGS:-} >"$STATE/logs/fake-dcgm.log" 2>&1 &
+  echo $! >"$STATE/fake-dcgm.pid"
+  wait_serving "$STATE/fake-dcgm.pid" "http://127.0.0.1:$DCGM_PORT/metrics" "$STATE/logs/fake-dcgm.log" "fake DCGM exporter"
+
+  log "starting Prometheus on 127.0.0.1:$PROM_PORT"
+  nohup prometheus --config.file="$STATE/prometheus.yml" --storage.tsdb.path="$STATE/prometheus-data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-lifecycle --storage.tsdb.retention.time=1d \
+    >"$STATE/logs/prometheus.log" 2>&1 &
+  echo $! >"$STATE/prometheus.pid"
+  wait_serving "$STATE/prometheus.pid" "http://127.0.0.1:$PROM_PORT/-/ready" "$STATE/logs/prometheus.log" "Prometheus"
+}
+
+cmd_down_quiet() {
+  stop_pid "$STATE/fake-dcgm.pid"
+  stop_pid "$STATE/prometheus.pid"
+  stop_pid "$STATE/operator.pid"
+  if [ "$MODE" = local ] && [ -x "$BIN/kwokctl" ]; then
+    PATH="$BIN:$PATH" "$BIN/kwokctl" delete cluster --name "$NAME" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$STATE/prometheus-data"
+  [ "$MODE" = local ] && rm -f "$KUBECONFIG_PATH"
+  return 0
+}
+
+cmd_down() {
+  cmd_down_quiet
+  local p busy=0
+  local ports=("$PROM_PORT" "$DCGM_PORT")
+  [ "$MODE" = local ] && ports+=("$APISERVER_PORT")
+  # Processes may take a few seconds to release their sockets after kwokctl returns.
+  for p in "${ports[@]}"; do
+    wait_until 20 "port $p free" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null" \
+      || { log "port $p is still in use"; busy=1; }
+  done
+  [ "$busy" = 0 ] || fail "something still listens after stopping; see 'ss -ltnp'"
+  log "stopped"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Build every tool the local cluster needs, at pinned versions, from the Go module proxy,
+# into a cache outside the repository keyed by version. A second run returns in seconds.
+#
+#   hack/tools.sh            build what is missing, print the bin directory
+#   hack/tools.sh --check    exit 1 if anything is missing (no build)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+
+CACHE="${RIGHTSIZER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-rightsizer}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN" "$CACHE/build"
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (it builds every cluster binary)"
+
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+# stamp DIR — a tool built at a version lives in $BIN/<name>-<version>/ and is linked as $BIN/<name>
+have() { [ -x "$BIN/$1-$2/$1" ]; }
+
+link() { # link NAME VERSION
+  ln -sfn "$1-$2/$1" "$BIN/$1"
+}
+
+wrapper() { # wrapper DIR MODULE VERSION [replace lines...]
+  local dir="$1" mod="$2" ver="$3"; shift 3
+  rm -rf "$dir"; mkdir -p "$dir"
+  {
+    echo "module rightsizer.local/toolbuild"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require $mod $ver"
+    for r in "$@"; do echo "replace $r"; done
+  } >"$dir/go.mod"
+  printf 'package tools\n\nimport _ "%s"\n' "$mod" >"$dir/tools.go"
+}
+
+build_kube() {
+  local names=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=0 n
+  for n in "${names[@]}"; do have "$n" "$KUBE_VERSION" || missing=1; done
+  if [ "$missing" = 1 ]; then
+    log "building Kubernetes $KUBE_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl); cold builds take 20-40 minutes on 2 cores"
+    local dir="$CACHE/build/kubernetes-$KUBE_VERSION" minor staging=() s
+    minor="v0.${KUBE_VERSION#v1.}"
+    # The staging modules k8s.io/kubernetes replaces with ./staging paths: read them from its go.mod.
+    local modfile; modfile="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    [ -f "$modfile" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION from the Go module proxy"
+    while read -r s; do staging+=("$s => $s $minor"); done < <(awk '$2=="=>" && $3 ~ /^\.\/staging/ {print $1}' "$modfile")
+    [ "${#staging[@]}" -gt 10 ] || die "found no staging modules in k8s.io/kubernetes go.mod"
+    wrapper "$dir" k8s.io/kubernetes "$KUBE_VERSION" "${staging[@]}"
+    local now; now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    local major=1 kminor="${KUBE_VERSION#v1.}"; kminor="${kminor%%.*}"
+    local ld="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$kminor"
+      ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$now -X $p.gitCommit=0000000000000000000000000000000000000000"
+    done
+    (
+      cd "$dir"
+      go mod tidy >/dev/null 2>&1 || true
+      local out="$dir/out"; mkdir -p "$out"
+      go build -trimpath -ldflags "$ld" -o "$out/" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      for n in "${names[@]}"; do mkdir -p "$BIN/$n-$KUBE_VERSION"; mv "$out/$n" "$BIN/$n-$KUBE_VERSION/$n"; done
+    ) || die "building Kubernetes $KUBE_VERSION failed (see the go output above); re-run hack/tools.sh to retry"
+  fi
+  for n in "${names[@]}"; do link "$n" "$KUBE_VERSION"; done
+}
+
+build_simple() { # build_simple MODULE VERSION "pkg:name ..."
+  local mod="$1" ver="$2" pairs="$3" missing=0 pair
+  for pair in $pairs; do have "${pair#*:}" "$ver" || missing=1; done
+  if [ "$missing" = 1 ]; then
+    log "building $mod $ver"
+    local dir="$CACHE/build/$(basename "$mod")-$ver"
+    wrapper "$dir" "$mod" "$ver"
+    (
+      cd "$dir"
+      go mod tidy >/dev/null 2>&1 || true
+      for pair in $pairs; do
+        local pkg="${pair%%:*}" name="${pair#*:}"
+        mkdir -p "$BIN/$name-$ver"
+        go build -trimpath -ldflags "-s -w" -o "$BIN/$name-$ver/$name" "$pkg"
+      done
+    ) || die "building $mod $ver failed (see the go output above)"
+  fi
+  for pair in $pairs; do link "${pair#*:}" "$ver"; done
+}
+
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
+
+if [ "$check_only" = 1 ]; then
+  for pair in kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION kube-scheduler:$KUBE_VERSION \
+              kubectl:$KUBE_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION helm:$HELM_VERSION; do
+    have "${pair%%:*}" "${pair#*:}" || { log "missing ${pair%%:*} ${pair#*:}"; exit 1; }
+  done
+  echo "$BIN"; exit 0
+fi
+
+build_simple sigs.k8s.io/kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok:kwok sigs.k8s.io/kwok/cmd/kwokctl:kwokctl"
+build_simple go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "go.etcd.io/etcd/server/v3:etcd"
+build_simple helm.sh/helm/v3 "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm:helm"
+build_kube
+
+if ! command -v prometheus >/dev/null && [ ! -x /usr/bin/prometheus ]; then
+  log "installing Prometheus from Debian's packages"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+      || die "apt-get install prometheus failed"
+  else
+    die "Prometheus is missing: run 'sudo apt-get install prometheus' (Debian/Ubuntu) and retry"
+  fi
+fi
+# Debian starts a system Prometheus on :9090 on install; we run our own on another port, so stop it.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
+
+echo "$BIN"

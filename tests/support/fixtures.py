@@ -1,0 +1,45 @@
+"""pytest fixtures for tests that run against a real cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.support.cluster import Cluster, GpuUtilization, new_namespace_name
+from tests.support.cluster import wait_for as _wait_for
+
+__all__ = ["cluster", "gpu_util", "kubectl", "namespace", "wait_for"]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    return Cluster.connect()
+
+
+@pytest.fixture
+def kubectl(cluster: Cluster) -> Callable[..., Any]:
+    return cluster.kubectl
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    return _wait_for
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = new_namespace_name(request.node.name)
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # Pods are refused until the namespace's default ServiceAccount exists.
+    _wait_for(lambda: core.read_namespaced_service_account("default", name), timeout=60)
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def gpu_util(cluster: Cluster) -> GpuUtilization:
+    return GpuUtilization(cluster)
