@@ -147,7 +147,12 @@ cmd_up() {
     log "already running (KUBECONFIG=$KUBECONFIG_PATH); 'hack/cluster.sh down' stops it"
     return 0
   fi
-  if apiserver_up || pid_alive "$STATE/prometheus.pid" || pid_alive "$STATE/fake-dcgm.pid"; then
+  local resume=0
+  if [ "$MODE" = local ] && apiserver_up; then
+    # The control plane survived (e.g. the exporter crashed): start only what is missing.
+    log "control plane already up; starting the missing pieces"
+    resume=1
+  elif pid_alive "$STATE/prometheus.pid" || pid_alive "$STATE/fake-dcgm.pid"; then
     log "a previous cluster is partly running; stopping it first"
     cmd_down_quiet
   fi
@@ -155,8 +160,10 @@ cmd_up() {
   [ -x "$PYTHON" ] || fail "python environment missing at $PYTHON: run 'make venv' first"
   command -v prometheus >/dev/null || fail "prometheus not found on PATH: run hack/tools.sh (installs Debian's prometheus)"
   local p
-  local ports=("$PROM_PORT" "$DCGM_PORT")
-  [ "$MODE" = local ] && ports+=("$APISERVER_PORT")
+  local ports=()
+  pid_alive "$STATE/prometheus.pid" || ports+=("$PROM_PORT")
+  pid_alive "$STATE/fake-dcgm.pid" || ports+=("$DCGM_PORT")
+  [ "$MODE" = local ] && [ "$resume" = 0 ] && ports+=("$APISERVER_PORT")
   for p in "${ports[@]}"; do
     port_busy "$p" && fail "port 127.0.0.1:$p is in use by another process; stop it or set RIGHTSIZER_*_PORT (see hack/cluster.sh)"
   done
@@ -166,8 +173,10 @@ cmd_up() {
   write_kwok_config
   write_prometheus_config
 
-  if [ "$MODE" = local ]; then
+  if [ "$MODE" = local ] && [ "$resume" = 0 ]; then
     start_control_plane
+  elif [ "$MODE" = local ]; then
+    :
   else
     apiserver_up || fail "no API server answers for $KUBECONFIG_PATH (RIGHTSIZER_TEST_CLUSTER=$MODE)"
     [ "$MODE" = kind ] && "$HERE/kind-gpu.sh"
@@ -194,18 +203,21 @@ start_control_plane() {
 }
 
 start_observability() {
-  log "starting fake DCGM exporter on 127.0.0.1:$DCGM_PORT"
-  nohup "$PYTHON" -m rightsizer.devcluster.fake_dcgm --kubeconfig "$KUBECONFIG_PATH" \
-    --listen "127.0.0.1:$DCGM_PORT" ${RIGHTSIZER_DCGM_ARGS:-} >"$STATE/logs/fake-dcgm.log" 2>&1 &
-  echo $! >"$STATE/fake-dcgm.pid"
-  wait_serving "$STATE/fake-dcgm.pid" "http://127.0.0.1:$DCGM_PORT/metrics" "$STATE/logs/fake-dcgm.log" "fake DCGM exporter"
-
-  log "starting Prometheus on 127.0.0.1:$PROM_PORT"
-  nohup prometheus --config.file="$STATE/prometheus.yml" --storage.tsdb.path="$STATE/prometheus-data" \
-    --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-lifecycle --storage.tsdb.retention.time=1d \
-    >"$STATE/logs/prometheus.log" 2>&1 &
-  echo $! >"$STATE/prometheus.pid"
-  wait_serving "$STATE/prometheus.pid" "http://127.0.0.1:$PROM_PORT/-/ready" "$STATE/logs/prometheus.log" "Prometheus"
+  if ! pid_alive "$STATE/fake-dcgm.pid"; then
+    log "starting fake DCGM exporter on 127.0.0.1:$DCGM_PORT"
+    nohup "$PYTHON" -m rightsizer.devcluster.fake_dcgm --kubeconfig "$KUBECONFIG_PATH" \
+      --listen "127.0.0.1:$DCGM_PORT" ${RIGHTSIZER_DCGM_ARGS:-} >"$STATE/logs/fake-dcgm.log" 2>&1 &
+    echo $! >"$STATE/fake-dcgm.pid"
+    wait_serving "$STATE/fake-dcgm.pid" "http://127.0.0.1:$DCGM_PORT/metrics" "$STATE/logs/fake-dcgm.log" "fake DCGM exporter"
+  fi
+  if ! pid_alive "$STATE/prometheus.pid"; then
+    log "starting Prometheus on 127.0.0.1:$PROM_PORT"
+    nohup prometheus --config.file="$STATE/prometheus.yml" --storage.tsdb.path="$STATE/prometheus-data" \
+      --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-lifecycle --storage.tsdb.retention.time=1d \
+      >"$STATE/logs/prometheus.log" 2>&1 &
+    echo $! >"$STATE/prometheus.pid"
+    wait_serving "$STATE/prometheus.pid" "http://127.0.0.1:$PROM_PORT/-/ready" "$STATE/logs/prometheus.log" "Prometheus"
+  fi
 }
 
 cmd_down_quiet() {

@@ -1,0 +1,242 @@
+"""The Kubernetes edge for GPUWorkloads: the target's /scale subresource, its pods, conflicting
+autoscalers, annotations. Request bodies are built as plain data; every call goes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from rightsizer.core.errors import RightsizerError
+from rightsizer.core.quantity import parse_quantity
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class TargetNotFound(RightsizerError):
+    def __init__(self, namespace: str, ref: TargetRef) -> None:
+        super().__init__(
+            f"{ref.kind} {namespace}/{ref.name} ({ref.api_version}) does not exist: "
+            "create it or fix spec.targetRef"
+        )
+
+
+class TargetNotScalable(RightsizerError):
+    def __init__(self, namespace: str, ref: TargetRef, why: str) -> None:
+        super().__init__(
+            f"{ref.kind} {namespace}/{ref.name} cannot be scaled: {why}; spec.targetRef must name a "
+            "resource with a /scale subresource (Deployment, StatefulSet, or a custom resource that has one)"
+        )
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    api_version: str
+    kind: str
+    name: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.split("/", 1)[0] if "/" in self.api_version else ""
+
+    @property
+    def version(self) -> str:
+        return self.api_version.split("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Scale:
+    desired: int
+    current: int
+    selector: str
+    can_suspend: bool = False
+    suspended: bool = False
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    name: str
+    node: str | None
+    phase: str
+    ready: bool
+    gpus: int
+    cpu: Decimal
+    memory: Decimal
+    annotations: Mapping[str, str]
+    labels: Mapping[str, str]
+
+
+def pod_info(pod: client.V1Pod) -> PodInfo:
+    gpus = 0
+    cpu = Decimal(0)
+    memory = Decimal(0)
+    for c in pod.spec.containers or []:
+        req = (c.resources.requests if c.resources else None) or {}
+        lim = (c.resources.limits if c.resources else None) or {}
+        gpus += int(parse_quantity(req.get(GPU_RESOURCE, lim.get(GPU_RESOURCE, 0))))
+        cpu += parse_quantity(req.get("cpu", 0))
+        memory += parse_quantity(req.get("memory", 0))
+    ready = (
+        any(cond.type == "Ready" and cond.status == "True" for cond in (pod.status.conditions or []))
+        and pod.metadata.deletion_timestamp is None
+    )
+    return PodInfo(
+        name=pod.metadata.name,
+        node=pod.spec.node_name,
+        phase=pod.status.phase or "Unknown",
+        ready=ready,
+        gpus=gpus,
+        cpu=cpu,
+        memory=memory,
+        annotations=dict(pod.metadata.annotations or {}),
+        labels=dict(pod.metadata.labels or {}),
+    )
+
+
+class KubeWorkloads:
+    """Reads and scales GPU workload targets through the API server."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._dynamic: DynamicClient | None = None
+
+    # -- the target -----------------------------------------------------------------------------
+    def _resource(self, namespace: str, ref: TargetRef) -> Any:
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self._api)
+        try:
+            return self._dynamic.resources.get(api_version=ref.api_version, kind=ref.kind)
+        except ResourceNotFoundError as exc:
+            raise TargetNotScalable(
+                namespace, ref, f"the API server serves no {ref.kind} in {ref.api_version}"
+            ) from exc
+
+    def _scale_path(self, namespace: str, ref: TargetRef) -> str:
+        resource = self._resource(namespace, ref)
+        if "scale" not in (resource.subresources or {}):
+            raise TargetNotScalable(namespace, ref, f"{resource.name} has no /scale subresource")
+        prefix = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
+        return f"{prefix}/namespaces/{namespace}/{resource.name}/{ref.name}"
+
+    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        data, _status, _headers = self._api.call_api(
+            path,
+            method,
+            header_params=headers,
+            body=body,
+            response_type="object",
+            auth_settings=["BearerToken"],
+            _return_http_data_only=False,
+        )
+        return data
+
+    def read_scale(self, namespace: str, ref: TargetRef) -> Scale:
+        path = self._scale_path(namespace, ref)
+        try:
+            scale = self._call("GET", f"{path}/scale")
+            obj = self._call("GET", path)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise TargetNotFound(namespace, ref) from exc
+            raise
+        spec = obj.get("spec") or {}
+        return Scale(
+            desired=int((scale.get("spec") or {}).get("replicas") or 0),
+            current=int((scale.get("status") or {}).get("replicas") or 0),
+            selector=str((scale.get("status") or {}).get("selector") or ""),
+            can_suspend="suspend" in spec,
+            suspended=bool(spec.get("suspend")),
+            annotations=dict((obj.get("metadata") or {}).get("annotations") or {}),
+        )
+
+    def set_replicas(self, namespace: str, ref: TargetRef, replicas: int) -> None:
+        path = self._scale_path(namespace, ref)
+        self._call("PATCH", f"{path}/scale", {"spec": {"replicas": replicas}}, "application/merge-patch+json")
+
+    def suspend(self, namespace: str, ref: TargetRef, suspend: bool = True) -> None:
+        path = self._scale_path(namespace, ref)
+        self._call("PATCH", path, {"spec": {"suspend": suspend}}, "application/merge-patch+json")
+
+    def annotate_target(self, namespace: str, ref: TargetRef, annotations: Mapping[str, str | None]) -> None:
+        path = self._scale_path(namespace, ref)
+        body = {"metadata": {"annotations": dict(annotations)}}
+        self._call("PATCH", path, body, "application/merge-patch+json")
+
+    # -- pods -----------------------------------------------------------------------------------
+    def pods(self, namespace: str, selector: str) -> list[PodInfo]:
+        if not selector:
+            return []
+        items = self._core.list_namespaced_pod(namespace, label_selector=selector).items
+        return [pod_info(p) for p in items if p.status.phase not in ("Succeeded", "Failed")]
+
+    def annotate_pod(self, namespace: str, pod: str, annotations: Mapping[str, str | None]) -> None:
+        try:
+            self._core.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": dict(annotations)}})
+        except ApiException as exc:
+            if exc.status != 404:  # the pod went away between listing and patching: nothing to annotate
+                raise
+
+    def node_labels(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for name in set(names):
+            try:
+                out[name] = dict(self._core.read_node(name).metadata.labels or {})
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        return out
+
+    # -- other autoscalers ------------------------------------------------------------------------
+    def conflicting_autoscalers(self, namespace: str, ref: TargetRef) -> list[str]:
+        """HPAs and KEDA ScaledObjects that scale the same target: two controllers must not fight."""
+        found: list[str] = []
+        hpas = client.AutoscalingV2Api(self._api).list_namespaced_horizontal_pod_autoscaler(namespace).items
+        for hpa in hpas:
+            t = hpa.spec.scale_target_ref
+            if (
+                t.kind == ref.kind
+                and t.name == ref.name
+                and _same_group(t.api_version or "", ref.api_version)
+            ):
+                found.append(f"HorizontalPodAutoscaler/{hpa.metadata.name}")
+        try:
+            scaled = self._custom.list_namespaced_custom_object(
+                "keda.sh", "v1alpha1", namespace, "scaledobjects"
+            )
+        except ApiException as exc:
+            if exc.status not in (403, 404):  # KEDA not installed (or not ours to read)
+                raise
+            scaled = {"items": []}
+        for so in scaled.get("items", []):
+            t = (so.get("spec") or {}).get("scaleTargetRef") or {}
+            if (t.get("kind") or "Deployment") == ref.kind and t.get("name") == ref.name:
+                found.append(f"ScaledObject/{so['metadata']['name']}")
+        return found
+
+    # -- pools ------------------------------------------------------------------------------------
+    def node_pools(self) -> list[dict[str, Any]]:
+        try:
+            items = self._custom.list_cluster_custom_object("rightsizer.io", "v1alpha1", "gpunodepools")
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(items.get("items", []))
+
+
+def _same_group(a: str, b: str) -> bool:
+    group_a = a.split("/", 1)[0] if "/" in a else ""
+    group_b = b.split("/", 1)[0] if "/" in b else ""
+    return group_a == group_b

@@ -1,0 +1,205 @@
+"""The one interface every GPU metrics source implements, and the maths they share.
+
+A source answers "what did these pods' GPUs do?" with one `Sample` per pod it has data for. A pod it
+has no series for is simply absent: *unknown*, never idle. Values are passed through with their real
+timestamps, NaN included, so the caller judges staleness and holds on bad data.
+
+How a pod's GPUs become one sample (the same for every source):
+- per GPU, the points inside the window are reduced with `over` (latest point when the window is 0);
+- `value` is the mean over the pod's GPUs; NaN on any GPU makes it NaN;
+- `timestamp` is the *oldest* of the GPUs' latest points, so one silent GPU makes the pod look stale;
+- `since` is the newest of the GPUs' first points: the stretch every GPU has data for;
+- `memory_used_mib` is the peak per-GPU framebuffer use (what decides whether a smaller GPU fits);
+- `power_watts` is the pod's total draw (the mean per GPU over the window, summed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+FB_USED = "DCGM_FI_DEV_FB_USED"
+FB_FREE = "DCGM_FI_DEV_FB_FREE"
+POWER_USAGE = "DCGM_FI_DEV_POWER_USAGE"
+
+# Profiling fields are ratios 0..1; everything we decide on is a percentage.
+RATIO_SIGNALS = frozenset(
+    {
+        GR_ENGINE_ACTIVE,
+        "DCGM_FI_PROF_SM_ACTIVE",
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+    }
+)
+
+Over = Literal["last", "avg", "max", "min"]
+PodKey = tuple[str, str]  # (namespace, pod)
+
+
+@dataclass(frozen=True)
+class PodLabels:
+    """Which series labels name a GPU's pod. dcgm-exporter's own flavours, plus whatever relabelling
+    a Prometheus set-up applied (e.g. exported_namespace / exported_pod under honor_labels: false)."""
+
+    namespace: str
+    pod: str
+    container: str
+
+
+NEW_LABELS = PodLabels("namespace", "pod", "container")
+OLD_LABELS = PodLabels("pod_namespace", "pod_name", "container_name")
+DEFAULT_POD_LABELS: tuple[PodLabels, ...] = (NEW_LABELS, OLD_LABELS)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one pod's GPUs did, with the evidence needed to trust it or not."""
+
+    value: float
+    timestamp: datetime
+    gpus: int = 1
+    since: datetime | None = None
+    points: int = 1
+    memory_used_mib: float | None = None
+    power_watts: float | None = None
+
+    def age_seconds(self, now: datetime) -> float:
+        return (now - self.timestamp).total_seconds()
+
+    def is_fresh(self, now: datetime, max_age_seconds: float) -> bool:
+        return not math.isnan(self.value) and self.age_seconds(now) <= max_age_seconds
+
+
+PodSamples = Mapping[str, Sample]
+FleetSamples = Mapping[PodKey, Sample]
+
+
+class GpuMetricsSource(Protocol):
+    """Prometheus, a direct DCGM scrape, or the in-memory fake."""
+
+    @property
+    def name(self) -> str: ...
+
+    def pod_samples(
+        self,
+        namespace: str,
+        pods: Sequence[str],
+        signal: str = GPU_UTIL,
+        window_seconds: int = 0,
+        over: Over = "avg",
+    ) -> PodSamples:
+        """One sample per listed pod that has data; one query whatever the number of pods."""
+        ...
+
+    def fleet_samples(
+        self, signal: str = GPU_UTIL, window_seconds: int = 0, over: Over = "avg"
+    ) -> FleetSamples:
+        """Every pod with GPU series, keyed by (namespace, pod): one query per pass for all workloads."""
+        ...
+
+    def custom_pod_samples(self, template: str, namespace: str, pods: Sequence[str]) -> PodSamples:
+        """A user's PromQL template with {{namespace}}/{{pods}}, returning a percentage per pod."""
+        ...
+
+    def scalar(
+        self, query: str, namespace: str | None = None, pods: Sequence[str] | None = None
+    ) -> float | None:
+        """One number (e.g. a wake-up request rate); None when the query matches nothing."""
+        ...
+
+
+@dataclass
+class GpuSeries:
+    """Points of one GPU held by one pod, per metric: [(time, value), ...] in time order."""
+
+    namespace: str
+    pod: str
+    gpu: str
+    signal: list[tuple[datetime, float]] = field(default_factory=list)
+    memory: list[tuple[datetime, float]] = field(default_factory=list)
+    power: list[tuple[datetime, float]] = field(default_factory=list)
+
+
+def to_percent(signal: str, value: float) -> float:
+    return value * 100.0 if signal in RATIO_SIGNALS else value
+
+
+def summarise(gpus: Sequence[GpuSeries], over: Over, window_seconds: int) -> Sample | None:
+    """One pod's GPUs → one Sample (rules in the module docstring); None when no GPU has a point."""
+    with_points = [g for g in gpus if g.signal]
+    if not with_points:
+        return None
+    reduce_to: Over = "last" if window_seconds <= 0 else over
+    values = [_reduce([v for _, v in sorted(g.signal)], reduce_to) for g in with_points]
+    latest = [max(t for t, _ in g.signal) for g in with_points]
+    firsts = [min(t for t, _ in g.signal) for g in with_points]
+    memory = [
+        _reduce([v for _, v in sorted(g.memory)], "last" if window_seconds <= 0 else "max")
+        for g in gpus
+        if g.memory
+    ]
+    power = [
+        _reduce([v for _, v in sorted(g.power)], "last" if window_seconds <= 0 else "avg")
+        for g in gpus
+        if g.power
+    ]
+    return Sample(
+        value=_mean(values),
+        timestamp=min(latest),
+        gpus=len(with_points),
+        since=max(firsts) if window_seconds > 0 else min(latest),
+        points=min(len(g.signal) for g in with_points),
+        memory_used_mib=_peak(memory) if memory else None,
+        power_watts=_total(power) if power else None,
+    )
+
+
+def summarise_pods(series: Iterable[GpuSeries], over: Over, window_seconds: int) -> dict[PodKey, Sample]:
+    by_pod: dict[PodKey, list[GpuSeries]] = {}
+    for gpu in series:
+        by_pod.setdefault((gpu.namespace, gpu.pod), []).append(gpu)
+    out: dict[PodKey, Sample] = {}
+    for key, gpus in by_pod.items():
+        sample = summarise(gpus, over, window_seconds)
+        if sample is not None:
+            out[key] = sample
+    return out
+
+
+def _reduce(values: Sequence[float], over: Over) -> float:
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    if over == "last":
+        return values[-1]
+    if over == "max":
+        return max(values)
+    if over == "min":
+        return min(values)
+    return math.fsum(values) / len(values)
+
+
+def _mean(values: Sequence[float]) -> float:
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return math.fsum(values) / len(values)
+
+
+def _peak(values: Sequence[float]) -> float:
+    return math.nan if any(math.isnan(v) for v in values) else max(values)
+
+
+def _total(values: Sequence[float]) -> float:
+    return math.fsum(values)
+
+
+def validate_window(window_seconds: int, over: str) -> None:
+    if window_seconds < 0:
+        raise ValueError(f"window_seconds must be >= 0, got {window_seconds}")
+    if over not in ("last", "avg", "max", "min"):
+        raise ValueError(f"over must be one of last, avg, max, min; got {over!r}")

@@ -1,0 +1,315 @@
+"""GPU metrics from Prometheus (through prometheus-api-client), scraped there from dcgm-exporter.
+
+Queries select raw samples with a range selector (`{...}[120s]`) in one instant query, rather than
+`avg_over_time(...)`: raw points keep their real timestamps (an instant query reports the evaluation
+time) and show how much of the window is covered, so the caller can judge staleness and coverage
+itself. The signal, framebuffer and power series come back together (`__name__=~...`), so a pass
+costs one query per label flavour, however many workloads it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+import urllib3
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from rightsizer.adapters.metrics import promql
+from rightsizer.adapters.metrics.base import (
+    DEFAULT_POD_LABELS,
+    FB_USED,
+    GPU_UTIL,
+    POWER_USAGE,
+    FleetSamples,
+    GpuSeries,
+    Over,
+    PodKey,
+    PodLabels,
+    PodSamples,
+    summarise_pods,
+    to_percent,
+    validate_window,
+)
+from rightsizer.core.errors import MetricsUnavailable
+
+_SOURCE = "Prometheus"
+
+
+class PromQueryClient(Protocol):
+    """The part of PrometheusConnect we use; tests pass a stub."""
+
+    def custom_query(self, query: str, params: dict[str, Any] | None = None) -> Any: ...
+
+
+class _BearerTokenFile(requests.auth.AuthBase):
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.path.read_text().strip()}"
+        return request
+
+
+class PrometheusSource:
+    """A GpuMetricsSource reading dcgm-exporter series from Prometheus."""
+
+    name = _SOURCE
+
+    def __init__(
+        self,
+        client: PromQueryClient,
+        *,
+        url: str = "",
+        pod_labels: Sequence[PodLabels] = DEFAULT_POD_LABELS,
+        lookback_seconds: int = 120,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        if not pod_labels:
+            raise ValueError("pod_labels needs at least one label flavour")
+        self._client = client
+        self._url = url
+        self._pod_labels = tuple(pod_labels)
+        self._lookback = lookback_seconds
+        self._timeout = timeout_seconds
+        self.queries_sent = 0
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        bearer_token_file: str | None = None,
+        ca_file: str | None = None,
+        insecure_skip_verify: bool = False,
+        timeout_seconds: float = 10.0,
+        retries: int = 1,
+        method: str = "GET",
+        pod_labels: Sequence[PodLabels] = DEFAULT_POD_LABELS,
+        lookback_seconds: int = 120,
+    ) -> PrometheusSource:
+        """A source talking to `url` through PrometheusConnect.
+
+        `bearer_token_file` is read on every query, so a rotated (projected) ServiceAccount token is
+        picked up without a restart; `ca_file` verifies a private CA; `insecure_skip_verify` disables
+        TLS verification altogether (for test set-ups only).
+        """
+        session = requests.Session()
+        session.verify = ca_file if ca_file else not insecure_skip_verify
+        # The library's default retries 3x with 1s backoff; a control loop prefers a quick, typed failure.
+        # Read timeouts are not retried: a slow Prometheus only gets slower when asked twice.
+        retry = Retry(total=retries, read=False, backoff_factor=0.2, status_forcelist=(502, 503, 504))
+        client = PrometheusConnect(
+            url=url,
+            headers=dict(headers) if headers else None,
+            retry=retry,
+            auth=_BearerTokenFile(bearer_token_file) if bearer_token_file else None,
+            session=session,
+            timeout=timeout_seconds,
+            method=method,
+        )
+        return cls(
+            client,
+            url=url,
+            pod_labels=pod_labels,
+            lookback_seconds=lookback_seconds,
+            timeout_seconds=timeout_seconds,
+        )
+
+    # -- GpuMetricsSource ---------------------------------------------------------------------------
+
+    def pod_samples(
+        self,
+        namespace: str,
+        pods: Sequence[str],
+        signal: str = GPU_UTIL,
+        window_seconds: int = 0,
+        over: Over = "avg",
+    ) -> PodSamples:
+        validate_window(window_seconds, over)
+        wanted = set(pods)
+        if not wanted:
+            return {}
+        series = self._gpu_series(signal, window_seconds, namespace=namespace, pods=sorted(wanted))
+        samples = summarise_pods(series, over, window_seconds)
+        return {pod: sample for (ns, pod), sample in samples.items() if ns == namespace and pod in wanted}
+
+    def fleet_samples(
+        self, signal: str = GPU_UTIL, window_seconds: int = 0, over: Over = "avg"
+    ) -> FleetSamples:
+        validate_window(window_seconds, over)
+        return summarise_pods(self._gpu_series(signal, window_seconds), over, window_seconds)
+
+    def custom_pod_samples(self, template: str, namespace: str, pods: Sequence[str]) -> PodSamples:
+        wanted = set(pods)
+        if not wanted:
+            return {}
+        query = promql.render_template(template, namespace=namespace, pods=sorted(wanted))
+        series: list[GpuSeries] = []
+        for index, item in enumerate(_vector(self._query(query), query)):
+            owner = self._owner(item["metric"])
+            if owner is None or owner[0] != namespace or owner[1] not in wanted:
+                continue
+            timestamp, value = _point(item["value"])
+            series.append(GpuSeries(owner[0], owner[1], f"series-{index}", signal=[(timestamp, value)]))
+        return {pod: sample for (_, pod), sample in summarise_pods(series, "last", 0).items()}
+
+    def scalar(
+        self, query: str, namespace: str | None = None, pods: Sequence[str] | None = None
+    ) -> float | None:
+        rendered = promql.render_template(query, namespace=namespace, pods=pods)
+        result = self._query(rendered)
+        if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+            return _point(result)[1]  # resultType "scalar": [time, "value"]
+        items = _vector(result, rendered)
+        if not items:
+            return None
+        if len(items) > 1:
+            raise MetricsUnavailable(
+                _SOURCE,
+                f"query {rendered!r} returned {len(items)} series where one number was expected",
+                "aggregate it, e.g. sum(...) or max(...)",
+            )
+        return _point(items[0]["value"])[1]
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _gpu_series(
+        self,
+        signal: str,
+        window_seconds: int,
+        namespace: str | None = None,
+        pods: Sequence[str] | None = None,
+    ) -> list[GpuSeries]:
+        promql.validate_metric_name(signal)
+        names = promql.metric_names_regex([signal, FB_USED, POWER_USAGE])
+        seconds = window_seconds if window_seconds > 0 else self._lookback
+        by_gpu: dict[tuple[str, str, str], GpuSeries] = {}
+        for labels in self._pod_labels:
+            matchers = [promql.matcher("__name__", "=~", names)]
+            if namespace is None:
+                matchers.append(promql.matcher(labels.namespace, "!=", ""))
+            else:
+                matchers.append(promql.matcher(labels.namespace, "=", namespace))
+            if pods is None:
+                matchers.append(promql.matcher(labels.pod, "!=", ""))
+            else:
+                matchers.append(promql.matcher(labels.pod, "=~", promql.pods_regex(pods)))
+            query = f"{promql.selector(matchers)}[{seconds}s]"
+            for item in _matrix(self._query(query), query):
+                metric = item["metric"]
+                owner = _owner_with(metric, labels)
+                if owner is None:
+                    continue
+                key = (owner[0], owner[1], _gpu_identity(metric))
+                gpu = by_gpu.setdefault(key, GpuSeries(*key))
+                points = [_point(p) for p in item["values"]]
+                name = metric.get("__name__")
+                if name == signal:
+                    gpu.signal.extend((t, to_percent(signal, v)) for t, v in points)
+                elif name == FB_USED:
+                    gpu.memory.extend(points)
+                elif name == POWER_USAGE:
+                    gpu.power.extend(points)
+        return list(by_gpu.values())
+
+    def _owner(self, metric: Mapping[str, str]) -> PodKey | None:
+        for labels in self._pod_labels:
+            owner = _owner_with(metric, labels)
+            if owner is not None:
+                return owner
+        return None
+
+    def _query(self, query: str) -> Any:
+        self.queries_sent += 1
+        where = self._url or "Prometheus"
+        try:
+            return self._client.custom_query(query)
+        except PrometheusApiClientException as exc:
+            rejected = str(exc).startswith("HTTP Status Code 4")
+            raise MetricsUnavailable(
+                _SOURCE,
+                f"{where} answered {exc} to {query!r}",
+                "fix the PromQL query" if rejected else "check Prometheus' health and logs",
+            ) from exc
+        except (requests.JSONDecodeError, KeyError, TypeError) as exc:  # not the HTTP API's JSON
+            raise MetricsUnavailable(
+                _SOURCE,
+                f"{where} sent an unreadable answer ({exc.__class__.__name__})",
+                "check that the URL points at Prometheus' HTTP API",
+            ) from exc
+        except requests.RequestException as exc:
+            if _timed_out(exc):
+                raise MetricsUnavailable(
+                    _SOURCE,
+                    f"{where} did not answer within {self._timeout}s",
+                    "check Prometheus' load, or raise the metrics timeout",
+                ) from exc
+            raise MetricsUnavailable(
+                _SOURCE,
+                f"cannot reach {where}: {exc.__class__.__name__}",
+                "check the Prometheus URL in the operator settings and that Prometheus is running",
+            ) from exc
+        except OSError as exc:  # the bearer token file, read per request
+            raise MetricsUnavailable(
+                _SOURCE,
+                f"cannot read the bearer token for {where}: {exc}",
+                "check the token file path in the operator settings and that it is mounted",
+            ) from exc
+
+
+def _timed_out(exc: requests.RequestException) -> bool:
+    # requests reports a timeout after exhausted retries as a ConnectionError wrapping urllib3's;
+    # urllib3's "connection refused" (NewConnectionError) subclasses its timeout error, so exclude it.
+    if isinstance(exc, requests.Timeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+        reason, urllib3.exceptions.NewConnectionError
+    )
+
+
+def _owner_with(metric: Mapping[str, str], labels: PodLabels) -> PodKey | None:
+    namespace, pod = metric.get(labels.namespace, ""), metric.get(labels.pod, "")
+    return (namespace, pod) if namespace and pod else None
+
+
+def _gpu_identity(metric: Mapping[str, str]) -> str:
+    """A GPU is its UUID (plus the MIG instance); without one, the exporter instance and index."""
+    base = metric.get("UUID") or f"{metric.get('instance', '')}/{metric.get('gpu', '')}"
+    instance = metric.get("GPU_I_ID")
+    return f"{base}/{instance}" if instance else base
+
+
+def _point(raw: Iterable[Any]) -> tuple[datetime, float]:
+    try:
+        timestamp, value = raw
+        return datetime.fromtimestamp(float(timestamp), UTC), float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MetricsUnavailable(
+            _SOURCE, f"unreadable sample {raw!r} in the answer", "check that the URL points at Prometheus"
+        ) from exc
+
+
+def _matrix(result: Any, query: str) -> list[dict[str, Any]]:
+    if not isinstance(result, list) or any(not isinstance(i, dict) or "values" not in i for i in result):
+        raise MetricsUnavailable(
+            _SOURCE, f"expected a range vector from {query!r}", "check Prometheus' version (v2.x or newer)"
+        )
+    return result
+
+
+def _vector(result: Any, query: str) -> list[dict[str, Any]]:
+    if not isinstance(result, list) or any(not isinstance(i, dict) or "value" not in i for i in result):
+        raise MetricsUnavailable(
+            _SOURCE,
+            f"expected an instant vector from {query!r}",
+            "write an instant query (no [range] at the end), e.g. avg by (pod) (...)",
+        )
+    return result

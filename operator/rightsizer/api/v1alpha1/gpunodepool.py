@@ -1,0 +1,363 @@
+"""GPUNodePool: a group of alike GPU nodes, what they cost, and how they may be consolidated."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from rightsizer.api.v1alpha1.common import (
+    AGE_COLUMN,
+    CONDITIONS_LIST,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ApiObject,
+    Condition,
+    Currency,
+    Duration,
+    Matches,
+    Money,
+    Number,
+    ObjectMeta,
+    PrinterColumn,
+    Quantity,
+    ResourceInfo,
+    Rule,
+    SpecModel,
+    StatusModel,
+)
+
+LabelValue = Annotated[str, Field(max_length=63)]
+Labels = Annotated[dict[str, LabelValue], Field(max_length=64)]
+
+
+class ProviderType(StrEnum):
+    """How nodes are added and removed. kwok / static: the operator creates Node objects from
+    nodeTemplate and deletes them itself (fake or self-registered nodes); clusterapi: scales a
+    MachineDeployment; karpenter: deletes NodeClaims and lowers NodePool limits; none: cordon and
+    drain only, the platform's autoscaler removes the empty node."""
+
+    KWOK = "kwok"
+    STATIC = "static"
+    CLUSTERAPI = "clusterapi"
+    KARPENTER = "karpenter"
+    NONE = "none"
+
+
+class ConsolidationPolicy(StrEnum):
+    """WhenEmpty: remove only nodes without movable GPU pods; WhenUnderutilized: also move pods
+    to empty under-used nodes."""
+
+    WHEN_EMPTY = "WhenEmpty"
+    WHEN_UNDERUTILIZED = "WhenUnderutilized"
+
+
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class ObjectReference(SpecModel):
+    """A namespaced object."""
+
+    namespace: Annotated[str, Field(min_length=1, max_length=63), DNS_LABEL] = Field(
+        description="Namespace of the object."
+    )
+    name: Annotated[str, Field(min_length=1, max_length=253), DNS_SUBDOMAIN] = Field(
+        description="Name of the object."
+    )
+
+
+class Taint(SpecModel):
+    key: str = Field(min_length=1, max_length=317, description="Taint key.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value.")
+    effect: TaintEffect = Field(description="NoSchedule, PreferNoSchedule or NoExecute.")
+
+
+class NodeTemplate(SpecModel):
+    """What a node created by the kwok or static provider looks like, beyond the pool's
+    nodeSelector labels, gpuModel and gpusPerNode (which are always applied)."""
+
+    labels: Labels = Field(
+        default_factory=dict, description="Extra labels, e.g. topology.kubernetes.io/zone."
+    )
+    capacity: Annotated[dict[str, Quantity], Field(max_length=32)] = Field(
+        default_factory=dict,
+        description=(
+            "Capacity besides GPUs, e.g. {cpu: 64, memory: 512Gi, pods: 110}; also used as allocatable."
+        ),
+    )
+    taints: tuple[Taint, ...] = Field(default=(), max_length=32, description="Taints of created nodes.")
+
+
+class NodePoolProvider(SpecModel):
+    """Which system owns the pool's machines, and the object to drive in it."""
+
+    type: ProviderType = Field(
+        default=ProviderType.NONE, description="kwok, static, clusterapi, karpenter or none (default)."
+    )
+    machine_deployment: ObjectReference | None = Field(
+        default=None, description="clusterapi only: the MachineDeployment whose replicas are scaled."
+    )
+    node_pool: Annotated[str, Field(min_length=1, max_length=253), DNS_SUBDOMAIN] | None = Field(
+        default=None, description="karpenter only: the Karpenter NodePool whose nodes these are."
+    )
+    node_template: NodeTemplate | None = Field(
+        default=None, description="kwok and static only: how to create a node on scale-up."
+    )
+
+    rules = (
+        Rule(
+            cel="(self.type == 'clusterapi') == has(self.machineDeployment)",
+            message="spec.provider.machineDeployment is required for, and only allowed with, type clusterapi",
+            check=lambda p: (p.type is ProviderType.CLUSTERAPI) == (p.machine_deployment is not None),
+            field_path=".machineDeployment",
+        ),
+        Rule(
+            cel="(self.type == 'karpenter') == has(self.nodePool)",
+            message="spec.provider.nodePool is required for, and only allowed with, type karpenter",
+            check=lambda p: (p.type is ProviderType.KARPENTER) == (p.node_pool is not None),
+            field_path=".nodePool",
+        ),
+        Rule(
+            cel="!has(self.nodeTemplate) || self.type == 'kwok' || self.type == 'static'",
+            message="spec.provider.nodeTemplate is only allowed with type kwok or static",
+            check=lambda p: p.node_template is None or p.type in (ProviderType.KWOK, ProviderType.STATIC),
+            field_path=".nodeTemplate",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+
+BUDGET_NODES_PATTERN = r"^((100|[0-9]{1,2})%|[0-9]+)$"
+# Five cron fields, or one of the macros cron libraries share.
+CRON_PATTERN = r"^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+
+
+class DisruptionBudget(SpecModel):
+    """At most `nodes` of the pool's nodes may be disrupted at once, always or during a window."""
+
+    nodes: Annotated[
+        str,
+        Field(max_length=8),
+        Matches(BUDGET_NODES_PATTERN, "must be a node count such as 1 or a percentage such as 10%"),
+    ] = Field(default="10%", description='A node count ("1") or a percentage of the pool\'s nodes ("10%").')
+    schedule: (
+        Annotated[
+            str,
+            Field(max_length=128),
+            Matches(CRON_PATTERN, "must be a cron schedule such as '0 9 * * 1-5' or a macro such as @daily"),
+        ]
+        | None
+    ) = Field(default=None, description="Cron schedule (UTC) when the budget starts to apply.")
+    duration: Duration | None = Field(
+        default=None, description="How long the budget applies after each scheduled start, e.g. 8h."
+    )
+
+    rules = (
+        Rule(
+            cel="has(self.schedule) == has(self.duration)",
+            message="spec.disruption.budgets[].schedule and duration must be set together",
+            check=lambda b: (b.schedule is None) == (b.duration is None),
+        ),
+    )
+
+    def node_limit(self, pool_nodes: int) -> int:
+        """Nodes this budget lets be disrupted at once; percentages round up, like Karpenter's."""
+        if self.nodes.endswith("%"):
+            return math.ceil(pool_nodes * int(self.nodes[:-1]) / 100)
+        return int(self.nodes)
+
+
+class Disruption(SpecModel):
+    """Limits on how many nodes are disrupted at once. The most restrictive active budget wins."""
+
+    budgets: tuple[DisruptionBudget, ...] = Field(
+        default=(DisruptionBudget(nodes="10%"),),
+        max_length=50,
+        description="Budgets; default: 10% of the pool's nodes at a time.",
+    )
+
+
+class ReplacementType(SpecModel):
+    """A cheaper or smaller node shape the pool may replace nodes with."""
+
+    instance_type: str = Field(
+        min_length=1,
+        max_length=63,
+        description="Instance type (node.kubernetes.io/instance-type) of the shape.",
+    )
+    gpu_model: str = Field(min_length=1, max_length=63, description="GPU product label of the shape.")
+    gpus_per_node: int = Field(ge=0, le=64, description="GPUs per node of the shape.")
+    gpu_memory_mib: int | None = Field(
+        default=None, ge=1, alias="gpuMemoryMiB", description="Memory of one GPU, MiB."
+    )
+    price_per_node_hour: Money = Field(description="Price of one node of the shape for one hour.")
+
+
+class GPUNodePoolSpec(SpecModel):
+    """Which nodes form the pool, what they cost, and how they may be scaled and consolidated."""
+
+    node_selector: Annotated[dict[str, LabelValue], Field(min_length=1, max_length=16)] = Field(
+        description="Labels selecting the pool's nodes, e.g. {rightsizer.io/pool: a100}."
+    )
+    provider: NodePoolProvider = Field(default=NodePoolProvider(), description="Who adds and removes nodes.")
+    gpu_model: str = Field(
+        min_length=1, max_length=63, description="GPU product label of the nodes, e.g. NVIDIA-A100-SXM4-80GB."
+    )
+    gpus_per_node: int = Field(ge=1, le=64, description="GPUs per node.")
+    gpu_memory_mib: int | None = Field(
+        default=None,
+        ge=1,
+        alias="gpuMemoryMiB",
+        description="Memory of one GPU, MiB (for smaller-model and MIG recommendations).",
+    )
+    price_per_gpu_hour: Money | None = Field(
+        default=None, description="Price of one GPU for one hour. Set this or pricePerNodeHour."
+    )
+    price_per_node_hour: Money | None = Field(
+        default=None, description="Price of one node for one hour. Set this or pricePerGpuHour."
+    )
+    cpu_core_price_per_hour: Money | None = Field(
+        default=None, description="Price of one CPU core for one hour, for CPU requests of GPU pods."
+    )
+    watts_per_gpu: Money | None = Field(
+        default=None, description="Rated power of one busy GPU, W; used when power draw is not measured."
+    )
+    idle_watts_per_gpu: Money | None = Field(default=None, description="Power of one idle GPU, W.")
+    pue: Number = Field(
+        default=Decimal(1),
+        ge=1,
+        le=3,
+        description=(
+            "Power usage effectiveness of the data centre (1.0-3.0, typically 1.1-1.6); energy x PUE."
+        ),
+    )
+    energy_price_per_kwh: Money = Field(default=Decimal(0), description="Price of one kWh.")
+    overhead_per_hour: Money = Field(
+        default=Decimal(0), description="Fixed cost per node-hour on top (operations, storage, bandwidth)."
+    )
+    currency: Currency = Field(default="USD", description="Currency of every price in this pool.")
+    min_nodes: int = Field(default=0, ge=0, description="Never scale below this many nodes.")
+    max_nodes: int | None = Field(default=None, ge=0, description="Never scale above this many nodes.")
+    scale_down_after: Duration = Field(
+        default=timedelta(minutes=10), description="Remove a node after it has been idle this long."
+    )
+    consolidation_policy: ConsolidationPolicy = Field(
+        default=ConsolidationPolicy.WHEN_UNDERUTILIZED,
+        description="WhenEmpty or WhenUnderutilized (default).",
+    )
+    consolidate_after: Duration = Field(
+        default=timedelta(minutes=5),
+        description="A node is a consolidation candidate only after its pods have not changed for this long.",
+    )
+    disruption: Disruption = Field(
+        default=Disruption(), description="How many nodes may be disrupted at once."
+    )
+    allow_training_disruption: bool = Field(
+        default=False, description="May training pods be moved to empty nodes (default no)?"
+    )
+    replacement_types: tuple[ReplacementType, ...] = Field(
+        default=(),
+        max_length=16,
+        description="Cheaper node shapes a node may be replaced with.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["instanceType"]},
+    )
+
+    rules = (
+        Rule(
+            cel="has(self.pricePerGpuHour) != has(self.pricePerNodeHour)",
+            message="exactly one of spec.pricePerGpuHour and spec.pricePerNodeHour must be set",
+            check=lambda s: (s.price_per_gpu_hour is None) != (s.price_per_node_hour is None),
+        ),
+        Rule(
+            cel="!has(self.maxNodes) || self.minNodes <= self.maxNodes",
+            message="spec.minNodes must be <= spec.maxNodes",
+            check=lambda s: s.max_nodes is None or s.min_nodes <= s.max_nodes,
+            field_path=".minNodes",
+        ),
+        Rule(
+            cel=(
+                "!has(self.idleWattsPerGpu) || !has(self.wattsPerGpu)"
+                " || self.idleWattsPerGpu <= self.wattsPerGpu"
+            ),
+            message="spec.idleWattsPerGpu must be <= spec.wattsPerGpu",
+            check=lambda s: (
+                s.idle_watts_per_gpu is None
+                or s.watts_per_gpu is None
+                or s.idle_watts_per_gpu <= s.watts_per_gpu
+            ),
+            field_path=".idleWattsPerGpu",
+        ),
+    )
+
+    @field_validator("replacement_types")
+    @classmethod
+    def _distinct_instance_types(cls, shapes: tuple[ReplacementType, ...]) -> tuple[ReplacementType, ...]:
+        # The CRD enforces this through x-kubernetes-list-map-keys; no CEL twin needed.
+        seen: set[str] = set()
+        for shape in shapes:
+            if shape.instance_type in seen:
+                raise ValueError(f"spec.replacementTypes has instanceType {shape.instance_type} twice")
+            seen.add(shape.instance_type)
+        return shapes
+
+    def gpu_hour_price(self) -> Decimal:
+        """Price of one GPU-hour, whichever way the pool is priced."""
+        if self.price_per_gpu_hour is not None:
+            return self.price_per_gpu_hour
+        assert self.price_per_node_hour is not None  # the exactly-one rule guarantees it
+        return self.price_per_node_hour / self.gpus_per_node
+
+
+class GPUNodePoolStatus(StatusModel):
+    """The pool as observed."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last acted on.")
+    conditions: tuple[Condition, ...] = Field(
+        default=(), description="Ready and others.", json_schema_extra=CONDITIONS_LIST
+    )
+    nodes: int | None = Field(default=None, description="Nodes in the pool.")
+    gpus_allocatable: int | None = Field(default=None, description="GPUs allocatable on the pool's nodes.")
+    gpus_requested: int | None = Field(
+        default=None, description="GPUs requested by pods on the pool's nodes."
+    )
+    gpus_active: int | None = Field(default=None, description="GPUs busy (above the idle threshold).")
+    currency: str | None = Field(default=None, description="Currency of the amounts.")
+    cost_per_hour: Number | None = Field(default=None, description="Cost of the pool per hour.")
+    idle_cost_per_hour: Number | None = Field(
+        default=None, description="Part of costPerHour paying for idle GPUs."
+    )
+    last_scale_down: datetime | None = Field(default=None, description="When a node was last removed.")
+
+
+class GPUNodePool(ApiObject):
+    """A pool of alike GPU nodes: their prices and power for the cost model, and how GPU
+    Rightsizer may consolidate and scale them."""
+
+    resource = ResourceInfo(
+        kind="GPUNodePool",
+        plural="gpunodepools",
+        singular="gpunodepool",
+        short_names=("gnp",),
+        namespaced=False,
+        printer_columns=(
+            PrinterColumn("Model", "string", ".spec.gpuModel", "GPU model."),
+            PrinterColumn("Nodes", "integer", ".status.nodes", "Nodes in the pool."),
+            PrinterColumn("GPUs", "integer", ".status.gpusAllocatable", "GPUs allocatable."),
+            PrinterColumn("Active", "integer", ".status.gpusActive", "GPUs busy."),
+            PrinterColumn("Idle $/h", "number", ".status.idleCostPerHour", "Cost per hour of idle GPUs."),
+            AGE_COLUMN,
+        ),
+    )
+
+    api_version: Literal["rightsizer.io/v1alpha1"] = "rightsizer.io/v1alpha1"
+    kind: Literal["GPUNodePool"] = "GPUNodePool"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: GPUNodePoolSpec
+    status: GPUNodePoolStatus | None = None

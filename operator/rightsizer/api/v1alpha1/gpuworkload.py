@@ -1,0 +1,474 @@
+"""GPUWorkload: one GPU training or inference workload the operator right-sizes and prices."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from rightsizer.api.v1alpha1.common import (
+    AGE_COLUMN,
+    CONDITIONS_LIST,
+    DNS_SUBDOMAIN,
+    ApiObject,
+    Condition,
+    Currency,
+    Duration,
+    Money,
+    Number,
+    ObjectMeta,
+    PrinterColumn,
+    ResourceInfo,
+    Rule,
+    SpecModel,
+    StatusModel,
+)
+
+# --- enums ----------------------------------------------------------------------------------------
+
+
+class WorkloadType(StrEnum):
+    """Inference is scaled on utilisation (and may scale to zero); Training is never rescaled,
+    only watched for idleness."""
+
+    INFERENCE = "Inference"
+    TRAINING = "Training"
+
+
+class Mode(StrEnum):
+    """Enforce acts on the target; Recommend only writes status, events and annotations."""
+
+    ENFORCE = "Enforce"
+    RECOMMEND = "Recommend"
+
+
+class MetricSource(StrEnum):
+    """Where utilisation is read: a Prometheus server, or the DCGM exporters scraped directly."""
+
+    PROMETHEUS = "Prometheus"
+    DCGM = "DCGM"
+
+
+class GpuSignal(StrEnum):
+    """DCGM field used as "how busy is this GPU". Ratios (PROF_*) are read as percent (x100)."""
+
+    DCGM_FI_DEV_GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+    DCGM_FI_PROF_GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+    DCGM_FI_PROF_SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
+    DCGM_FI_PROF_PIPE_TENSOR_ACTIVE = "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"
+
+    @property
+    def is_ratio(self) -> bool:
+        """True for the profiling fields, which DCGM reports as 0..1 rather than 0..100."""
+        return self is not GpuSignal.DCGM_FI_DEV_GPU_UTIL
+
+
+class IdleAction(StrEnum):
+    """What to do with a training workload idle for idleFor: Recommend (status and event only),
+    Annotate (also annotate the target and its pods), Suspend (scale the target to 0, or set
+    spec.suspend when the target has it)."""
+
+    RECOMMEND = "Recommend"
+    ANNOTATE = "Annotate"
+    SUSPEND = "Suspend"
+
+
+class WorkloadConditionType(StrEnum):
+    READY = "Ready"
+    METRICS_AVAILABLE = "MetricsAvailable"
+    SCALING = "Scaling"
+    CONFLICT = "Conflict"
+
+
+# --- spec -----------------------------------------------------------------------------------------
+
+
+class TargetRef(SpecModel):
+    """The object whose replicas are managed: anything with a /scale subresource (Deployment,
+    StatefulSet, or a custom job resource), in the GPUWorkload's namespace."""
+
+    api_version: str = Field(
+        min_length=1,
+        max_length=253,
+        description="API version of the target, e.g. apps/v1 or kubeflow.org/v1.",
+    )
+    kind: str = Field(min_length=1, max_length=63, description="Kind of the target, e.g. Deployment.")
+    name: Annotated[str, Field(min_length=1, max_length=253), DNS_SUBDOMAIN] = Field(
+        description="Name of the target in the GPUWorkload's namespace."
+    )
+
+
+class MetricSpec(SpecModel):
+    """How GPU utilisation of the workload's pods is measured."""
+
+    source: MetricSource = Field(
+        default=MetricSource.PROMETHEUS,
+        description="Prometheus (query a Prometheus server) or DCGM (scrape the DCGM exporters directly).",
+    )
+    signal: GpuSignal = Field(
+        default=GpuSignal.DCGM_FI_DEV_GPU_UTIL,
+        description=(
+            "DCGM field that measures activity. DCGM_FI_PROF_GR_ENGINE_ACTIVE is the better "
+            "'is it busy' signal where profiling metrics are enabled."
+        ),
+    )
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description=(
+            "Custom PromQL instead of the signal (source Prometheus only). {{namespace}} and {{pods}} "
+            "(a regex alternation of the workload's pod names) are substituted; the result must be one "
+            "series per pod, labelled pod, in percent (0-100)."
+        ),
+    )
+    window: Duration = Field(
+        default=timedelta(minutes=5), description="Utilisation is averaged over this window, e.g. 5m."
+    )
+
+    rules = (
+        Rule(
+            cel="!has(self.query) || self.source == 'Prometheus'",
+            message="spec.metric.query requires spec.metric.source Prometheus",
+            check=lambda m: m.query is None or m.source is MetricSource.PROMETHEUS,
+            field_path=".query",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+
+class WakeUp(SpecModel):
+    """The signal that brings a workload scaled to zero back, and when it may go to zero."""
+
+    query: str = Field(
+        min_length=1,
+        max_length=4096,
+        description=(
+            "PromQL returning one number, e.g. a request rate; {{namespace}} is substituted. "
+            "Above threshold the workload wakes up."
+        ),
+    )
+    threshold: Money = Field(
+        default=Decimal(0), description="Wake up when the query's value is above this (default 0)."
+    )
+    replicas: int = Field(default=1, ge=1, description="Replicas to start when waking up.")
+    cooldown: Duration = Field(
+        default=timedelta(minutes=5),
+        description=(
+            "Scale to zero only after utilisation is below target and the query at or below "
+            "threshold for this long."
+        ),
+    )
+
+
+class ScalingRules(SpecModel):
+    """Limits on one direction of scaling, with HPA semantics."""
+
+    stabilization_window_seconds: int = Field(
+        ge=0,
+        le=3600,
+        description=(
+            "Recommendations of this many past seconds are considered and the most conservative one "
+            "is used (highest when scaling down, lowest when scaling up), so the workload does not flap."
+        ),
+    )
+    max_step: int | None = Field(
+        default=None, ge=1, description="At most this many pods added or removed per period; unset: no limit."
+    )
+    period_seconds: int = Field(
+        default=15, ge=1, le=1800, description="Length of the period maxStep applies to, in seconds."
+    )
+
+
+class Behavior(SpecModel):
+    """Scaling speed and stabilisation (Inference only), as for a HorizontalPodAutoscaler."""
+
+    scale_up: ScalingRules = Field(
+        default=ScalingRules(stabilization_window_seconds=0, max_step=4, period_seconds=15),
+        description="Scale-up limits; default: immediately, at most 4 pods per 15 s.",
+    )
+    scale_down: ScalingRules = Field(
+        default=ScalingRules(stabilization_window_seconds=300, period_seconds=15),
+        description="Scale-down limits; default: highest recommendation of the last 300 s, no step limit.",
+    )
+    tolerance: Number = Field(
+        default=Decimal("0.1"),
+        ge=0,
+        lt=1,
+        description="No scaling while observed/target is within this fraction of 1 (default 0.1, i.e. 10%).",
+    )
+
+
+class IdlePolicy(SpecModel):
+    """When a training workload counts as idle and what happens then."""
+
+    threshold_percent: Number = Field(
+        default=Decimal(5),
+        gt=0,
+        le=100,
+        description="Every replica below this utilisation (percent) counts as idle.",
+    )
+    idle_for: Duration = Field(
+        default=timedelta(minutes=30), description="Act after the workload has been idle this long, e.g. 30m."
+    )
+    action: IdleAction = Field(
+        default=IdleAction.RECOMMEND,
+        description="Recommend, Annotate or Suspend (scale to 0 or set spec.suspend).",
+    )
+
+
+class WorkloadPricing(SpecModel):
+    """Prices for this workload that override those of its GPUNodePool (e.g. a negotiated rate)."""
+
+    price_per_gpu_hour: Money | None = Field(default=None, description="Price of one GPU for one hour.")
+    cpu_core_price_per_hour: Money | None = Field(
+        default=None, description="Price of one CPU core for one hour."
+    )
+    currency: Currency | None = Field(default=None, description="Currency of these prices, e.g. USD.")
+
+    rules = (
+        Rule(
+            cel="has(self.pricePerGpuHour) || has(self.cpuCorePricePerHour)",
+            message="spec.pricing must set pricePerGpuHour or cpuCorePricePerHour",
+            check=lambda p: p.price_per_gpu_hour is not None or p.cpu_core_price_per_hour is not None,
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class Protection(SpecModel):
+    """What the operator may never do to this workload's pods."""
+
+    do_not_disrupt: bool = Field(
+        default=False, description="Never evict, move or suspend this workload's pods."
+    )
+    allow_consolidation: bool | None = Field(
+        default=None,
+        description=(
+            "May pods be evicted to pack nodes? Unset: yes for Inference, no for Training "
+            "(a moved training pod loses its progress since the last checkpoint)."
+        ),
+    )
+
+    rules = (
+        Rule(
+            cel="!(self.doNotDisrupt && has(self.allowConsolidation) && self.allowConsolidation)",
+            message=(
+                "spec.protection.allowConsolidation cannot be true when spec.protection.doNotDisrupt is true"
+            ),
+            check=lambda p: not (p.do_not_disrupt and p.allow_consolidation),
+            field_path=".allowConsolidation",
+        ),
+    )
+
+
+class GPUWorkloadSpec(SpecModel):
+    """What the workload is, how to measure it, and the limits within which it is right-sized."""
+
+    target_ref: TargetRef = Field(description="The scalable object that runs the GPU pods.")
+    workload_type: WorkloadType = Field(
+        description="Inference (scaled on utilisation, may scale to zero) or Training (watched for idleness)."
+    )
+    mode: Mode = Field(
+        default=Mode.RECOMMEND,
+        description="Recommend (default: change nothing but status, events, annotations) or Enforce.",
+    )
+    metric: MetricSpec = Field(default=MetricSpec(), description="Where and how utilisation is measured.")
+    target_utilization: Number = Field(
+        default=Decimal(60),
+        gt=0,
+        le=100,
+        description="Average GPU utilisation (percent, 0 < t <= 100) to keep an Inference workload at.",
+    )
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Fewest replicas; 0 lets an Inference workload scale to zero (needs wakeUp).",
+    )
+    max_replicas: int | None = Field(default=None, ge=1, description="Most replicas; required for Inference.")
+    wake_up: WakeUp | None = Field(
+        default=None, description="Required with minReplicas 0: when to come back from zero."
+    )
+    behavior: Behavior = Field(default=Behavior(), description="Scaling speed and stabilisation.")
+    idle_policy: IdlePolicy | None = Field(
+        default=None, description="Training only: when the workload is idle and what to do about it."
+    )
+    pricing: WorkloadPricing | None = Field(
+        default=None, description="Overrides of the GPUNodePool's prices for this workload."
+    )
+    protection: Protection = Field(
+        default=Protection(), description="Disruptions the operator must not cause."
+    )
+
+    rules = (
+        Rule(
+            cel="self.workloadType != 'Inference' || has(self.maxReplicas)",
+            message="spec.maxReplicas is required when spec.workloadType is Inference",
+            check=lambda s: s.workload_type is not WorkloadType.INFERENCE or s.max_replicas is not None,
+            field_path=".maxReplicas",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            message="spec.minReplicas must be <= spec.maxReplicas",
+            check=lambda s: s.max_replicas is None or s.min_replicas <= s.max_replicas,
+            field_path=".minReplicas",
+        ),
+        Rule(
+            cel="self.minReplicas > 0 || self.workloadType == 'Inference'",
+            message="spec.minReplicas may be 0 only when spec.workloadType is Inference",
+            check=lambda s: s.min_replicas > 0 or s.workload_type is WorkloadType.INFERENCE,
+            field_path=".minReplicas",
+        ),
+        Rule(
+            cel="self.minReplicas > 0 || has(self.wakeUp)",
+            message="spec.wakeUp is required when spec.minReplicas is 0",
+            check=lambda s: s.min_replicas > 0 or s.wake_up is not None,
+            field_path=".wakeUp",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.wakeUp) || !has(self.maxReplicas) || self.wakeUp.replicas <= self.maxReplicas",
+            message="spec.wakeUp.replicas must be <= spec.maxReplicas",
+            check=lambda s: (
+                s.wake_up is None or s.max_replicas is None or s.wake_up.replicas <= s.max_replicas
+            ),
+            field_path=".wakeUp.replicas",
+        ),
+        Rule(
+            cel="!has(self.idlePolicy) || self.workloadType == 'Training'",
+            message="spec.idlePolicy applies only when spec.workloadType is Training",
+            check=lambda s: s.idle_policy is None or s.workload_type is WorkloadType.TRAINING,
+            field_path=".idlePolicy",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+    @property
+    def consolidation_allowed(self) -> bool:
+        """May the consolidator evict these pods? Explicit protection wins over the type default."""
+        if self.protection.do_not_disrupt:
+            return False
+        if self.protection.allow_consolidation is not None:
+            return self.protection.allow_consolidation
+        return self.workload_type is WorkloadType.INFERENCE
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+class ReplicaUtilization(StatusModel):
+    """Utilisation of one replica's GPUs."""
+
+    pod: str = Field(description="Pod name.")
+    percent: Number = Field(description="Average utilisation of the pod's GPUs over the window, percent.")
+    memory_used_mib: int | None = Field(
+        default=None, alias="memoryUsedMiB", description="Peak GPU memory used, MiB."
+    )
+
+
+class Utilization(StatusModel):
+    """Observed GPU utilisation."""
+
+    aggregate: Number | None = Field(default=None, description="Average over all ready replicas, percent.")
+    per_replica: tuple[ReplicaUtilization, ...] = Field(default=(), description="Per ready replica.")
+    peak_memory_used_mib: int | None = Field(
+        default=None,
+        alias="peakMemoryUsedMiB",
+        description="Highest GPU memory used by any replica over the window, MiB.",
+    )
+    sampled_at: datetime | None = Field(default=None, description="Time of the newest sample used.")
+
+
+class ReplicaCounts(StatusModel):
+    current: int = Field(description="Replicas the target has now.")
+    desired: int = Field(description="Replicas the operator wants (applied in Enforce mode).")
+
+
+class Decision(StatusModel):
+    """The operator's last decision about this workload and why."""
+
+    action: str = Field(
+        description="What was decided, e.g. ScaleUp, ScaleDown, Hold, ScaleToZero, WakeUp, Suspend."
+    )
+    replicas: int | None = Field(default=None, description="Replica count decided, where it applies.")
+    reason: str = Field(description="Why, with the numbers that led to it.")
+    time: datetime = Field(description="When the decision was made.")
+
+
+class Recommendation(StatusModel):
+    """Right-sizing advice from observed utilisation and memory."""
+
+    replicas: int | None = Field(default=None, description="Recommended replica count.")
+    gpus_per_replica: int | None = Field(default=None, description="Recommended GPUs per replica.")
+    gpu_model: str | None = Field(default=None, description="A smaller GPU model that would fit.")
+    mig_profile: str | None = Field(default=None, description="A MIG profile that would fit, e.g. 3g.40gb.")
+    reason: str = Field(default="", description="Why, with the numbers that led to it.")
+
+
+class CostStatus(StatusModel):
+    """What the workload costs, by the model in the GPUNodePool (or spec.pricing)."""
+
+    currency: str = Field(description="Currency of the amounts.")
+    per_hour: Number = Field(description="Cost per hour now: hardware + energy x PUE + overhead.")
+    to_date: Number = Field(description="Cost accumulated since `since`.")
+    idle_per_hour: Number | None = Field(
+        default=None, description="Part of perHour paying for idle GPU time."
+    )
+    gpu_efficiency: Number | None = Field(
+        default=None, description="GPU time used / GPU time paid for, 0..1 (as OpenCost's gpuEfficiency)."
+    )
+    since: datetime | None = Field(default=None, description="Start of accumulation.")
+    last_accrued_at: datetime | None = Field(
+        default=None, description="When toDate was last brought up to date."
+    )
+
+
+class GPUWorkloadStatus(StatusModel):
+    """What the operator observed and decided."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last acted on.")
+    conditions: tuple[Condition, ...] = Field(
+        default=(),
+        description="Ready, MetricsAvailable, Scaling, Conflict.",
+        json_schema_extra=CONDITIONS_LIST,
+    )
+    utilization: Utilization | None = Field(default=None, description="Observed GPU utilisation.")
+    replicas: ReplicaCounts | None = Field(default=None, description="Current and desired replicas.")
+    last_decision: Decision | None = Field(default=None, description="The last decision and why.")
+    recommendations: Recommendation | None = Field(default=None, description="Right-sizing advice.")
+    cost: CostStatus | None = Field(default=None, description="Cost per hour and to date.")
+    idle_since: datetime | None = Field(default=None, description="Since when the workload has been idle.")
+
+
+class GPUWorkload(ApiObject):
+    """A GPU training or inference workload that GPU Rightsizer right-sizes from real GPU
+    activity and puts the cost on."""
+
+    resource = ResourceInfo(
+        kind="GPUWorkload",
+        plural="gpuworkloads",
+        singular="gpuworkload",
+        short_names=("gw",),
+        namespaced=True,
+        printer_columns=(
+            PrinterColumn("Type", "string", ".spec.workloadType", "Inference or Training."),
+            PrinterColumn("Mode", "string", ".spec.mode", "Enforce or Recommend."),
+            PrinterColumn(
+                "Util%", "number", ".status.utilization.aggregate", "Average GPU utilisation, percent."
+            ),
+            PrinterColumn("Replicas", "integer", ".status.replicas.current", "Current replicas."),
+            PrinterColumn("Desired", "integer", ".status.replicas.desired", "Replicas the operator wants."),
+            PrinterColumn("$/h", "number", ".status.cost.perHour", "Cost per hour."),
+            AGE_COLUMN,
+        ),
+    )
+
+    api_version: Literal["rightsizer.io/v1alpha1"] = "rightsizer.io/v1alpha1"
+    kind: Literal["GPUWorkload"] = "GPUWorkload"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: GPUWorkloadSpec
+    status: GPUWorkloadStatus | None = None

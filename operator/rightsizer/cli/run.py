@@ -1,0 +1,76 @@
+"""`rightsizer run`: the operator, against any kubeconfig (or in-cluster credentials)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import kopf
+
+from rightsizer.handlers import operator as operator_handlers
+from rightsizer.handlers import workloads as workload_handlers
+from rightsizer.runtime import telemetry, wiring
+from rightsizer.runtime.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("run", help="run the operator", description=__doc__)
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    p.add_argument("--interval", type=float, dest="interval_seconds", help="seconds between passes (30)")
+    p.add_argument("--namespace", action="append", dest="namespaces", help="watch only these (repeatable)")
+    p.add_argument("--dry-run", action="store_true", default=None, help="decide and report, change nothing")
+    p.add_argument("--prometheus-url", help="Prometheus base URL")
+    p.add_argument("--dcgm-endpoint", action="append", help="dcgm-exporter /metrics URL (repeatable)")
+    p.add_argument("--metrics-port", type=int, help="port of the operator's /metrics (8080)")
+    p.add_argument("--metrics-address", help="address /metrics binds to (0.0.0.0)")
+    p.add_argument("--health-port", type=int, help="port of /healthz (8081)")
+    p.add_argument("--standalone", action="store_true", default=None, help="no peering (one replica only)")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "interval_seconds",
+            "namespaces",
+            "dry_run",
+            "metrics_port",
+            "metrics_address",
+            "health_port",
+            "standalone",
+        )
+    }
+    settings = Settings.load(**overrides)
+    if args.prometheus_url:
+        settings = settings.model_copy(
+            update={"prometheus": settings.prometheus.model_copy(update={"url": args.prometheus_url})}
+        )
+    if args.dcgm_endpoint:
+        settings = settings.model_copy(
+            update={"dcgm": settings.dcgm.model_copy(update={"endpoints": args.dcgm_endpoint})}
+        )
+    op = wiring.build(settings, kubeconfig=args.kubeconfig)
+    if args.kubeconfig:
+        # kopf logs in through the same kubeconfig.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    registry = kopf.OperatorRegistry()
+    operator_handlers.register(registry, settings)
+    workload_handlers.register(registry, op.workloads, settings.interval_seconds)
+    server = telemetry.serve(op.telemetry, settings.metrics_address, settings.metrics_port)
+    logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", *server.server_address[:2])
+    kopf.run(
+        registry=registry,
+        standalone=settings.standalone,
+        peering_name=settings.peering_name,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+    )
+    return 0

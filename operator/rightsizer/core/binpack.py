@@ -1,0 +1,369 @@
+"""Placement simulation on requests: will this pod fit on that node, and which node is best?
+
+Resources are counted the way kube-scheduler's NodeResourcesFit counts them: every requested resource
+(cpu, memory, ephemeral storage, ``nvidia.com/gpu`` and any other extended resource) plus one pod
+slot must fit in allocatable minus what is already requested. CPU is kept in millicores and everything
+else in whole units, rounded up as the API rounds quantities, so the arithmetic is exact integers.
+
+Static constraints (nodeSelector, required node affinity, hard taints, label pins derived from the
+pod's current node) are evaluated once per node *class*: nodes that agree on every label any pod
+constraint mentions, on hard taints and on the extended resources they offer. Free capacity is kept
+in per-class lists sorted by the free amount of one resource, so choosing the most-allocated node
+that still fits (best fit on the pod's scarcest resource) is a bisection plus a short scan instead of
+a walk over every node.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+from rightsizer.core.snapshot import (
+    HOSTNAME_LABEL,
+    Node,
+    NodeSelectorTerm,
+    Pod,
+    Taint,
+    Toleration,
+    hard_taints,
+    is_extended_resource,
+    is_gpu_resource,
+    node_term_matches,
+    selector_matches,
+    tolerates,
+)
+
+CPU = "cpu"
+MEMORY = "memory"
+PODS = "pods"
+
+Request = tuple[tuple[int, int], ...]  # sparse (dimension, amount), always including one pod slot
+
+
+def to_units(name: str, value: Decimal) -> int:
+    """Quantity → integer units: millicores for CPU, whole units (bytes, devices) otherwise."""
+    scaled = value * 1000 if name == CPU else value
+    return int(scaled.to_integral_value(rounding=ROUND_CEILING))
+
+
+class ResourceSpace:
+    """The resource dimensions of one planning run: pods, cpu, memory, then whatever pods request."""
+
+    def __init__(self, requested: Iterable[str]) -> None:
+        names = [PODS, CPU, MEMORY]
+        names.extend(sorted(set(requested) - set(names)))
+        self.names: tuple[str, ...] = tuple(names)
+        self.index: dict[str, int] = {n: i for i, n in enumerate(names)}
+        self.gpu_dims: frozenset[int] = frozenset(i for i, n in enumerate(names) if is_gpu_resource(n))
+
+    def request(self, requests: Mapping[str, Decimal]) -> Request:
+        vector = [(0, 1)]
+        for name, value in requests.items():
+            amount = to_units(name, value)
+            if amount > 0 and name != PODS:
+                vector.append((self.index[name], amount))
+        return tuple(vector)
+
+    def capacity(self, allocatable: Mapping[str, Decimal]) -> list[int]:
+        return [to_units(n, allocatable.get(n, Decimal(0))) for n in self.names]
+
+    def primary(self, request: Request) -> int:
+        """The dimension to best-fit on: a GPU/extended resource if any, else CPU, memory, pods."""
+        dims = {d for d, _ in request}
+        for d, _ in request:
+            if d in self.gpu_dims:
+                return d
+        extended = [d for d in dims if d > 2]
+        if extended:
+            return min(extended)
+        if 1 in dims:
+            return 1
+        if 2 in dims:
+            return 2
+        return 0
+
+
+def add(capacity: list[int], request: Request, sign: int) -> None:
+    for d, amount in request:
+        capacity[d] += sign * amount
+
+
+def fits(free: Sequence[int], request: Request) -> bool:
+    # A plain loop: this is the innermost check of the planner and all() on a generator is ~2x slower.
+    for d, amount in request:  # noqa: SIM110
+        if free[d] < amount:
+            return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """Everything static that decides whether a pod may run on a node.
+
+    ``pins`` are labels the pod must keep from its current node (GPU model, zone of its volumes, the
+    topology domain of its spread/anti-affinity constraints); a None value means "label absent".
+    """
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    node_terms: tuple[NodeSelectorTerm, ...] | None = None
+    tolerations: tuple[Toleration, ...] = ()
+    pins: tuple[tuple[str, str | None], ...] = ()
+
+    def label_keys(self) -> frozenset[str]:
+        keys = {k for k, _ in self.node_selector} | {k for k, _ in self.pins}
+        for term in self.node_terms or ():
+            keys.update(r.key for r in term.match_expressions)
+        return frozenset(keys)
+
+    def uses_node_name(self) -> bool:
+        return any(term.match_fields for term in self.node_terms or ())
+
+    def admits(self, name: str, labels: Mapping[str, str], taints: Sequence[Taint]) -> bool:
+        for key, value in self.node_selector:
+            if labels.get(key) != value:
+                return False
+        for key, pinned in self.pins:
+            if labels.get(key) != pinned:
+                return False
+        if self.node_terms is not None and not any(
+            node_term_matches(t, labels, name) for t in self.node_terms
+        ):
+            return False
+        return all(tolerates(self.tolerations, taint) for taint in hard_taints(taints))
+
+
+def pod_constraints(pod: Pod, pins: Iterable[tuple[str, str | None]] = ()) -> Constraints:
+    return Constraints(
+        node_selector=tuple(sorted(pod.node_selector.items())),
+        node_terms=pod.required_node_terms,
+        tolerations=pod.tolerations,
+        pins=tuple(sorted(set(pins), key=lambda p: (p[0], p[1] or ""))),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inter-pod rules on the node itself (hostname topology); other topologies are pinned instead.
+
+
+def _term_matches(term_namespaces: tuple[str, ...], all_ns: bool, owner_ns: str, other: Pod) -> bool:
+    if all_ns:
+        return True
+    return other.namespace in (term_namespaces or (owner_ns,))
+
+
+def anti_affinity_conflict(incoming: Pod, resident: Pod) -> bool:
+    """Would the two pods break a required anti-affinity term on the same node (either direction)?"""
+    for owner, other in ((incoming, resident), (resident, incoming)):
+        for term in owner.pod_anti_affinity:
+            if (
+                term.topology_key == HOSTNAME_LABEL
+                and _term_matches(term.namespaces, term.all_namespaces, owner.namespace, other)
+                and selector_matches(term.selector, other.labels)
+            ):
+                return True
+    return False
+
+
+def spread_allows(incoming: Pod, residents: Iterable[Pod]) -> bool:
+    """Per-node topology spread (DoNotSchedule): assume the emptiest eligible node holds 0 matching
+    pods, so the target may hold at most maxSkew of them after the move. Conservative, never wrong."""
+    residents = list(residents)
+    for constraint in incoming.spread:
+        if constraint.topology_key != HOSTNAME_LABEL:
+            continue
+        matching = sum(
+            1
+            for p in residents
+            if p.namespace == incoming.namespace and selector_matches(constraint.selector, p.labels)
+        )
+        if matching + 1 > constraint.max_skew:
+            return False
+    return True
+
+
+def needs_neighbour_check(pod: Pod) -> bool:
+    return any(t.topology_key == HOSTNAME_LABEL for t in pod.pod_anti_affinity) or any(
+        c.topology_key == HOSTNAME_LABEL for c in pod.spread
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulation
+
+
+class Simulation:
+    """Mutable working state of one planning run (never leaves the core's planner).
+
+    ``rank`` orders nodes of equal free capacity: lower rank is preferred as a target (nodes that
+    will stay anyway), so moved pods do not land on nodes the planner wants to empty next.
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        space: ResourceSpace,
+        *,
+        constraints: Iterable[Constraints],
+        targetable: Sequence[bool],
+        rank: Sequence[int],
+    ) -> None:
+        self.nodes = nodes
+        self.space = space
+        self.capacity = [space.capacity(n.allocatable) for n in nodes]
+        self.free = [list(c) for c in self.capacity]
+        self.rank = list(rank)
+        self.residents: list[list[Pod]] = [[] for _ in nodes]
+        # Inter-pod checks cost a scan of the target's pods; skip them while no pod needs them.
+        self.neighbour_checks = False
+        keys: set[str] = set()
+        by_name = False
+        for c in constraints:
+            keys |= c.label_keys()
+            by_name = by_name or c.uses_node_name()
+        self._keys = tuple(sorted(keys))
+        self._by_name = by_name
+        self.node_class: list[int] = [-1] * len(nodes)
+        self._members: list[list[int]] = []
+        self._representative: list[Node] = []
+        self._gpu_class: list[bool] = []
+        class_ids: dict[object, int] = {}
+        for i, node in enumerate(nodes):
+            if not targetable[i]:
+                continue
+            offered = frozenset(
+                k
+                for k, v in node.allocatable.items()
+                if v > 0 and is_extended_resource(k) and k in space.index
+            )
+            signature = (
+                tuple(node.labels.get(k) for k in self._keys),
+                node.name if by_name else None,
+                frozenset(hard_taints(node.taints)),
+                offered,
+            )
+            cid = class_ids.get(signature)
+            if cid is None:
+                cid = class_ids[signature] = len(self._members)
+                self._members.append([])
+                self._representative.append(node)
+                self._gpu_class.append(any(is_gpu_resource(k) for k in offered))
+            self._members[cid].append(i)
+            self.node_class[i] = cid
+        self._indexes: list[dict[int, list[tuple[int, int, int]]]] = [{} for _ in self._members]
+        self._feasible: dict[Constraints, tuple[list[int], list[int]]] = {}
+
+    # -- static feasibility ----------------------------------------------------------------------
+
+    def feasible_classes(self, constraints: Constraints) -> tuple[list[int], list[int]]:
+        """Classes the constraints admit, split into (nodes without GPUs, nodes with GPUs)."""
+        cached = self._feasible.get(constraints)
+        if cached is None:
+            plain: list[int] = []
+            gpu: list[int] = []
+            for cid, node in enumerate(self._representative):
+                if constraints.admits(node.name, node.labels, node.taints):
+                    (gpu if self._gpu_class[cid] else plain).append(cid)
+            cached = self._feasible[constraints] = (plain, gpu)
+        return cached
+
+    # -- capacity bookkeeping --------------------------------------------------------------------
+
+    def _index(self, cid: int, dim: int) -> list[tuple[int, int, int]]:
+        index = self._indexes[cid].get(dim)
+        if index is None:
+            index = sorted((self.free[n][dim], self.rank[n], n) for n in self._members[cid])
+            self._indexes[cid][dim] = index
+        return index
+
+    def _unindex(self, n: int) -> None:
+        cid = self.node_class[n]
+        if cid < 0:
+            return
+        for dim, index in self._indexes[cid].items():
+            entry = (self.free[n][dim], self.rank[n], n)
+            del index[bisect_left(index, entry)]
+
+    def _reindex(self, n: int) -> None:
+        cid = self.node_class[n]
+        if cid < 0:
+            return
+        for dim, index in self._indexes[cid].items():
+            insort(index, (self.free[n][dim], self.rank[n], n))
+
+    def reserve(self, n: int, request: Request, pod: Pod | None = None) -> None:
+        self._unindex(n)
+        add(self.free[n], request, -1)
+        self._reindex(n)
+        if pod is not None:
+            self.residents[n].append(pod)
+            if not self.neighbour_checks and needs_neighbour_check(pod):
+                self.neighbour_checks = True
+
+    def release(self, n: int, request: Request, pod: Pod | None = None) -> None:
+        self._unindex(n)
+        add(self.free[n], request, +1)
+        self._reindex(n)
+        if pod is not None:
+            self.residents[n].remove(pod)
+
+    def remove_node(self, n: int) -> None:
+        """The node leaves the cluster: it is no longer a target."""
+        self._unindex(n)
+        cid = self.node_class[n]
+        if cid >= 0:
+            self._members[cid].remove(n)
+            self.node_class[n] = -1
+
+    # -- choosing a target -----------------------------------------------------------------------
+
+    def neighbours_allow(self, pod: Pod, n: int) -> bool:
+        if not self.neighbour_checks and not needs_neighbour_check(pod):
+            return True
+        residents = self.residents[n]
+        if any(anti_affinity_conflict(pod, r) for r in residents):
+            return False
+        return spread_allows(pod, residents)
+
+    def find(
+        self,
+        pod: Pod,
+        request: Request,
+        constraints: Constraints,
+        *,
+        exclude: int = -1,
+        allow_gpu_nodes: bool = True,
+        accept: Callable[[int], bool] | None = None,
+    ) -> int | None:
+        """The most-allocated node (least free of the pod's primary resource) that fits the pod.
+
+        A pod without GPU requests tries nodes without GPUs first and falls back to GPU nodes only
+        when ``allow_gpu_nodes``: CPU pods must not pin GPU nodes while CPU nodes have room.
+        """
+        plain, gpu = self.feasible_classes(constraints)
+        wants_gpu = any(d in self.space.gpu_dims for d, _ in request)
+        tiers = (gpu,) if wants_gpu else ((plain, gpu) if allow_gpu_nodes else (plain,))
+        primary = self.space.primary(request)
+        need = next(a for d, a in request if d == primary)
+        free = self.free
+        for classes in tiers:
+            best: tuple[int, int, int] | None = None
+            for cid in classes:
+                index = self._index(cid, primary)
+                for j in range(bisect_left(index, (need,)), len(index)):
+                    entry = index[j]
+                    if best is not None and entry >= best:
+                        break
+                    n = entry[2]
+                    if (
+                        n != exclude
+                        and fits(free[n], request)
+                        and self.neighbours_allow(pod, n)
+                        and (accept is None or accept(n))
+                    ):
+                        best = entry
+                        break
+            if best is not None:
+                return best[2]
+        return None

@@ -1,0 +1,335 @@
+"""What may be disrupted, and how much at once: protection rules, disruption budgets, cron windows.
+
+How the planner learns that a pod is protected (first match wins, see :func:`pod_disposition`):
+
+* stays in place without blocking its node: terminating pods, mirror (static) pods, DaemonSet pods;
+* blocks its node (never evicted):
+  - annotations ``rightsizer.io/do-not-disrupt: "true"``, ``karpenter.sh/do-not-disrupt: "true"``,
+    ``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``;
+  - a :class:`PodPolicy` with ``protected`` (the caller derives it from GPUWorkloads' protection);
+  - no controller ownerReference (nothing would recreate it);
+  - training pods unless allowed: a pod is training when its :class:`PodPolicy` says so (a Training
+    GPUWorkload), when label or annotation ``rightsizer.io/workload-type`` is ``Training``, or when its
+    controller is a training-job kind (PyTorchJob, TFJob, MPIJob, ...). Allowed by the pool's
+    ``allowTrainingDisruption``, the planner option, the policy's ``allow_disruption``, or — while
+    its GPUs are idle — the policy's ``allow_disruption_when_idle``;
+  - emptyDir/hostPath volumes, unless ``cluster-autoscaler.kubernetes.io/safe-to-evict: "true"``, all
+    such volumes are listed in ``cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes``, or
+    the planner option allows local storage;
+  - a PodDisruptionBudget with ``disruptionsAllowed: 0``, or more than one PDB (the Eviction API
+    refuses those); budgets above zero are counted across the whole plan by the consolidator;
+  - required pod affinity (co-location with other pods is not simulated).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from rightsizer.core.errors import InvalidSchedule
+from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget
+
+if TYPE_CHECKING:
+    from rightsizer.core.pools import PoolPolicy
+
+DO_NOT_DISRUPT = ("rightsizer.io/do-not-disrupt", "karpenter.sh/do-not-disrupt")
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+SAFE_TO_EVICT_LOCAL_VOLUMES = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
+SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+WORKLOAD_TYPE = "rightsizer.io/workload-type"
+DISRUPTED_TAINT = "rightsizer.io/disrupted"
+TRAINING_OWNER_KINDS = frozenset(
+    {"PyTorchJob", "TFJob", "MPIJob", "XGBoostJob", "PaddleJob", "JAXJob", "TrainJob", "RayJob"}
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pod protection
+
+
+@dataclass(frozen=True, slots=True)
+class PodPolicy:
+    """What GPUWorkloads say about one pod (keyed by ``namespace/name`` in the planner input)."""
+
+    protected: bool = False
+    training: bool = False
+    allow_disruption: bool = False
+    allow_disruption_when_idle: bool = False
+
+
+class Mobility(StrEnum):
+    MOVABLE = "movable"
+    STAYS = "stays"  # not moved, does not block removing its node (DaemonSet, mirror, terminating)
+    BLOCKS = "blocks"  # not moved, and its node is kept
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition:
+    mobility: Mobility
+    reason: str
+
+
+MOVABLE = Disposition(Mobility.MOVABLE, "movable")
+
+
+def _true(value: str | None) -> bool:
+    return value is not None and value.strip().lower() == "true"
+
+
+def is_training(pod: Pod, policy: PodPolicy | None) -> bool:
+    if policy is not None and policy.training:
+        return True
+    marker = (pod.labels.get(WORKLOAD_TYPE) or pod.annotations.get(WORKLOAD_TYPE) or "").lower()
+    if marker == "training":
+        return True
+    owner = pod.controller
+    return owner is not None and owner.kind in TRAINING_OWNER_KINDS
+
+
+def pod_disposition(
+    pod: Pod,
+    *,
+    policy: PodPolicy | None,
+    pdbs: Sequence[PodDisruptionBudget],
+    allow_training: bool,
+    allow_local_storage: bool,
+    gpu_idle: bool,
+) -> Disposition:
+    """Classify one bound pod: movable, stays without blocking, or blocks its node (with why)."""
+    if pod.deleting:
+        return Disposition(Mobility.STAYS, "terminating")
+    if pod.is_mirror:
+        return Disposition(Mobility.STAYS, "mirror (static) pod")
+    if pod.is_daemon:
+        return Disposition(Mobility.STAYS, "DaemonSet pod")
+    for annotation in DO_NOT_DISRUPT:
+        if _true(pod.annotations.get(annotation)):
+            return Disposition(Mobility.BLOCKS, f"annotated {annotation}=true")
+    safe_to_evict = pod.annotations.get(SAFE_TO_EVICT, "").strip().lower()
+    if safe_to_evict == "false":
+        return Disposition(Mobility.BLOCKS, f'annotated {SAFE_TO_EVICT}="false"')
+    if policy is not None and policy.protected:
+        return Disposition(Mobility.BLOCKS, "protected by its GPUWorkload")
+    if pod.controller is None:
+        return Disposition(Mobility.BLOCKS, "no controller would recreate it (bare pod)")
+    if is_training(pod, policy):
+        allowed = allow_training or (
+            policy is not None
+            and (policy.allow_disruption or (policy.allow_disruption_when_idle and gpu_idle))
+        )
+        if not allowed:
+            return Disposition(Mobility.BLOCKS, "training pod (disruption not allowed by pool or workload)")
+    if pod.local_volumes and not allow_local_storage and safe_to_evict != "true":
+        safe = {v.strip() for v in pod.annotations.get(SAFE_TO_EVICT_LOCAL_VOLUMES, "").split(",")}
+        unsafe = [v for v in pod.local_volumes if v not in safe]
+        if unsafe:
+            return Disposition(Mobility.BLOCKS, f"local storage (emptyDir/hostPath volume {unsafe[0]!r})")
+    if len(pdbs) > 1:
+        names = ", ".join(sorted(p.key for p in pdbs))
+        return Disposition(Mobility.BLOCKS, f"matched by several PDBs ({names}); the Eviction API refuses")
+    if pdbs and pdbs[0].disruptions_allowed <= 0:
+        return Disposition(Mobility.BLOCKS, f"PDB {pdbs[0].key} allows no disruption (disruptionsAllowed=0)")
+    if pod.pod_affinity:
+        return Disposition(Mobility.BLOCKS, "required pod affinity (co-location is not simulated)")
+    return MOVABLE
+
+
+def node_block_reason(node: Node) -> str | None:
+    """Why a node must not be disrupted by this plan regardless of its pods, or None."""
+    for annotation in DO_NOT_DISRUPT:
+        if _true(node.annotations.get(annotation)):
+            return f"node annotated {annotation}=true"
+    if _true(node.annotations.get(SCALE_DOWN_DISABLED)):
+        return f"node annotated {SCALE_DOWN_DISABLED}=true"
+    if node.deleting:
+        return "node is already being deleted"
+    if any(t.key == DISRUPTED_TAINT for t in node.taints):
+        return "node is already being disrupted (resumed by the executor)"
+    if node.unschedulable:
+        return "node is cordoned by someone else"
+    return None
+
+
+def is_disrupting(node: Node) -> bool:
+    """Nodes that count against budgets: being deleted, being drained, or NotReady (Karpenter)."""
+    return node.deleting or not node.ready or any(t.key == DISRUPTED_TAINT for t in node.taints)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cron schedules (5 fields, UTC, robfig/cron semantics as used by Karpenter budgets)
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_MONTHS = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
+_WEEKDAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday
+    days_star: bool
+    weekdays_star: bool
+
+    def day_matches(self, year: int, month: int, day: int) -> bool:
+        if month not in self.months:
+            return False
+        weekday = (calendar.weekday(year, month, day) + 1) % 7
+        dom = day in self.days
+        dow = weekday in self.weekdays
+        # Both restricted: either may match (classic cron); otherwise both must.
+        if self.days_star or self.weekdays_star:
+            return dom and dow
+        return dom or dow
+
+    def matches(self, when: datetime) -> bool:
+        when = when.astimezone(UTC)
+        return (
+            when.minute in self.minutes
+            and when.hour in self.hours
+            and self.day_matches(when.year, when.month, when.day)
+        )
+
+
+def _field(text: str, low: int, high: int, names: dict[str, int], expr: str) -> tuple[frozenset[int], bool]:
+    """One cron field → its values, and whether it is an unrestricted star (robfig's star bit)."""
+    values: set[int] = set()
+    star = False
+
+    def number(token: str) -> int:
+        token = token.upper()
+        if token in names:
+            return names[token]
+        if not token.isdigit():
+            raise InvalidSchedule(expr, f"{token!r} is not a number")
+        return int(token)
+
+    for part in text.split(","):
+        range_text, slash, step_text = part.partition("/")
+        step = 1
+        if slash:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise InvalidSchedule(expr, f"bad step in {part!r}")
+            step = int(step_text)
+        if range_text in ("*", "?"):
+            start, end = low, high
+            star = star or step == 1
+        elif "-" in range_text:
+            first, _, last = range_text.partition("-")
+            start, end = number(first), number(last)
+        else:
+            start = number(range_text)
+            end = high if slash else start
+        if not low <= start <= end <= high:
+            raise InvalidSchedule(expr, f"{part!r} is outside {low}-{high}")
+        values.update(range(start, end + 1, step))
+    return frozenset(values), star
+
+
+def parse_cron(expression: str) -> CronSchedule:
+    text = _MACROS.get(expression.strip().lower(), expression.strip())
+    fields = text.split()
+    if len(fields) != 5:
+        raise InvalidSchedule(expression, f"{len(fields)} fields")
+    minutes, _ = _field(fields[0], 0, 59, {}, expression)
+    hours, _ = _field(fields[1], 0, 23, {}, expression)
+    days, days_star = _field(fields[2], 1, 31, {}, expression)
+    months, _ = _field(fields[3], 1, 12, _MONTHS, expression)
+    weekdays, weekdays_star = _field(fields[4], 0, 7, _WEEKDAYS, expression)
+    weekdays = frozenset(v % 7 for v in weekdays)  # 7 is Sunday too
+    return CronSchedule(minutes, hours, days, months, weekdays, days_star, weekdays_star)
+
+
+def last_fire(schedule: CronSchedule, now: datetime, after: datetime) -> datetime | None:
+    """The latest minute in (after, now] at which the schedule fires, or None.
+
+    Walks days backwards and only looks inside matching days, so long windows stay cheap.
+    """
+    now = now.astimezone(UTC).replace(second=0, microsecond=0)
+    after = after.astimezone(UTC)
+    hours = sorted(schedule.hours, reverse=True)
+    minutes = sorted(schedule.minutes, reverse=True)
+    day = now.replace(hour=0, minute=0)
+    while day + timedelta(days=1) > after:
+        if schedule.day_matches(day.year, day.month, day.day):
+            for hour in hours:
+                for minute in minutes:
+                    fire = day.replace(hour=hour, minute=minute)
+                    if fire > now:
+                        continue
+                    return fire if fire > after else None
+        day -= timedelta(days=1)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Disruption budgets and consolidateAfter
+
+# Karpenter's default when a pool names no budget: 10% of its nodes at once.
+DEFAULT_BUDGET = "10%"
+REASON_EMPTY = "Empty"
+REASON_UNDERUTILIZED = "Underutilized"
+REASONS = (REASON_EMPTY, REASON_UNDERUTILIZED, "Drifted")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBudget:
+    """At most ``nodes`` ("3" or "10%") of the pool disrupted at once, while the schedule is active."""
+
+    nodes: str
+    schedule: str | None = None
+    duration: timedelta | None = None
+    reasons: tuple[str, ...] = ()  # empty: applies to every reason
+
+
+def budget_active(budget: NodeBudget, now: datetime) -> bool:
+    """A budget without a schedule always applies; a scheduled one for `duration` after each firing."""
+    if budget.schedule is None or budget.duration is None:
+        return True
+    return last_fire(parse_cron(budget.schedule), now, now - budget.duration) is not None
+
+
+def budget_nodes(nodes: str, pool_size: int) -> int:
+    """ "3" → 3; "10%" of the pool, rounded up (Karpenter rounds percentages up)."""
+    if nodes.endswith("%"):
+        return -(-pool_size * int(nodes[:-1]) // 100)
+    return int(nodes)
+
+
+def allowed_disruptions(pool: PoolPolicy, pool_size: int, disrupting: int, now: datetime, reason: str) -> int:
+    """Nodes of the pool this plan may disrupt for `reason`: the most restrictive active budget minus
+    nodes already disrupting. No budgets: the default 10%. Budgets given but none active: no limit."""
+    if not pool.budgets:
+        limit = budget_nodes(DEFAULT_BUDGET, pool_size)
+    else:
+        limits = [
+            budget_nodes(b.nodes, pool_size)
+            for b in pool.budgets
+            if (not b.reasons or reason in b.reasons) and budget_active(b, now)
+        ]
+        limit = min(limits) if limits else pool_size
+    return max(0, limit - disrupting)
+
+
+def consolidation_due(pool: PoolPolicy, since: datetime | None, now: datetime) -> timedelta | None:
+    """None when the node has been a candidate for at least consolidateAfter; else the time left."""
+    if pool.consolidate_after is None:
+        return timedelta.max
+    if since is None or pool.consolidate_after <= timedelta(0):
+        return None
+    left = since + pool.consolidate_after - now
+    return left if left > timedelta(0) else None

@@ -1,0 +1,402 @@
+"""Node pools as the planner sees them: which nodes belong together, what they cost, how they may shrink.
+
+A :class:`PoolPolicy` is the planner's own frozen view of a GPUNodePool. :func:`parse_pools` reads
+GPUNodePool documents (``rightsizer.io/v1alpha1``, already decoded from YAML/JSON) with a small,
+strict parser, so the core does not depend on the API package's models. Without pool definitions,
+:func:`default_assignment` groups nodes by GPU model (``nvidia.com/gpu.product``) or instance type
+and prices them from :data:`DEFAULT_GPU_PRICES`.
+
+Default prices (USD per GPU-hour, on-demand list prices rounded; the GPU price includes its host):
+
+============  ======
+GPU model     $/GPU-h
+============  ======
+B200          8.00
+H200          6.00
+H100          5.00
+A100 80GB     3.00
+A100 (40GB)   2.50
+V100          2.00
+L40S          1.50
+A10G / A10    1.00
+L4            0.80
+T4            0.35
+other GPU     2.00
+============  ======
+
+Nodes without GPUs cost :data:`DEFAULT_CPU_CORE_PRICE` per allocatable core-hour.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rightsizer.core.budgets import (
+    DEFAULT_BUDGET,
+    REASONS,
+    NodeBudget,
+    parse_cron,
+)
+from rightsizer.core.errors import InvalidPool, InvalidQuantity, InvalidSchedule
+from rightsizer.core.quantity import parse_quantity
+from rightsizer.core.snapshot import (
+    GPU_PRODUCT_LABEL,
+    INSTANCE_TYPE_LABEL,
+    LabelSelector,
+    Node,
+    Requirement,
+    selector_matches,
+)
+
+API_VERSION = "rightsizer.io/v1alpha1"
+WHEN_EMPTY = "WhenEmpty"
+WHEN_UNDERUTILIZED = "WhenUnderutilized"
+
+DEFAULT_GPU_PRICES: tuple[tuple[frozenset[str], Decimal], ...] = (
+    (frozenset({"B200"}), Decimal("8.00")),
+    (frozenset({"H200"}), Decimal("6.00")),
+    (frozenset({"H100"}), Decimal("5.00")),
+    (frozenset({"A100", "80GB"}), Decimal("3.00")),
+    (frozenset({"A100"}), Decimal("2.50")),
+    (frozenset({"V100"}), Decimal("2.00")),
+    (frozenset({"L40S"}), Decimal("1.50")),
+    (frozenset({"A10G"}), Decimal("1.00")),
+    (frozenset({"A10"}), Decimal("1.00")),
+    (frozenset({"L4"}), Decimal("0.80")),
+    (frozenset({"T4"}), Decimal("0.35")),
+)
+DEFAULT_UNKNOWN_GPU_PRICE = Decimal("2.00")
+DEFAULT_CPU_CORE_PRICE = Decimal("0.04")
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacementType:
+    """A smaller/cheaper node the pool can launch instead of an underused one.
+
+    ``cpu``/``memory`` are the replacement's allocatable; when omitted they are taken as the current
+    node's scaled by the GPU ratio (cloud GPU families scale host size with GPU count).
+    """
+
+    instance_type: str
+    gpu_model: str | None
+    gpus_per_node: int
+    price_per_node_hour: Decimal
+    cpu: Decimal | None = None
+    memory: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPolicy:
+    name: str
+    node_selector: LabelSelector | None = None
+    gpu_model: str | None = None
+    gpus_per_node: int | None = None
+    price_per_gpu_hour: Decimal | None = None
+    price_per_node_hour: Decimal | None = None
+    min_nodes: int = 0
+    max_nodes: int | None = None
+    consolidation_policy: str = WHEN_UNDERUTILIZED
+    consolidate_after: timedelta | None = timedelta(0)  # None: never consolidate
+    budgets: tuple[NodeBudget, ...] = ()  # empty: the default 10%
+    allow_training_disruption: bool = False
+    replacement_types: tuple[ReplacementType, ...] = ()
+    provider: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolAssignment:
+    """Pools by name and the pool of each node; nodes outside every pool are absent from node_pool."""
+
+    pools: Mapping[str, PoolPolicy] = field(default_factory=dict)
+    node_pool: Mapping[str, str] = field(default_factory=dict)
+
+    def pool_of(self, node: str) -> PoolPolicy | None:
+        name = self.node_pool.get(node)
+        return self.pools[name] if name is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Durations ("10m", "1h30m", "Never")
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),
+    "ms": Decimal("1e-3"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+
+
+def parse_duration(text: object, where: str) -> timedelta:
+    """Go-style duration as Kubernetes APIs write it: ``30s``, ``10m``, ``1h30m``."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return timedelta(seconds=text)
+    if not isinstance(text, str) or not text:
+        raise InvalidPool(f"{where}: {text!r} is not a duration such as 30s, 10m or 1h30m")
+    position = 0
+    seconds = Decimal(0)
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        seconds += Decimal(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or position == 0:
+        raise InvalidPool(f"{where}: {text!r} is not a duration such as 30s, 10m or 1h30m")
+    return timedelta(seconds=float(seconds))
+
+
+# ---------------------------------------------------------------------------------------------
+# GPUNodePool documents → PoolPolicy
+
+
+def parse_pools(documents: Iterable[object]) -> tuple[PoolPolicy, ...]:
+    """Read GPUNodePool documents (a ``List`` of them is unpacked). Other kinds are refused."""
+    pools: list[PoolPolicy] = []
+    for doc in documents:
+        if doc is None:
+            continue
+        if not isinstance(doc, Mapping):
+            raise InvalidPool("a pool document must be an object (a GPUNodePool)")
+        if str(doc.get("kind", "")).endswith("List"):
+            pools.extend(parse_pools(doc.get("items") or []))
+            continue
+        pools.append(parse_pool(doc))
+    names = [p.name for p in pools]
+    if len(set(names)) != len(names):
+        raise InvalidPool("two GPUNodePools share a name")
+    return tuple(pools)
+
+
+def _map(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidPool(f"{where} must be an object")
+    return value
+
+
+def _decimal(value: object, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidPool(f"{where}: {value!r} is not a number")
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise InvalidPool(f"{where}: {value!r} is not a number") from exc
+    if not result.is_finite() or result < 0:
+        raise InvalidPool(f"{where}: {value!r} must be a non-negative number")
+    return result
+
+
+def _int(value: object, where: str, default: int | None) -> int | None:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidPool(f"{where}: {value!r} must be a non-negative integer")
+    return value
+
+
+def _selector(value: object, where: str) -> LabelSelector:
+    raw = _map(value, where)
+    if "matchLabels" in raw or "matchExpressions" in raw:
+        labels = _map(raw.get("matchLabels"), f"{where}.matchLabels")
+        expressions = []
+        for entry in raw.get("matchExpressions") or []:
+            e = _map(entry, f"{where}.matchExpressions")
+            if e.get("operator") not in ("In", "NotIn", "Exists", "DoesNotExist"):
+                raise InvalidPool(f"{where}.matchExpressions: bad operator {e.get('operator')!r}")
+            expressions.append(
+                Requirement(
+                    str(e.get("key", "")), str(e["operator"]), tuple(str(v) for v in e.get("values") or [])
+                )
+            )
+        return LabelSelector(
+            match_labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+            match_expressions=tuple(expressions),
+        )
+    return LabelSelector(match_labels=tuple(sorted((str(k), str(v)) for k, v in raw.items())))
+
+
+def validate_budget_nodes(value: str, where: str) -> None:
+    text = value[:-1] if value.endswith("%") else value
+    if not text.isdigit() or (value.endswith("%") and int(text) > 100):
+        raise InvalidPool(f'{where}: {value!r} must be a node count ("3") or a percentage ("10%")')
+
+
+def _budget(raw: object, where: str) -> NodeBudget:
+    entry = _map(raw, where)
+    nodes = str(entry.get("nodes", DEFAULT_BUDGET))
+    validate_budget_nodes(nodes, f"{where}.nodes")
+    schedule = entry.get("schedule")
+    duration = entry.get("duration")
+    if (schedule is None) != (duration is None):
+        raise InvalidPool(f"{where}: schedule and duration must be given together")
+    if schedule is not None:
+        try:
+            parse_cron(str(schedule))
+        except InvalidSchedule as exc:
+            raise InvalidPool(f"{where}.schedule: {exc}") from exc
+    reasons = tuple(str(r) for r in entry.get("reasons") or [])
+    for reason in reasons:
+        if reason not in REASONS:
+            raise InvalidPool(f"{where}.reasons: unknown reason {reason!r} (Empty, Underutilized, Drifted)")
+    return NodeBudget(
+        nodes=nodes,
+        schedule=str(schedule) if schedule is not None else None,
+        duration=parse_duration(duration, f"{where}.duration") if duration is not None else None,
+        reasons=reasons,
+    )
+
+
+def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
+    kind = doc.get("kind")
+    if kind != "GPUNodePool":
+        raise InvalidPool(f"expected kind GPUNodePool, got {kind!r}")
+    api_version = doc.get("apiVersion")
+    if api_version is not None and api_version != API_VERSION:
+        raise InvalidPool(f"GPUNodePool apiVersion must be {API_VERSION}, got {api_version!r}")
+    meta = _map(doc.get("metadata"), "metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidPool("a GPUNodePool has no metadata.name")
+    where = f"GPUNodePool {name}: spec"
+    spec = _map(doc.get("spec"), where)
+    policy = str(spec.get("consolidationPolicy", WHEN_UNDERUTILIZED))
+    if policy == "WhenEmptyOrUnderutilized":
+        policy = WHEN_UNDERUTILIZED
+    if policy not in (WHEN_EMPTY, WHEN_UNDERUTILIZED):
+        raise InvalidPool(f"{where}.consolidationPolicy: {policy!r} is not WhenEmpty or WhenUnderutilized")
+    after_raw = spec.get("consolidateAfter", "0s")
+    consolidate_after = (
+        None if after_raw == "Never" else parse_duration(after_raw, f"{where}.consolidateAfter")
+    )
+    disruption = _map(spec.get("disruption"), f"{where}.disruption")
+    budgets = tuple(
+        _budget(b, f"{where}.disruption.budgets[{i}]") for i, b in enumerate(disruption.get("budgets") or [])
+    )
+    replacements = []
+    for i, raw in enumerate(spec.get("replacementTypes") or []):
+        entry = _map(raw, f"{where}.replacementTypes[{i}]")
+        rwhere = f"{where}.replacementTypes[{i}]"
+        instance_type = entry.get("instanceType")
+        price = _decimal(entry.get("pricePerNodeHour"), f"{rwhere}.pricePerNodeHour")
+        if not isinstance(instance_type, str) or not instance_type or price is None:
+            raise InvalidPool(f"{rwhere}: instanceType and pricePerNodeHour are required")
+        cpu = entry.get("cpu")
+        memory = entry.get("memory")
+        try:
+            replacements.append(
+                ReplacementType(
+                    instance_type=instance_type,
+                    gpu_model=str(entry["gpuModel"]) if entry.get("gpuModel") else None,
+                    gpus_per_node=_int(entry.get("gpusPerNode"), f"{rwhere}.gpusPerNode", 0) or 0,
+                    price_per_node_hour=price,
+                    cpu=parse_quantity(cpu) if cpu is not None else None,
+                    memory=parse_quantity(memory) if memory is not None else None,
+                )
+            )
+        except InvalidQuantity as exc:
+            raise InvalidPool(f"{rwhere}: {exc}") from exc
+    min_nodes = _int(spec.get("minNodes"), f"{where}.minNodes", 0) or 0
+    max_nodes = _int(spec.get("maxNodes"), f"{where}.maxNodes", None)
+    if max_nodes is not None and max_nodes < min_nodes:
+        raise InvalidPool(f"{where}: maxNodes {max_nodes} is below minNodes {min_nodes}")
+    provider = _map(spec.get("provider"), f"{where}.provider")
+    return PoolPolicy(
+        name=name,
+        node_selector=_selector(spec.get("nodeSelector"), f"{where}.nodeSelector"),
+        gpu_model=str(spec["gpuModel"]) if spec.get("gpuModel") else None,
+        gpus_per_node=_int(spec.get("gpusPerNode"), f"{where}.gpusPerNode", None),
+        price_per_gpu_hour=_decimal(spec.get("pricePerGpuHour"), f"{where}.pricePerGpuHour"),
+        price_per_node_hour=_decimal(spec.get("pricePerNodeHour"), f"{where}.pricePerNodeHour"),
+        min_nodes=min_nodes,
+        max_nodes=max_nodes,
+        consolidation_policy=policy,
+        consolidate_after=consolidate_after,
+        budgets=budgets,
+        allow_training_disruption=bool(spec.get("allowTrainingDisruption", False)),
+        replacement_types=tuple(replacements),
+        provider=str(provider.get("type", "none")),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Which node belongs to which pool
+
+
+def is_control_plane(node: Node) -> bool:
+    return any(label in node.labels for label in CONTROL_PLANE_LABELS)
+
+
+def assign_pools(nodes: Sequence[Node], pools: Sequence[PoolPolicy]) -> PoolAssignment:
+    """Each node joins the first pool (by name) whose nodeSelector matches it; an empty selector
+    would claim every node, so it is treated as matching nothing."""
+    ordered = sorted(pools, key=lambda p: p.name)
+    node_pool: dict[str, str] = {}
+    for node in nodes:
+        for pool in ordered:
+            selector = pool.node_selector
+            if (
+                selector is not None
+                and selector != LabelSelector()
+                and selector_matches(selector, node.labels)
+            ):
+                node_pool[node.name] = pool.name
+                break
+    return PoolAssignment(pools={p.name: p for p in pools}, node_pool=node_pool)
+
+
+def default_pool_key(node: Node) -> str:
+    return node.labels.get(GPU_PRODUCT_LABEL) or node.labels.get(INSTANCE_TYPE_LABEL) or "unlabelled"
+
+
+def default_assignment(nodes: Sequence[Node]) -> PoolAssignment:
+    """Without GPUNodePools: one pool per GPU model (or instance type), default policy and prices.
+
+    Control-plane nodes are left out: they are never consolidation candidates.
+    """
+    node_pool = {n.name: default_pool_key(n) for n in nodes if not is_control_plane(n)}
+    pools = {name: PoolPolicy(name=name) for name in sorted(set(node_pool.values()))}
+    return PoolAssignment(pools=pools, node_pool=node_pool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prices
+
+_TOKEN = re.compile(r"[A-Z0-9]+")
+
+
+def default_gpu_price(model: str | None) -> Decimal:
+    tokens = set(_TOKEN.findall((model or "").upper()))
+    for required, price in DEFAULT_GPU_PRICES:
+        if required <= tokens:
+            return price
+    return DEFAULT_UNKNOWN_GPU_PRICE
+
+
+def default_node_price(node: Node) -> Decimal:
+    gpus = node.gpus()
+    if gpus > 0:
+        return gpus * default_gpu_price(node.gpu_model or node.labels.get(INSTANCE_TYPE_LABEL))
+    return node.allocatable.get("cpu", Decimal(0)) * DEFAULT_CPU_CORE_PRICE
+
+
+def node_price(node: Node, pool: PoolPolicy | None) -> Decimal:
+    """Hourly price of a node: the pool's node or GPU price, else the default table."""
+    if pool is not None:
+        if pool.price_per_node_hour is not None:
+            return pool.price_per_node_hour
+        if pool.price_per_gpu_hour is not None:
+            gpus = node.gpus() or Decimal(pool.gpus_per_node or 0)
+            return gpus * pool.price_per_gpu_hour
+    return default_node_price(node)

@@ -1,0 +1,479 @@
+"""How many replicas an inference workload should run, and why.
+
+The arithmetic is the Horizontal Pod Autoscaler's, so users' intuition carries over:
+
+1. ``desired = ceil(ready * observed / target)``, unless ``|observed/target - 1| <= tolerance``;
+   while pods are still starting, a scale-up counts them as idle (HPA does the same) so a
+   burst of new pods is not multiplied again before they take load.
+2. Stabilisation over a history of raw recommendations: scale-down follows the *highest*
+   recommendation in the scale-down window, scale-up the *lowest* in the scale-up window.
+3. Step limits: at most ``max_pods`` / ``max_percent`` added or removed per period, counting the
+   scale events already made in that period (the larger allowance wins, HPA's default).
+4. Clamp to [minReplicas, maxReplicas].
+
+On top of HPA: scale to zero (``min_replicas == 0``) once every Ready replica has been below the
+idle threshold for the whole scale-down window, and wake from zero when the wake-up signal (e.g.
+a request rate) exceeds its threshold. Missing or unusable data never scales anything, and never
+to zero: a workload at zero with no readable wake-up signal stays where it is.
+
+The caller keeps the recommendation history and scale events between calls (they are returned
+updated) so a restarted operator resumes the same windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from rightsizer.api.durations import format_duration
+from rightsizer.core.errors import InvalidPolicy
+from rightsizer.core.metrics_view import Hold, UsableMetrics
+from rightsizer.core.wording import TIMES, format_percent
+
+
+class ReplicaAction(StrEnum):
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    SCALE_TO_ZERO = "ScaleToZero"
+    WAKE_UP = "WakeUp"
+    NO_CHANGE = "NoChange"
+    HOLD = "Hold"
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """One direction of HPA ``behavior``: stabilisation window and how fast replicas may change.
+
+    With neither ``max_pods`` nor ``max_percent`` the step is unlimited.
+    """
+
+    stabilization_seconds: int = 0
+    period_seconds: int = 15
+    max_pods: int | None = None
+    max_percent: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.stabilization_seconds < 0:
+            raise InvalidPolicy(
+                "stabilizationWindowSeconds", f"{self.stabilization_seconds} is negative", "use 0 or more"
+            )
+        if self.period_seconds <= 0:
+            raise InvalidPolicy("periodSeconds", f"{self.period_seconds} is not positive", "use 1 or more")
+        for name, value in (("maxPods", self.max_pods), ("maxPercent", self.max_percent)):
+            if value is not None and value <= 0:
+                raise InvalidPolicy(
+                    name, f"{value} would forbid scaling", "use 1 or more, or leave it unset for no limit"
+                )
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(seconds=self.stabilization_seconds)
+
+    @property
+    def period(self) -> timedelta:
+        return timedelta(seconds=self.period_seconds)
+
+
+# HPA's defaults: scale up at once by the larger of 4 pods or 100% per 15 s; scale down after a
+# 5-minute window, by up to 100% per 15 s.
+DEFAULT_SCALE_UP = StepRule(stabilization_seconds=0, period_seconds=15, max_pods=4, max_percent=100)
+DEFAULT_SCALE_DOWN = StepRule(stabilization_seconds=300, period_seconds=15, max_percent=100)
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """What the user asked for, independent of how the API spells it."""
+
+    min_replicas: int
+    max_replicas: int
+    target_utilization: float
+    tolerance: float = 0.1
+    scale_up: StepRule = DEFAULT_SCALE_UP
+    scale_down: StepRule = DEFAULT_SCALE_DOWN
+    idle_threshold_percent: float = 1.0
+    """With min_replicas == 0: a replica below this is idle (scale-to-zero candidate)."""
+    wake_threshold: float = 0.0
+    """With min_replicas == 0: a wake-up signal above this wakes the workload or keeps it up."""
+    wake_replicas: int = 1
+    """Replicas to start when waking from zero (at least 1, at most max_replicas)."""
+    zero_after: timedelta | None = None
+    """With min_replicas == 0: how long every observation must have recommended zero before
+    scaling to zero; None means the scale-down stabilisation window."""
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 0:
+            raise InvalidPolicy("minReplicas", f"{self.min_replicas} is negative", "use 0 or more")
+        if self.max_replicas < 1:
+            raise InvalidPolicy("maxReplicas", f"{self.max_replicas} is below 1", "use 1 or more")
+        if self.min_replicas > self.max_replicas:
+            raise InvalidPolicy(
+                "minReplicas",
+                f"{self.min_replicas} is greater than maxReplicas {self.max_replicas}",
+                "lower minReplicas or raise maxReplicas",
+            )
+        if not (0 < self.target_utilization <= 100) or math.isnan(self.target_utilization):
+            raise InvalidPolicy(
+                "targetUtilization", f"{self.target_utilization} is outside (0, 100]", "use e.g. 60"
+            )
+        if not (0 <= self.tolerance < 1):
+            raise InvalidPolicy("tolerance", f"{self.tolerance} is outside [0, 1)", "use e.g. 0.1 for 10%")
+        if not (0 <= self.idle_threshold_percent <= 100):
+            raise InvalidPolicy(
+                "idleThresholdPercent", f"{self.idle_threshold_percent} is outside [0, 100]", "use e.g. 1"
+            )
+        if self.wake_replicas < 1:
+            raise InvalidPolicy("wakeReplicas", f"{self.wake_replicas} is below 1", "use 1 or more")
+        if self.zero_after is not None and self.zero_after < timedelta(0):
+            raise InvalidPolicy("wakeUp.cooldown", f"{self.zero_after} is negative", "use e.g. 5m")
+
+    @property
+    def zero_window(self) -> timedelta:
+        return self.scale_down.window if self.zero_after is None else self.zero_after
+
+    @property
+    def longest_window(self) -> timedelta:
+        """How much recommendation history the decisions need."""
+        return max(self.scale_up.window, self.scale_down.window, self.zero_window)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A raw (unstabilised) recommendation, remembered for the stabilisation windows."""
+
+    time: datetime
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """A scale that was applied: ``change`` is positive for up, negative for down."""
+
+    time: datetime
+    change: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: ReplicaAction
+    replicas: int
+    current: int
+    reason: str
+
+    @property
+    def changes_replicas(self) -> bool:
+        return self.replicas != self.current
+
+
+@dataclass(frozen=True)
+class ReplicaOutcome:
+    """The decision plus the state to keep until the next call.
+
+    ``history`` is always kept. ``scale_events`` already includes this decision's change: keep it
+    only once the scale was applied (in Recommend mode, or if the scale call failed, keep the
+    previous events).
+    """
+
+    decision: Decision
+    history: tuple[Recommendation, ...]
+    scale_events: tuple[ScaleEvent, ...]
+
+
+def decide_replicas(
+    *,
+    policy: ScalingPolicy,
+    current: int,
+    metrics: UsableMetrics | Hold,
+    history: Sequence[Recommendation],
+    scale_events: Sequence[ScaleEvent],
+    now: datetime,
+    max_history_gap: timedelta,
+    wake_signal: float | None = None,
+) -> ReplicaOutcome:
+    """Decide the replica count of an inference workload.
+
+    ``max_history_gap`` (normally two intervals): if the history stops earlier than this, the
+    windows restart from the current count, so an operator that was down, or a history with
+    holes, never counts as "idle for the whole window". ``wake_signal`` is the wake-up metric
+    (None when it could not be read).
+    """
+    if current < 0:
+        raise ValueError(f"current replicas {current} is negative")
+    kept = _continuous_history(history, current, now, max_history_gap)
+    events = _recent_events(scale_events, now, max(policy.scale_up.period, policy.scale_down.period))
+
+    def outcome(action: ReplicaAction, replicas: int, reason: str, recorded: int) -> ReplicaOutcome:
+        updated = _prune([*kept, Recommendation(now, recorded)], now, policy.longest_window)
+        new_events = (*events, ScaleEvent(now, replicas - current)) if replicas != current else events
+        return ReplicaOutcome(Decision(action, replicas, current, reason), updated, new_events)
+
+    if current == 0:
+        action, replicas, reason = _from_zero(policy, wake_signal)
+        return outcome(action, replicas, reason, recorded=replicas)
+
+    # Out-of-range counts are corrected first, without metrics or windows, as HPA does.
+    if current > policy.max_replicas:
+        bound = policy.max_replicas
+        reason = f"{current} replicas > maxReplicas {bound} → {bound}"
+        return outcome(ReplicaAction.SCALE_DOWN, bound, reason, recorded=bound)
+    if current < policy.min_replicas:
+        bound = policy.min_replicas
+        reason = f"{current} replicas < minReplicas {bound} → {bound}"
+        return outcome(ReplicaAction.SCALE_UP, bound, reason, recorded=bound)
+
+    if isinstance(metrics, Hold):
+        # Recording the current count keeps the windows honest: a hold is not idle time.
+        reason = f"holding at {current}: {metrics.reason}"
+        return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
+
+    raw, why = _raw_recommendation(policy, current, metrics, wake_signal)
+    stabilised, stabilise_why = _stabilise(policy, current, raw, kept, now)
+    final, limit_why = _limit_rate(policy, current, stabilised, events, now)
+    reason = _join(why, stabilise_why, limit_why)
+    if final == current:
+        action = ReplicaAction.NO_CHANGE
+    elif final > current:
+        action = ReplicaAction.SCALE_UP
+    elif final == 0:
+        action = ReplicaAction.SCALE_TO_ZERO
+    else:
+        action = ReplicaAction.SCALE_DOWN
+    return outcome(action, final, reason, recorded=raw)
+
+
+def _from_zero(policy: ScalingPolicy, wake_signal: float | None) -> tuple[ReplicaAction, int, str]:
+    if policy.min_replicas > 0:
+        # Someone scaled the target to zero by hand; HPA treats that as "autoscaling off" too.
+        return (
+            ReplicaAction.HOLD,
+            0,
+            f"target has 0 replicas but minReplicas is {policy.min_replicas}: it was scaled to zero "
+            "outside the operator, so scaling is paused until it has replicas again",
+        )
+    if wake_signal is None or not math.isfinite(wake_signal):
+        return ReplicaAction.HOLD, 0, "at zero and the wake-up signal is unavailable: staying at 0"
+    if wake_signal > policy.wake_threshold:
+        target = min(policy.wake_replicas, policy.max_replicas)
+        reason = f"wake-up signal {wake_signal:g} > threshold {policy.wake_threshold:g} → {target}"
+        return ReplicaAction.WAKE_UP, target, reason
+    reason = f"at zero; wake-up signal {wake_signal:g} ≤ threshold {policy.wake_threshold:g}"
+    return ReplicaAction.NO_CHANGE, 0, reason
+
+
+def _raw_recommendation(
+    policy: ScalingPolicy, current: int, metrics: UsableMetrics, wake_signal: float | None
+) -> tuple[int, str]:
+    """The unstabilised recommendation within [min, max], and the arithmetic behind it."""
+    note = ""
+    if policy.min_replicas == 0:
+        zero, note = _idle_verdict(policy, metrics, wake_signal)
+        if zero:
+            return 0, note
+
+    target = policy.target_utilization
+    observed = metrics.aggregate
+    tolerance = format_percent(policy.tolerance * 100)
+    # Decimal arithmetic, so the numbers users read are the numbers compared: 66% against 60% is
+    # exactly 10% over (floats say 10.000000000000009%), and 0.4 + 79.9 + 39.7 over 60 is exactly 2
+    # replicas (floats sum to 120.00000000000001 and ask for 3).
+    exact_target = _decimal(target)
+    total = sum((_decimal(pod.percent) for pod in metrics.per_pod), start=Decimal(0))
+    ratio = total / metrics.ready_count / exact_target
+    exact_tolerance = _decimal(policy.tolerance)
+    if abs(ratio - 1) <= exact_tolerance:
+        return current, _join(
+            note,
+            f"util {format_percent(observed)} within target {format_percent(target)} ±{tolerance} "
+            f"→ keep {current}",
+        )
+    if ratio > 1 and metrics.not_ready:
+        # HPA's guard: count starting pods as idle before scaling up again.
+        starting = len(metrics.not_ready)
+        spread = total / (metrics.ready_count + starting)
+        if spread / exact_target <= 1 + exact_tolerance:
+            return current, _join(
+                note,
+                f"util {format_percent(observed)} > target {format_percent(target)}, but spread over "
+                f"{starting} starting pods it is {format_percent(float(spread))} → keep {current}",
+            )
+
+    desired = math.ceil(total / exact_target)
+    direction = ">" if ratio > 1 else "<"
+    sign = "+" if ratio > 1 else "-"
+    arithmetic = f"ceil({metrics.ready_count}{TIMES}{_number(observed)}/{_number(target)})={desired}"
+    why = (
+        f"util {format_percent(observed)} {direction} target {format_percent(target)} "
+        f"({sign}{tolerance} tolerance) → {arithmetic}"
+    )
+    floor = max(policy.min_replicas, 1)
+    clamped = min(max(desired, floor), policy.max_replicas)
+    if clamped > desired:
+        why += f"; raised to minimum {clamped}"
+    elif clamped < desired:
+        why += f"; capped at maxReplicas {clamped}"
+    return clamped, _join(note, why)
+
+
+def _idle_verdict(
+    policy: ScalingPolicy, metrics: UsableMetrics, wake_signal: float | None
+) -> tuple[bool, str]:
+    """Whether this observation recommends zero replicas; a note when idle but kept up."""
+    if metrics.not_ready:
+        return False, ""  # starting pods are neither idle nor busy: a starting workload stays up
+    if any(pod.peak_gpu_percent >= policy.idle_threshold_percent for pod in metrics.per_pod):
+        return False, ""
+    threshold = format_percent(policy.idle_threshold_percent)
+    idle = f"all {metrics.ready_count} replicas below idle threshold {threshold}"
+    if wake_signal is None or not math.isfinite(wake_signal):
+        return False, (
+            f"{idle}, but the wake-up signal is unavailable and nothing could wake it: not scaling to zero"
+        )
+    if wake_signal > policy.wake_threshold:
+        return False, (
+            f"{idle}, but wake-up signal {wake_signal:g} > {policy.wake_threshold:g}: not scaling to zero"
+        )
+    return True, f"{idle} and wake-up signal {wake_signal:g} ≤ {policy.wake_threshold:g} → 0"
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(repr(value))
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
+
+
+def _number(value: float) -> str:
+    return format_percent(value)[:-1]
+
+
+def _stabilise(
+    policy: ScalingPolicy, current: int, raw: int, history: Sequence[Recommendation], now: datetime
+) -> tuple[int, str]:
+    if raw == 0:
+        return _stabilise_to_zero(policy, current, history, now)
+    up_cutoff = now - policy.scale_up.window
+    down_cutoff = now - policy.scale_down.window
+    up_floor = min([raw, *(r.replicas for r in history if r.time > up_cutoff)])
+    down_ceiling = max([raw, *(r.replicas for r in history if r.time > down_cutoff)])
+    # HPA's order: raise to the scale-up floor, then lower to the scale-down ceiling.
+    stabilised = min(max(current, up_floor), down_ceiling)
+    if stabilised == raw:
+        return stabilised, ""
+    if raw < current:
+        window = format_duration(policy.scale_down.window)
+        return stabilised, (
+            f"scale-down waits for the {window} stabilisation window "
+            f"(highest recommendation in it: {down_ceiling}) → {stabilised}"
+        )
+    window = format_duration(policy.scale_up.window)
+    return stabilised, (
+        f"scale-up waits for the {window} stabilisation window "
+        f"(lowest recommendation in it: {up_floor}) → {stabilised}"
+    )
+
+
+def _stabilise_to_zero(
+    policy: ScalingPolicy, current: int, history: Sequence[Recommendation], now: datetime
+) -> tuple[int, str]:
+    """Zero only when every observation over the zero window recommended zero.
+
+    The history is continuous (see ``_continuous_history``), so the trailing run of zero
+    recommendations measures how long the workload has really been idle.
+    """
+    zero_since = now
+    for record in reversed(history):
+        if record.replicas != 0:
+            break
+        zero_since = record.time
+    idle_for = now - zero_since
+    window = format_duration(policy.zero_window)
+    if idle_for >= policy.zero_window:
+        return 0, f"idle for {format_duration(idle_for)} (>= {window})"
+    # Not yet: shrink as an ordinary scale-down would, but keep one replica until the window ends.
+    down_cutoff = now - policy.scale_down.window
+    down_ceiling = max([0, *(r.replicas for r in history if r.time > down_cutoff)])
+    stabilised = max(min(current, down_ceiling), 1)
+    return stabilised, (
+        f"scale to zero waits until idle for {window} (idle for {format_duration(idle_for)}) → {stabilised}"
+    )
+
+
+def _limit_rate(
+    policy: ScalingPolicy, current: int, desired: int, events: Sequence[ScaleEvent], now: datetime
+) -> tuple[int, str]:
+    if desired > current:
+        rule = policy.scale_up
+        added, removed = _changes_in_period(events, now, rule.period)
+        start = current - added + removed
+        proposals = []
+        if rule.max_pods is not None:
+            proposals.append(start + rule.max_pods)
+        if rule.max_percent is not None:
+            proposals.append(-(-start * (100 + rule.max_percent) // 100))
+        limit = max(proposals) if proposals else desired
+        limit = max(limit, current)
+        if desired > limit:
+            return limit, f"scale-up limited to {limit} ({_rule_text(rule, added, 'added')})"
+    elif desired < current:
+        rule = policy.scale_down
+        added, removed = _changes_in_period(events, now, rule.period)
+        start = current - added + removed
+        proposals = []
+        if rule.max_pods is not None:
+            proposals.append(start - rule.max_pods)
+        if rule.max_percent is not None:
+            proposals.append(start * (100 - rule.max_percent) // 100)
+        limit = min(proposals) if proposals else desired
+        limit = min(limit, current)
+        if desired < limit:
+            return limit, f"scale-down limited to {limit} ({_rule_text(rule, removed, 'removed')})"
+    return desired, ""
+
+
+def _rule_text(rule: StepRule, already: int, verb: str) -> str:
+    allowances = []
+    if rule.max_pods is not None:
+        allowances.append(f"{rule.max_pods} pods")
+    if rule.max_percent is not None:
+        allowances.append(f"{rule.max_percent}%")
+    return (
+        f"at most {' or '.join(allowances)} per {format_duration(rule.period)}, "
+        f"{already} already {verb} in this period"
+    )
+
+
+def _changes_in_period(events: Sequence[ScaleEvent], now: datetime, period: timedelta) -> tuple[int, int]:
+    cutoff = now - period
+    added = sum(e.change for e in events if e.time > cutoff and e.change > 0)
+    removed = sum(-e.change for e in events if e.time > cutoff and e.change < 0)
+    return added, removed
+
+
+def _continuous_history(
+    history: Sequence[Recommendation], current: int, now: datetime, max_gap: timedelta
+) -> list[Recommendation]:
+    # Records "from the future" mean the clock went backwards; they cannot be placed in a window.
+    usable = sorted((r for r in history if r.time <= now), key=lambda r: r.time)
+    if not usable or now - usable[-1].time > max_gap:
+        # HPA seeds a fresh window with the current count, so a (re)start never scales down at once.
+        return [Recommendation(now, current)]
+    return usable
+
+
+def _recent_events(events: Sequence[ScaleEvent], now: datetime, keep: timedelta) -> tuple[ScaleEvent, ...]:
+    return tuple(sorted((e for e in events if now - keep < e.time <= now), key=lambda e: e.time))
+
+
+def _prune(
+    history: Sequence[Recommendation], now: datetime, longest: timedelta
+) -> tuple[Recommendation, ...]:
+    cutoff = now - longest
+    inside = [r for r in history if r.time > cutoff]
+    older = [r for r in history if r.time <= cutoff]
+    # Keep the newest record at or before the window start: it shows whether a run of zero
+    # recommendations began before the window did (HPA likewise keeps one old sample).
+    return tuple(older[-1:] + inside)

@@ -1,0 +1,29 @@
+"""How numbers read in reasons, conditions and annotations.
+
+Reasons are for people: no trailing zeros on percentages, money rounded only here, at the edge,
+while every computation keeps exact Decimals.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def format_percent(value: float) -> str:
+    """``90.0 -> "90%"``, ``62.55 -> "62.5%"`` (one decimal at most)."""
+    return f"{format_number(value)}%"
+
+
+def format_number(value: float | Decimal, places: int = 1) -> str:
+    """At most ``places`` decimals, trailing zeros dropped: ``3.0 -> "3"``, ``0.35 -> "0.35"``."""
+    text = f"{value:.{places}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def format_money(value: Decimal, places: int = 4) -> str:
+    """Round money for display only, half up, so a reader checking by hand gets the same digits."""
+    return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))

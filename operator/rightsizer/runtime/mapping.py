@@ -1,0 +1,105 @@
+"""From the API's spelling (pydantic models of our CRDs) to the core's policies. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
+from rightsizer.core.cost import PricingModel
+from rightsizer.core.idle import IdleAction, IdlePolicy
+from rightsizer.core.replicas import ScalingPolicy, StepRule
+from rightsizer.runtime.settings import PricingDefaults
+
+
+def scaling_policy(spec: GPUWorkloadSpec) -> ScalingPolicy:
+    up, down = spec.behavior.scale_up, spec.behavior.scale_down
+    wake = spec.wake_up
+    return ScalingPolicy(
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas or max(spec.min_replicas, 1),
+        target_utilization=float(spec.target_utilization),
+        tolerance=float(spec.behavior.tolerance),
+        scale_up=StepRule(up.stabilization_window_seconds, up.period_seconds, up.max_step),
+        scale_down=StepRule(down.stabilization_window_seconds, down.period_seconds, down.max_step),
+        wake_threshold=float(wake.threshold) if wake else 0.0,
+        wake_replicas=min(wake.replicas, spec.max_replicas or wake.replicas) if wake else 1,
+        zero_after=wake.cooldown if wake else None,
+    )
+
+
+def idle_policy(spec: GPUWorkloadSpec) -> IdlePolicy | None:
+    if spec.idle_policy is None:
+        return None
+    p = spec.idle_policy
+    return IdlePolicy(
+        threshold_percent=float(p.threshold_percent),
+        idle_for=p.idle_for,
+        action=IdleAction(str(p.action)),
+    )
+
+
+def pool_matches(pool: GPUNodePoolSpec, node_labels: Mapping[str, str]) -> bool:
+    return all(node_labels.get(k) == v for k, v in pool.node_selector.items())
+
+
+def pool_pricing(pool: GPUNodePoolSpec, defaults: PricingDefaults) -> PricingModel:
+    gpus = pool.gpus_per_node
+    overhead = pool.overhead_per_hour / gpus if gpus else Decimal(0)
+    return PricingModel(
+        currency=pool.currency,
+        gpu_hour=pool.price_per_gpu_hour,
+        node_hour=pool.price_per_node_hour,
+        gpus_per_node=gpus if pool.price_per_node_hour is not None else None,
+        cpu_core_hour=pool.cpu_core_price_per_hour or Decimal(0),
+        energy_kwh=pool.energy_price_per_kwh,
+        rated_watts_per_gpu=pool.watts_per_gpu if pool.watts_per_gpu is not None else defaults.gpu_watts,
+        pue=pool.pue,
+        overhead_per_gpu_hour=overhead,
+    )
+
+
+def default_pricing(defaults: PricingDefaults) -> PricingModel:
+    return PricingModel(
+        currency=defaults.currency,
+        gpu_hour=defaults.gpu_hour,
+        cpu_core_hour=defaults.cpu_core_hour,
+        energy_kwh=defaults.energy_kwh,
+        rated_watts_per_gpu=defaults.gpu_watts,
+        pue=defaults.pue,
+    )
+
+
+def workload_pricing(
+    spec: GPUWorkloadSpec,
+    pools: Sequence[GPUNodePoolSpec],
+    node_labels: Sequence[Mapping[str, str]],
+    defaults: PricingDefaults,
+) -> tuple[PricingModel, str]:
+    """The prices that apply: the workload's override, else the pool its pods run in, else defaults.
+
+    Returns the model and where it came from (for the explanation in status)."""
+    base, origin = default_pricing(defaults), "operator defaults"
+    for labels in node_labels:
+        match = next((p for p in pools if pool_matches(p, labels)), None)
+        if match is not None:
+            base, origin = pool_pricing(match, defaults), f"pool {match.gpu_model}"
+            break
+    override = spec.pricing
+    if override is None or (override.price_per_gpu_hour is None and override.cpu_core_price_per_hour is None):
+        return base, origin
+    changes: dict[str, Any] = {}
+    if override.price_per_gpu_hour is not None:
+        changes.update(gpu_hour=override.price_per_gpu_hour, node_hour=None, gpus_per_node=None)
+    if override.cpu_core_price_per_hour is not None:
+        changes["cpu_core_hour"] = override.cpu_core_price_per_hour
+    if override.currency:
+        changes["currency"] = override.currency
+    fields = {**vars(base), **changes}
+    return PricingModel(**fields), "workload pricing override"
+
+
+def max_history_gap(interval_seconds: float) -> timedelta:
+    return timedelta(seconds=2 * interval_seconds)

@@ -1,0 +1,113 @@
+"""Operator settings: one typed model, read once from flags and RIGHTSIZER_* environment variables
+(which the Helm chart sets from its values), then passed down explicitly. No globals."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rightsizer.core.errors import RightsizerError
+
+ENV_PREFIX = "RIGHTSIZER_"
+
+
+class SettingsError(RightsizerError):
+    """A setting has a value the operator cannot run with."""
+
+
+class PrometheusSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field("http://prometheus-server.monitoring:9090", description="Prometheus base URL.")
+    bearer_token_file: str | None = Field(None, description="File holding a bearer token (mounted Secret).")
+    ca_file: str | None = Field(None, description="CA bundle that verifies Prometheus' TLS certificate.")
+    insecure_skip_verify: bool = Field(False, description="Skip TLS verification (never in production).")
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+class DcgmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[str] = Field(default_factory=list, description="Static exporter /metrics URLs.")
+    service: str | None = Field(None, description="namespace/name of the dcgm-exporter Service to discover.")
+    port: int = Field(9400, ge=1, le=65535)
+    label_flavour: Literal["new", "old"] = "new"
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+
+class PricingDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    currency: str = Field("USD", min_length=1, max_length=8)
+    gpu_hour: Decimal = Field(Decimal("2.00"), ge=0, description="Price per GPU-hour when no pool matches.")
+    cpu_core_hour: Decimal = Field(Decimal("0.03"), ge=0)
+    energy_kwh: Decimal = Field(Decimal("0.12"), ge=0)
+    pue: Decimal = Field(Decimal("1.3"), ge=1, le=3)
+    gpu_watts: Decimal = Field(Decimal("300"), ge=0)
+
+
+class Settings(BaseModel):
+    """Everything the operator can be told. Field names map to RIGHTSIZER_<NAME> (nested with __)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_seconds: float = Field(30.0, ge=1, le=3600, description="Seconds between passes per workload.")
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = all.")
+    dry_run: bool = Field(False, description="Decide and report, change nothing (every workload Recommend).")
+    metrics_source: Literal["Prometheus", "DCGM"] = "Prometheus"
+    max_metric_age_seconds: float | None = Field(
+        None, gt=0, description="Older samples mean hold; default two intervals."
+    )
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Port of the operator's own /metrics.")
+    metrics_address: str = Field("0.0.0.0", description="Address the /metrics endpoint binds to.")
+    health_port: int = Field(8081, ge=0, le=65535, description="Port of /healthz (liveness, readiness).")
+    peering_name: str = Field(
+        "gpu-rightsizer", description="kopf peering: replicas sharing it never both act."
+    )
+    standalone: bool = Field(False, description="Run without peering (single replica, development).")
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    dcgm: DcgmSettings = Field(default_factory=DcgmSettings)
+    pricing: PricingDefaults = Field(default_factory=PricingDefaults)
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def max_metric_age(self) -> float:
+        return self.max_metric_age_seconds or 2 * self.interval_seconds
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Environment first, explicit overrides (command-line flags) win."""
+        raw: dict[str, Any] = {}
+        for key, value in (os.environ if env is None else env).items():
+            if not key.startswith(ENV_PREFIX) or not value:
+                continue
+            path = key[len(ENV_PREFIX) :].lower().split("__")
+            if path[0] not in cls.model_fields:
+                continue  # other RIGHTSIZER_* variables belong to the dev tooling
+            node = raw
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            if path[-1] == "endpoints":
+                node[path[-1]] = [v for v in value.split(",") if v]
+            else:
+                node[path[-1]] = value
+        for key, value in overrides.items():
+            if value is not None:
+                raw[key] = value
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            raise SettingsError(f"invalid settings: {problems}") from exc

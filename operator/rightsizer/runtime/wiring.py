@@ -1,0 +1,67 @@
+"""Builds the operator's parts from Settings: API client, metrics sources, reconcilers, telemetry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubernetes import client, config
+
+from rightsizer.adapters.kube import KubeWorkloads
+from rightsizer.adapters.metrics.base import NEW_LABELS, OLD_LABELS, GpuMetricsSource, PodLabels
+from rightsizer.adapters.metrics.dcgm import DcgmSource, static_endpoints
+from rightsizer.adapters.metrics.prometheus import PrometheusSource
+from rightsizer.runtime.settings import Settings
+from rightsizer.runtime.telemetry import Telemetry
+from rightsizer.runtime.workloads import WorkloadReconciler
+
+
+@dataclass
+class Operator:
+    settings: Settings
+    api: client.ApiClient
+    telemetry: Telemetry
+    workloads: WorkloadReconciler
+
+
+def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In a pod: the ServiceAccount token; elsewhere: KUBECONFIG / --kubeconfig."""
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+def metrics_sources(settings: Settings, api: client.ApiClient) -> dict[str, GpuMetricsSource]:
+    flavours: tuple[PodLabels, ...] = (
+        (NEW_LABELS, OLD_LABELS) if settings.dcgm.label_flavour == "new" else (OLD_LABELS, NEW_LABELS)
+    )
+    prom = settings.prometheus
+    sources: dict[str, GpuMetricsSource] = {
+        "Prometheus": PrometheusSource.connect(
+            prom.url,
+            # The only credential the operator reads: a mounted token file, named explicitly in settings.
+            bearer_token_file=prom.bearer_token_file,
+            ca_file=prom.ca_file,
+            insecure_skip_verify=prom.insecure_skip_verify,
+            timeout_seconds=prom.timeout_seconds,
+            pod_labels=flavours,
+        )
+    }
+    if settings.dcgm.endpoints:
+        sources["DCGM"] = DcgmSource(
+            static_endpoints(settings.dcgm.endpoints),
+            pod_labels=flavours,
+            timeout_seconds=settings.dcgm.timeout_seconds,
+        )
+    return sources
+
+
+def build(settings: Settings, kubeconfig: str | None = None) -> Operator:
+    api = api_client(kubeconfig)
+    telemetry = Telemetry()
+    kube = KubeWorkloads(api)
+    reconciler = WorkloadReconciler(kube, metrics_sources(settings, api), settings, telemetry)
+    return Operator(settings, api, telemetry, reconciler)

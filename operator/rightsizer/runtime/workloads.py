@@ -1,0 +1,517 @@
+"""One pass over one GPUWorkload: observe (target, pods, metrics, prices), decide (core), act
+(Enforce only), and describe the result (status, annotations, events).
+
+The executor side is deliberately small: the only writes are the target's /scale (or
+spec.suspend), annotations, and what the caller patches onto the GPUWorkload itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from rightsizer.adapters.kube import (
+    KubeWorkloads,
+    PodInfo,
+    Scale,
+    TargetNotFound,
+    TargetNotScalable,
+    TargetRef,
+)
+from rightsizer.adapters.metrics.base import GpuMetricsSource, PodSamples
+from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
+from rightsizer.core.cost import WorkloadUsage, accrue_cost, workload_cost
+from rightsizer.core.errors import MetricsUnavailable
+from rightsizer.core.gpu_catalog import find_gpu_model
+from rightsizer.core.gpu_fit import recommend_gpu_fit
+from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
+from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, view_metrics
+from rightsizer.core.replicas import ReplicaAction, decide_replicas
+from rightsizer.core.status import (
+    Problem,
+    WorkloadObservation,
+    cost_state,
+    decode_scaling_state,
+    encode_scaling_state,
+    idle_since,
+    workload_status,
+)
+from rightsizer.core.wording import format_money
+from rightsizer.runtime import mapping
+from rightsizer.runtime.settings import Settings
+from rightsizer.runtime.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+SCALING_STATE = "rightsizer.io/scaling-state"
+COST_PER_HOUR = "rightsizer.io/cost-per-hour"
+COST_TO_DATE = "rightsizer.io/cost-to-date"
+GPU_EFFICIENCY = "rightsizer.io/gpu-efficiency"
+CURRENCY = "rightsizer.io/currency"
+IDLE_SINCE = "rightsizer.io/idle-since"
+MANAGED_BY = "rightsizer.io/managed-by"
+
+# Training workloads without an idle policy are watched with this one: recommending changes nothing.
+DEFAULT_IDLE_POLICY = IdlePolicy(
+    threshold_percent=5.0, idle_for=timedelta(minutes=30), action=IdleAction.RECOMMEND
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class WorkloadResult:
+    status: dict[str, Any]
+    annotations: dict[str, str | None] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+
+class SampleBuffer:
+    """Recent per-pod samples of each workload, for GPU-fit advice (peaks over an observation window).
+
+    In memory only: after a restart the advice simply waits for enough history again."""
+
+    def __init__(self, horizon: timedelta, max_samples: int = 2048) -> None:
+        self._horizon = horizon
+        self._max = max_samples
+        self._by_workload: dict[tuple[str, str], deque[GpuSample]] = {}
+
+    def add(self, key: tuple[str, str], samples: Sequence[GpuSample], now: datetime) -> list[GpuSample]:
+        buf = self._by_workload.setdefault(key, deque(maxlen=self._max))
+        seen = {(s.pod, s.gpu, s.timestamp) for s in buf}
+        buf.extend(s for s in samples if (s.pod, s.gpu, s.timestamp) not in seen)
+        while buf and buf[0].timestamp < now - self._horizon:
+            buf.popleft()
+        return list(buf)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._by_workload.pop(key, None)
+
+
+def to_gpu_samples(samples: PodSamples) -> list[GpuSample]:
+    """The adapter's per-pod summaries as per-GPU samples (a pod's GPUs share its mean)."""
+    out: list[GpuSample] = []
+    for pod, s in samples.items():
+        gpus = max(s.gpus, 1)
+        power = s.power_watts / gpus if s.power_watts is not None else None
+        for i in range(gpus):
+            out.append(GpuSample(pod, s.value, s.timestamp, str(i), s.memory_used_mib, power))
+    return out
+
+
+class WorkloadReconciler:
+    """Holds the adapters; `reconcile` is called once per GPUWorkload per interval."""
+
+    def __init__(
+        self,
+        kube: KubeWorkloads,
+        sources: Mapping[str, GpuMetricsSource],
+        settings: Settings,
+        telemetry: Telemetry,
+    ) -> None:
+        self._kube = kube
+        self._sources = sources
+        self._settings = settings
+        self._telemetry = telemetry
+        self._buffer = SampleBuffer(horizon=timedelta(hours=1))
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._buffer.forget((namespace, name))
+        self._telemetry.forget_workload(namespace, name)
+
+    def reconcile(self, body: Mapping[str, Any], now: datetime) -> WorkloadResult:
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        generation = int(meta.get("generation") or 0)
+        previous = dict(body.get("status") or {})
+        annotations = dict(meta.get("annotations") or {})
+        try:
+            spec = GPUWorkloadSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            # The CRD's schema refuses most of this; what gets through is reported, not acted on.
+            problem = Problem(
+                "InvalidSpec",
+                "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            )
+            return self._problem(previous, generation, problem, now)
+
+        ref = TargetRef(spec.target_ref.api_version, spec.target_ref.kind, spec.target_ref.name)
+        try:
+            scale = self._kube.read_scale(namespace, ref)
+        except TargetNotFound as exc:
+            return self._problem(previous, generation, Problem("TargetNotFound", str(exc)), now)
+        except TargetNotScalable as exc:
+            return self._problem(previous, generation, Problem("TargetNotScalable", str(exc)), now)
+
+        pods = self._kube.pods(namespace, scale.selector)
+        ready = [p.name for p in pods if p.ready]
+        starting = [p.name for p in pods if not p.ready]
+        metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, now)
+
+        conflicts = self._kube.conflicting_autoscalers(namespace, ref)
+        conflict = f"{', '.join(conflicts)} also scales {ref.kind}/{ref.name}" if conflicts else None
+        enforce = spec.mode == "Enforce" and not self._settings.dry_run and conflict is None
+
+        result = WorkloadResult(status={})
+        decision: Any = None
+        new_idle_since = idle_since(previous)
+        current = scale.desired
+        if conflict is None:
+            if spec.workload_type == "Inference":
+                decision = self._decide_inference(
+                    spec=spec,
+                    namespace=namespace,
+                    ready=ready,
+                    scale=scale,
+                    metrics=metrics,
+                    annotations=annotations,
+                    enforce=enforce,
+                    now=now,
+                    result=result,
+                )
+            else:
+                training = decide_training(
+                    policy=mapping.idle_policy(spec) or DEFAULT_IDLE_POLICY,
+                    current=current,
+                    metrics=metrics,
+                    idle_since=new_idle_since,
+                    now=now,
+                )
+                new_idle_since = training.idle_since
+                decision = training
+                self._act_training(
+                    namespace=namespace,
+                    ref=ref,
+                    scale=scale,
+                    action=training.action,
+                    enforce=enforce,
+                    since=new_idle_since,
+                    result=result,
+                )
+
+        fit = None
+        if isinstance(metrics, UsableMetrics) and pods:
+            history = self._buffer.add((namespace, name), gpu_samples, now)
+            per_replica = max((p.gpus for p in pods), default=0)
+            product = self._gpu_product(pods)
+            if per_replica:
+                fit = recommend_gpu_fit(
+                    samples=history,
+                    gpus_per_replica=per_replica,
+                    model=find_gpu_model(product) if product else None,
+                    now=now,
+                    observation=timedelta(hours=1),
+                    min_observation=timedelta(minutes=10),
+                )
+
+        cost, accrual = self._cost(spec, pods, metrics, previous, now)
+        observation = WorkloadObservation(
+            generation=generation,
+            enforce=enforce,
+            current_replicas=scale.current,
+            metrics=metrics,
+            decision=decision,
+            gpu_fit=fit,
+            cost=cost,
+            accrual=accrual,
+            conflict=conflict,
+            idle_since=new_idle_since,
+        )
+        result.status = workload_status(previous, observation, now)
+        self._cost_annotations(
+            namespace=namespace,
+            ref=ref,
+            pods=pods,
+            scale=scale,
+            status=result.status,
+            currency=cost.currency if cost else None,
+        )
+        self._events(previous, result, conflict, metrics)
+        self._record(
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            scale=scale,
+            metrics=metrics,
+            decision=decision,
+            status=result.status,
+        )
+        return result
+
+    # -- observe ----------------------------------------------------------------------------------
+    def _metrics(
+        self, spec: GPUWorkloadSpec, namespace: str, ready: list[str], starting: list[str], now: datetime
+    ) -> tuple[UsableMetrics | Hold, list[GpuSample]]:
+        source = self._sources.get(str(spec.metric.source))
+        if source is None:
+            return Hold(
+                HoldCode.NO_DATA, f"metrics source {spec.metric.source} is not configured in the operator"
+            ), []
+        if not ready:
+            return view_metrics([], ready, starting, now, self._max_age()), []
+        try:
+            if spec.metric.query:
+                samples = source.custom_pod_samples(spec.metric.query, namespace, ready)
+            else:
+                window = int(spec.metric.window.total_seconds())
+                samples = source.pod_samples(namespace, ready, str(spec.metric.signal), window, "avg")
+        except MetricsUnavailable as exc:
+            self._telemetry.errors.inc("metrics")
+            return Hold(HoldCode.NO_DATA, str(exc)), []
+        gpu_samples = to_gpu_samples(samples)
+        return view_metrics(gpu_samples, ready, starting, now, self._max_age()), gpu_samples
+
+    def _max_age(self) -> timedelta:
+        return timedelta(seconds=self._settings.max_metric_age)
+
+    def _gpu_product(self, pods: Sequence[PodInfo]) -> str | None:
+        nodes = [p.node for p in pods if p.node]
+        for labels in self._kube.node_labels(nodes[:1]).values():
+            return labels.get("nvidia.com/gpu.product")
+        return None
+
+    # -- decide and act ---------------------------------------------------------------------------
+    def _decide_inference(
+        self,
+        *,
+        spec: GPUWorkloadSpec,
+        namespace: str,
+        ready: list[str],
+        scale: Scale,
+        metrics: UsableMetrics | Hold,
+        annotations: Mapping[str, str],
+        enforce: bool,
+        now: datetime,
+        result: WorkloadResult,
+    ) -> Any:
+        history, events = decode_scaling_state(annotations.get(SCALING_STATE))
+        wake_signal = None
+        if spec.wake_up is not None:
+            source = self._sources.get("Prometheus") or self._sources.get(str(spec.metric.source))
+            if source is not None:
+                try:
+                    wake_signal = source.scalar(spec.wake_up.query, namespace, ready)
+                except MetricsUnavailable:
+                    wake_signal = None
+        outcome = decide_replicas(
+            policy=mapping.scaling_policy(spec),
+            current=scale.desired,
+            metrics=metrics,
+            history=history,
+            scale_events=events,
+            now=now,
+            max_history_gap=mapping.max_history_gap(self._settings.interval_seconds),
+            wake_signal=wake_signal,
+        )
+        decision = outcome.decision
+        kept_events = events
+        if decision.changes_replicas and enforce:
+            ref = TargetRef(spec.target_ref.api_version, spec.target_ref.kind, spec.target_ref.name)
+            self._kube.set_replicas(namespace, ref, decision.replicas)
+            kept_events = outcome.scale_events  # a scale event counts only once it has happened
+            result.events.append(Event("Normal", str(decision.action), decision.reason))
+        result.annotations[SCALING_STATE] = encode_scaling_state(outcome.history, kept_events)
+        return decision
+
+    def _act_training(
+        self,
+        *,
+        namespace: str,
+        ref: TargetRef,
+        scale: Scale,
+        action: TrainingAction,
+        enforce: bool,
+        since: datetime | None,
+        result: WorkloadResult,
+    ) -> None:
+        if action == TrainingAction.SUSPEND and enforce and scale.desired > 0 and not scale.suspended:
+            if scale.can_suspend:
+                self._kube.suspend(namespace, ref)
+            else:
+                self._kube.set_replicas(namespace, ref, 0)
+            result.events.append(
+                Event("Normal", "Suspended", f"{ref.kind}/{ref.name} idle since {since}; suspended")
+            )
+        if action in (TrainingAction.ANNOTATE_IDLE, TrainingAction.SUSPEND, TrainingAction.RECOMMEND_SUSPEND):
+            if since is not None and scale.annotations.get(IDLE_SINCE) != _iso(since):
+                # Annotating is allowed in Recommend mode: it changes nothing that runs.
+                self._kube.annotate_target(namespace, ref, {IDLE_SINCE: _iso(since)})
+                result.events.append(
+                    Event("Warning", "Idle", f"GPUs of {ref.kind}/{ref.name} idle since {_iso(since)}")
+                )
+        elif scale.annotations.get(IDLE_SINCE):
+            self._kube.annotate_target(namespace, ref, {IDLE_SINCE: None})
+
+    # -- cost -------------------------------------------------------------------------------------
+    def _cost(
+        self,
+        spec: GPUWorkloadSpec,
+        pods: Sequence[PodInfo],
+        metrics: UsableMetrics | Hold,
+        previous: Mapping[str, Any],
+        now: datetime,
+    ) -> tuple[Any, Any]:
+        running = [p for p in pods if p.node and p.phase == "Running"]
+        pool_specs = self._pool_specs()
+        labels = list(self._kube.node_labels([p.node for p in running if p.node]).values())
+        pricing, _origin = mapping.workload_pricing(spec, pool_specs, labels, self._settings.pricing)
+        usable = metrics if isinstance(metrics, UsableMetrics) else None
+        watts = usable.power_watts if usable else None
+        usage = WorkloadUsage(
+            requested_gpus=Decimal(sum(p.gpus for p in running)),
+            used_gpu_equivalents=Decimal(str(round(usable.gpu_equivalents, 6))) if usable else None,
+            cpu_cores=sum((p.cpu for p in running), Decimal(0)),
+            measured_watts=Decimal(str(round(watts, 3))) if watts is not None else None,
+        )
+        cost = workload_cost(pricing, usage)
+        state = cost_state(previous)
+        accrual = accrue_cost(
+            to_date=state.to_date,
+            per_hour=state.per_hour if state.per_hour is not None else cost.per_hour,
+            last_accrued_at=state.last_accrued_at,
+            now=now,
+            max_gap=mapping.max_history_gap(self._settings.interval_seconds),
+        )
+        return cost, accrual
+
+    def _pool_specs(self) -> list[GPUNodePoolSpec]:
+        specs = []
+        for pool in self._kube.node_pools():
+            try:
+                specs.append(GPUNodePoolSpec.model_validate(pool.get("spec") or {}))
+            except ValidationError:
+                continue  # an invalid pool is reported by its own reconciliation
+        return specs
+
+    def _cost_annotations(
+        self,
+        *,
+        namespace: str,
+        ref: TargetRef,
+        pods: Sequence[PodInfo],
+        scale: Scale,
+        status: Mapping[str, Any],
+        currency: str | None,
+    ) -> None:
+        cost = status.get("cost") or {}
+        if not cost or currency is None:
+            return
+        per_hour = format_money(Decimal(str(cost.get("perHour", 0))), 4)
+        to_date = format_money(Decimal(str(cost.get("toDate", 0))), 4)
+        eff = cost.get("gpuEfficiency")
+        efficiency = format_money(Decimal(str(eff)), 3) if eff is not None else ""
+        wanted = {
+            COST_PER_HOUR: per_hour,
+            COST_TO_DATE: to_date,
+            GPU_EFFICIENCY: efficiency,
+            CURRENCY: currency,
+        }
+        if any(scale.annotations.get(k) != v for k, v in wanted.items()):
+            self._kube.annotate_target(namespace, ref, {**wanted, MANAGED_BY: "gpu-rightsizer"})
+        # Pods get the same facts; cost-to-date in whole cents so pods are not patched every pass.
+        pod_values = {**wanted, COST_TO_DATE: format_money(Decimal(str(cost.get("toDate", 0))), 2)}
+        for pod in pods:
+            if any(pod.annotations.get(k) != v for k, v in pod_values.items()):
+                self._kube.annotate_pod(namespace, pod.name, pod_values)
+
+    # -- describe ---------------------------------------------------------------------------------
+    def _problem(
+        self, previous: Mapping[str, Any], generation: int, problem: Problem, now: datetime
+    ) -> WorkloadResult:
+        observation = WorkloadObservation(
+            generation=generation,
+            enforce=False,
+            current_replicas=int((previous.get("replicas") or {}).get("current") or 0),
+            metrics=Hold(HoldCode.NO_DATA, problem.message),
+            decision=None,
+            problem=problem,
+        )
+        status = workload_status(previous, observation, now)
+        result = WorkloadResult(status=status)
+        if _condition(previous, "Ready") != ("False", problem.reason):
+            result.events.append(Event("Warning", problem.reason, problem.message))
+        self._telemetry.decisions.inc("Hold", problem.reason)
+        return result
+
+    def _events(
+        self,
+        previous: Mapping[str, Any],
+        result: WorkloadResult,
+        conflict: str | None,
+        metrics: UsableMetrics | Hold,
+    ) -> None:
+        if isinstance(metrics, Hold) and _condition(previous, "MetricsAvailable") != (
+            "False",
+            str(metrics.code),
+        ):
+            result.events.append(Event("Warning", str(metrics.code), f"holding: {metrics.reason}"))
+        if conflict and _condition(previous, "Conflict")[0] != "True":
+            result.events.append(Event("Warning", "Conflict", f"not scaling: {conflict}"))
+        last = result.status.get("lastDecision") or {}
+        before = previous.get("lastDecision") or {}
+        recommended = (last.get("action"), last.get("replicas")) != (
+            before.get("action"),
+            before.get("replicas"),
+        )
+        if recommended and not result.events and last.get("action") not in (None, "NoChange", "Hold"):
+            result.events.append(Event("Normal", f"Recommend{last['action']}", str(last.get("reason", ""))))
+
+    def _record(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        spec: GPUWorkloadSpec,
+        scale: Scale,
+        metrics: UsableMetrics | Hold,
+        decision: Any,
+        status: Mapping[str, Any],
+    ) -> None:
+        t = self._telemetry
+        t.workload_replicas.set(scale.current, namespace, name, str(spec.workload_type))
+        t.metrics_unavailable.set(0 if isinstance(metrics, UsableMetrics) else 1, namespace, name)
+        if isinstance(metrics, UsableMetrics):
+            t.workload_gpu_utilization.set(metrics.aggregate, namespace, name)
+        cost = status.get("cost") or {}
+        if cost:
+            currency = str(cost.get("currency", ""))
+            t.workload_cost_per_hour.set(float(cost.get("perHour") or 0), namespace, name, currency)
+            t.workload_cost_to_date.set(float(cost.get("toDate") or 0), namespace, name, currency)
+            if cost.get("gpuEfficiency") is not None:
+                t.workload_gpu_efficiency.set(float(cost["gpuEfficiency"]), namespace, name)
+        if decision is not None:
+            reason = str(metrics.code) if isinstance(metrics, Hold) else _reason_code(decision.action)
+            t.decisions.inc(str(decision.action), reason)
+
+
+def _reason_code(action: Any) -> str:
+    if action in (ReplicaAction.SCALE_UP, ReplicaAction.SCALE_DOWN):
+        return "UtilizationVsTarget"
+    if action in (ReplicaAction.SCALE_TO_ZERO, TrainingAction.SUSPEND, TrainingAction.ANNOTATE_IDLE):
+        return "Idle"
+    if action == ReplicaAction.WAKE_UP:
+        return "WakeUpSignal"
+    return "WithinTolerance"
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> tuple[str | None, str | None]:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond.get("status"), cond.get("reason")
+    return None, None
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
