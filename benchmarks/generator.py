@@ -198,11 +198,11 @@ class _Cluster:
         self.pods: list[tuple[_Node, dict[str, Any]]] = []
         self.daemons: list[dict[str, Any]] = []
         for n in self.nodes:
-            self._daemon(n, "node-exporter", 100, 128)
+            self._daemon(n, "node-exporter", 100, 128, host_port=9100)
             if n.kind.gpus:
                 self._daemon(n, "dcgm-exporter", 100, 512)
 
-    def _daemon(self, n: _Node, ds: str, cpu: int, mem: int) -> None:
+    def _daemon(self, n: _Node, ds: str, cpu: int, mem: int, host_port: int | None = None) -> None:
         n.free_cpu -= cpu
         n.free_mem -= mem
         pod = _pod_object(
@@ -216,6 +216,8 @@ class _Cluster:
             owner=("DaemonSet", ds),
             tolerations=[{"operator": "Exists"}],
         )
+        if host_port:
+            pod["spec"]["containers"][0]["ports"] = [{"containerPort": host_port, "hostPort": host_port}]
         self.daemons.append(pod)
 
     def place(

@@ -84,6 +84,7 @@ def _plan(snapshot: Snapshot, pools: tuple[PoolPolicy, ...], now: datetime, opti
 
 def converge(
     document: dict[str, Any],
+    *,
     pools: tuple[PoolPolicy, ...],
     now: datetime,
     options: PlannerOptions,
@@ -95,8 +96,8 @@ def converge(
     first = current
     rounds, moved = 1, current.summary.pods_moved
     while rounds < max_rounds and current.summary.nodes_after < current.summary.nodes_before:
-        now += timedelta(minutes=15)
         document = apply_plan(document, current, now)
+        now += timedelta(minutes=15)
         following = _plan(snapshot_from_json(json.dumps(document)), pools, now, options)
         if following.summary.nodes_after == following.summary.nodes_before:
             break
@@ -177,9 +178,15 @@ def measure(size: int, seed: int, max_rounds: int) -> Row:
         peak_mib=peak / 2**20,
         bound=lower_bound(placement, assignment, cpu_pods_on_gpu_nodes=False).total,
         bound_any=lower_bound(placement, assignment, cpu_pods_on_gpu_nodes=True).total,
-        default=converge(generated.snapshot, pools, now, options, max_rounds, first),
+        default=converge(
+            generated.snapshot, pools=pools, now=now, options=options, max_rounds=max_rounds, first=first
+        ),
         relaxed=converge(
-            generated.snapshot, pools, now, PlannerOptions(cpu_pods_on_gpu_nodes=True), max_rounds
+            generated.snapshot,
+            pools=pools,
+            now=now,
+            options=PlannerOptions(cpu_pods_on_gpu_nodes=True),
+            max_rounds=max_rounds,
         ),
         ffd=first_fit_decreasing(placement),
         replay=most_allocated_replay(placement),
@@ -223,7 +230,8 @@ def report(rows: list[Row]) -> str:
             f"{_ratio(x.nodes_after, r.bound_any)}, {x.rounds}",
             _ratio(r.ffd.nodes_used, r.bound),
             _ratio(r.replay.nodes_used, r.bound_any),
-            f"{d.first.summary.pods_moved:,} / {d.pods_moved:,} / {r.ffd.pods_moved:,} / {r.replay.pods_moved:,}",
+            f"{d.first.summary.pods_moved:,} / {d.pods_moved:,} / "
+            f"{r.ffd.pods_moved:,} / {r.replay.pods_moved:,}",
             f"{d.first.summary.cost_per_hour_before:,.0f} → {d.cost_after:,.0f}",
         )
         lines.append("| " + " | ".join(cells) + " |")

@@ -152,4 +152,9 @@ def gpu_pool(
     if price_per_gpu_hour is not None:
         body["pricePerGpuHour"] = price_per_gpu_hour
     body.update(spec)
-    return {"apiVersion": "rightsizer.io/v1alpha1", "kind": "GPUNodePool", "metadata": {"name": name}, "spec": body}
+    return {
+        "apiVersion": "rightsizer.io/v1alpha1",
+        "kind": "GPUNodePool",
+        "metadata": {"name": name},
+        "spec": body,
+    }

@@ -127,20 +127,12 @@ class KubeWorkloads:
         prefix = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
         return f"{prefix}/namespaces/{namespace}/{resource.name}/{ref.name}"
 
-    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        data, _status, _headers = self._api.call_api(
-            path,
-            method,
-            header_params=headers,
-            body=body,
-            response_type="object",
-            auth_settings=["BearerToken"],
-            _return_http_data_only=False,
-        )
-        return data
+    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> dict[str, Any]:
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self._api)
+        params = {"content_type": content_type} if content_type else {}
+        response = self._dynamic.request(method.lower(), path, body=body, **params)
+        return dict(response.to_dict())
 
     def read_scale(self, namespace: str, ref: TargetRef) -> Scale:
         path = self._scale_path(namespace, ref)

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     kopf.run(
         registry=registry,
         standalone=settings.standalone,
-        peering_name=settings.peering_name,
+        # Naming a peering makes it mandatory in kopf, which would pause a standalone operator forever.
+        peering_name=None if settings.standalone else settings.peering_name,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,

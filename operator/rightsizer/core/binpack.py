@@ -183,9 +183,24 @@ def spread_allows(incoming: Pod, residents: Iterable[Pod]) -> bool:
     return True
 
 
+def host_port_conflict(incoming: Pod, resident: Pod) -> bool:
+    """Two pods cannot bind the same protocol/port on one node unless their host IPs differ."""
+    for protocol, port, ip in incoming.host_ports:
+        for other_protocol, other_port, other_ip in resident.host_ports:
+            if (
+                protocol == other_protocol
+                and port == other_port
+                and (ip in ("", "0.0.0.0") or other_ip in ("", "0.0.0.0") or ip == other_ip)
+            ):
+                return True
+    return False
+
+
 def needs_neighbour_check(pod: Pod) -> bool:
-    return any(t.topology_key == HOSTNAME_LABEL for t in pod.pod_anti_affinity) or any(
-        c.topology_key == HOSTNAME_LABEL for c in pod.spread
+    return (
+        bool(pod.host_ports)
+        or any(t.topology_key == HOSTNAME_LABEL for t in pod.pod_anti_affinity)
+        or any(c.topology_key == HOSTNAME_LABEL for c in pod.spread)
     )
 
 
@@ -215,8 +230,9 @@ class Simulation:
         self.free = [list(c) for c in self.capacity]
         self.rank = list(rank)
         self.residents: list[list[Pod]] = [[] for _ in nodes]
-        # Inter-pod checks cost a scan of the target's pods; skip them while no pod needs them.
-        self.neighbour_checks = False
+        # Residents with host ports or per-node anti-affinity: the only ones an incoming pod without
+        # such rules of its own must be checked against.
+        self.notable: list[list[Pod]] = [[] for _ in nodes]
         keys: set[str] = set()
         by_name = False
         for c in constraints:
@@ -232,11 +248,7 @@ class Simulation:
         for i, node in enumerate(nodes):
             if not targetable[i]:
                 continue
-            offered = frozenset(
-                k
-                for k, v in node.allocatable.items()
-                if v > 0 and is_extended_resource(k) and k in space.index
-            )
+            offered = frozenset(k for k, v in node.allocatable.items() if v > 0 and is_extended_resource(k))
             signature = (
                 tuple(node.labels.get(k) for k in self._keys),
                 node.name if by_name else None,
@@ -260,6 +272,12 @@ class Simulation:
         """Classes the constraints admit, split into (nodes without GPUs, nodes with GPUs)."""
         cached = self._feasible.get(constraints)
         if cached is None:
+            if not constraints.label_keys() <= set(self._keys) or (
+                constraints.uses_node_name() and not self._by_name
+            ):
+                # Classes only tell apart the labels declared up front; anything else would be a silent
+                # wrong answer.
+                raise ValueError("constraints were not declared when the simulation was built")
             plain: list[int] = []
             gpu: list[int] = []
             for cid, node in enumerate(self._representative):
@@ -298,8 +316,8 @@ class Simulation:
         self._reindex(n)
         if pod is not None:
             self.residents[n].append(pod)
-            if not self.neighbour_checks and needs_neighbour_check(pod):
-                self.neighbour_checks = True
+            if needs_neighbour_check(pod):
+                self.notable[n].append(pod)
 
     def release(self, n: int, request: Request, pod: Pod | None = None) -> None:
         self._unindex(n)
@@ -307,6 +325,8 @@ class Simulation:
         self._reindex(n)
         if pod is not None:
             self.residents[n].remove(pod)
+            if pod in self.notable[n]:
+                self.notable[n].remove(pod)
 
     def remove_node(self, n: int) -> None:
         """The node leaves the cluster: it is no longer a target."""
@@ -319,12 +339,12 @@ class Simulation:
     # -- choosing a target -----------------------------------------------------------------------
 
     def neighbours_allow(self, pod: Pod, n: int) -> bool:
-        if not self.neighbour_checks and not needs_neighbour_check(pod):
-            return True
-        residents = self.residents[n]
-        if any(anti_affinity_conflict(pod, r) for r in residents):
+        """Host ports, per-node anti-affinity (both directions) and per-node spread on node n."""
+        own_rules = bool(pod.spread) or any(t.topology_key == HOSTNAME_LABEL for t in pod.pod_anti_affinity)
+        others = self.residents[n] if own_rules else self.notable[n]
+        if any(anti_affinity_conflict(pod, r) or host_port_conflict(pod, r) for r in others):
             return False
-        return spread_allows(pod, residents)
+        return not pod.spread or spread_allows(pod, self.residents[n])
 
     def find(
         self,

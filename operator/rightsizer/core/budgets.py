@@ -151,6 +151,8 @@ def node_block_reason(node: Node) -> str | None:
         return "node is already being disrupted (resumed by the executor)"
     if node.unschedulable:
         return "node is cordoned by someone else"
+    if not node.ready:
+        return "node is NotReady"
     return None
 
 

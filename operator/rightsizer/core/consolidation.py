@@ -342,7 +342,9 @@ class _Run:
         if left is not None:
             if pool.consolidate_after is None:
                 return f"pool {pool.name} has consolidateAfter: Never"
-            return f"consolidateAfter {pool.consolidate_after} not reached ({_minutes(left)} left)"
+            return (
+                f"consolidateAfter {_duration(pool.consolidate_after)} not reached ({_duration(left)} left)"
+            )
         if pool.consolidation_policy == WHEN_EMPTY and self.movable[i]:
             return f"pool {pool.name} consolidates only empty nodes (WhenEmpty); {len(self.movable[i])} pods"
         return None
@@ -497,7 +499,11 @@ class _Run:
         for pod in sorted(self.load[i], key=_size_key):
             request = self.request[pod.key]
             target = self.sim.find(
-                pod, request, self.constraints[pod.key], exclude=i, allow_gpu_nodes=self.may_use_gpu_nodes(pod)
+                pod,
+                request,
+                self.constraints[pod.key],
+                exclude=i,
+                allow_gpu_nodes=self.may_use_gpu_nodes(pod),
             )
             if target is None:
                 for moved, where in reversed(placed):
@@ -719,9 +725,17 @@ def _size_key(pod: Pod) -> tuple[Decimal, Decimal, Decimal, str]:
     return (-pod.gpus(), -pod.requests.get(CPU, Decimal(0)), -pod.requests.get(MEMORY, Decimal(0)), pod.key)
 
 
-def _minutes(delta: timedelta) -> str:
+def _duration(delta: timedelta) -> str:
+    """``1h30m``, ``10m``, ``45s``: how Kubernetes users write durations."""
     seconds = int(delta.total_seconds())
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = (
+        (f"{hours}h" if hours else "")
+        + (f"{minutes}m" if minutes else "")
+        + (f"{seconds}s" if seconds else "")
+    )
+    return text or "0s"
 
 
 def _match_pdbs(

@@ -151,6 +151,7 @@ class Pod:
     pod_affinity: tuple[PodAffinityTerm, ...] = ()
     pod_anti_affinity: tuple[PodAffinityTerm, ...] = ()
     spread: tuple[SpreadConstraint, ...] = ()
+    host_ports: tuple[tuple[str, int, str], ...] = ()  # (protocol, hostPort, hostIP)
 
     @property
     def key(self) -> str:
@@ -471,6 +472,18 @@ def _pod(item: Mapping[str, Any]) -> Pod:
         for c in (_obj(x, where) for x in _list(spec.get("topologySpreadConstraints"), f"{where} spread"))
         if c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule"
     )
+    host_ports = []
+    for raw in (*_list(spec.get("containers"), where), *_list(spec.get("initContainers"), where)):
+        for port in _list(_obj(raw, where).get("ports"), f"{where} ports"):
+            entry = _obj(port, f"{where} port")
+            if entry.get("hostPort"):
+                host_ports.append(
+                    (
+                        str(entry.get("protocol") or "TCP"),
+                        int(entry["hostPort"]),
+                        str(entry.get("hostIP") or ""),
+                    )
+                )
     pod_affinity = _obj(affinity.get("podAffinity"), where)
     pod_anti = _obj(affinity.get("podAntiAffinity"), where)
     return Pod(
@@ -497,6 +510,7 @@ def _pod(item: Mapping[str, Any]) -> Pod:
             pod_anti.get("requiredDuringSchedulingIgnoredDuringExecution"), f"{where} podAntiAffinity"
         ),
         spread=spread,
+        host_ports=tuple(host_ports),
     )
 
 

@@ -24,3 +24,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
         settings.execution.max_workers = 8
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # Same credentials as the rest of the operator: in-cluster ServiceAccount, else KUBECONFIG.
+        return kopf.login_via_client(**kwargs)

@@ -1,0 +1,416 @@
+"""GPUWorkloads right-sized by the real operator process, against the real API server, real Prometheus
+and the fake DCGM exporter. Each test runs its own operator, watching only the test's namespace."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.support.cluster import Cluster, GpuUtilization, wait_for
+from tests.support.operator_process import OperatorProcess, PrivatePrometheus
+
+pytestmark = pytest.mark.e2e
+
+INTERVAL = 3
+
+
+def gpu_deployment(
+    name: str, replicas: int, gpus: int = 1, labels: dict[str, str] | None = None, cpu: str = "1"
+) -> dict[str, Any]:
+    pod_labels = {"app": name, **(labels or {})}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "resources": {
+                                "requests": {"cpu": cpu, "memory": "1Gi", "nvidia.com/gpu": str(gpus)},
+                                "limits": {"nvidia.com/gpu": str(gpus)},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def gpu_workload(name: str, target: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "workloadType": "Inference",
+        "mode": "Enforce",
+        "targetUtilization": 60,
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "metric": {"window": "10s"},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "rightsizer.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+class World:
+    """What a test sets up and observes, through the API server."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.apps = client.AppsV1Api(cluster.api)
+        self.core = client.CoreV1Api(cluster.api)
+        self.custom = client.CustomObjectsApi(cluster.api)
+
+    def replicas(self, name: str) -> int:
+        return int(self.apps.read_namespaced_deployment(name, self.namespace).spec.replicas)
+
+    def ready_replicas(self, name: str) -> int:
+        return int(self.apps.read_namespaced_deployment(name, self.namespace).status.ready_replicas or 0)
+
+    def workload(self, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            "rightsizer.io", "v1alpha1", self.namespace, "gpuworkloads", name
+        )
+        return obj
+
+    def condition(self, name: str, kind: str) -> dict[str, Any] | None:
+        for cond in (self.workload(name).get("status") or {}).get("conditions") or []:
+            if cond["type"] == kind:
+                return dict(cond)
+        return None
+
+    def events(self, reason: str | None = None) -> list[str]:
+        items = self.core.list_namespaced_event(self.namespace).items
+        return [e.message for e in items if reason is None or e.reason == reason]
+
+    def describe(self, workload: str | None = None) -> str:
+        out = self.cluster.kubectl(
+            "get", "deploy,pods,gw", "-n", self.namespace, "-o", "wide", check=False
+        ).stdout
+        if workload:
+            out += "\n" + json.dumps(self.workload(workload).get("status"), indent=1)
+        return out
+
+    def wait_ready(self, name: str, count: int, timeout: float = 90) -> None:
+        wait_for(lambda: self.ready_replicas(name) == count, timeout=timeout, describe=self.describe)
+
+
+@pytest.fixture
+def world(cluster: Cluster, namespace: str) -> World:
+    cluster.kubectl("apply", "-f", "crds/")
+    return World(cluster, namespace)
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str) -> Iterator[OperatorProcess]:
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, interval=INTERVAL
+    ) as proc:
+        yield proc
+
+
+def test_inference_scales_up_to_the_computed_count_within_one_interval(
+    world: World, gpu_util: GpuUtilization, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    world.cluster.apply(gpu_deployment("chat", 2), ns)
+    gpu_util.set(ns, 90, selector={"app": "chat"})
+    world.wait_ready("chat", 2)
+    # Prometheus has the pods' series before the workload exists: the first pass can act.
+    wait_for(lambda: operator.prometheus_sees(ns, "chat", 2), timeout=60)
+    world.cluster.apply(gpu_workload("chat", "chat", maxReplicas=3), ns)
+    created = time.monotonic()
+
+    wait_for(
+        lambda: world.replicas("chat") == 3,
+        timeout=3 * INTERVAL + 10,
+        describe=lambda: world.describe("chat"),
+    )
+    assert time.monotonic() - created <= 3 * INTERVAL + 10
+    # Events are posted asynchronously by kopf: wait for the one that explains the decision.
+    wait_for(
+        lambda: any("ceil(2×90/60)=3" in m for m in world.events("ScaleUp")),
+        timeout=20,
+        describe=lambda: str(world.events()),
+    )
+    status = world.workload("chat")["status"]
+    assert math.isclose(status["utilization"]["aggregate"], 90, abs_tol=1)
+    assert status["lastDecision"]["action"] == "ScaleUp"
+
+
+def test_scale_down_waits_for_the_stabilisation_window_and_never_goes_below_min(
+    world: World, gpu_util: GpuUtilization, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    world.cluster.apply(gpu_deployment("embed", 4), ns)
+    gpu_util.set(ns, 10, selector={"app": "embed"})
+    world.wait_ready("embed", 4)
+    wait_for(lambda: operator.prometheus_sees(ns, "embed", 4), timeout=60)
+    window = 20
+    world.cluster.apply(
+        gpu_workload(
+            "embed", "embed", minReplicas=2, behavior={"scaleDown": {"stabilizationWindowSeconds": window}}
+        ),
+        ns,
+    )
+    # The operator sees 10% (raw recommendation ceil(4×10/60)=1 → min 2) but must wait the window out.
+    wait_for(lambda: (world.workload("embed").get("status") or {}).get("utilization"), timeout=30)
+    seen_first = time.monotonic()
+    lowest = 4
+    while time.monotonic() - seen_first < window - 2 * INTERVAL:
+        lowest = min(lowest, world.replicas("embed"))
+        time.sleep(1)
+    assert lowest == 4, "scaled down before the stabilisation window passed"
+    wait_for(
+        lambda: world.replicas("embed") == 2, timeout=window + 30, describe=lambda: world.describe("embed")
+    )
+    for _ in range(3 * INTERVAL):
+        assert world.replicas("embed") == 2, "went below minReplicas"
+        time.sleep(1)
+
+
+def test_scale_to_zero_when_idle_and_back_when_the_wake_up_signal_fires(
+    world: World, gpu_util: GpuUtilization, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    world.cluster.apply(gpu_deployment("model", 1), ns)
+    world.cluster.apply(gpu_deployment("frontend", 1), ns)
+    gpu_util.set(ns, 0, selector={"app": "model"})
+    gpu_util.set(ns, 0, selector={"app": "frontend"})
+    world.wait_ready("model", 1)
+    world.wait_ready("frontend", 1)
+    wait_for(lambda: operator.prometheus_sees(ns, "frontend", 1), timeout=60)
+    wake = 'sum(DCGM_FI_DEV_GPU_UTIL{namespace="{{namespace}}", pod=~"frontend-.*"})'
+    world.cluster.apply(
+        gpu_workload(
+            "model",
+            "model",
+            minReplicas=0,
+            maxReplicas=2,
+            wakeUp={"query": wake, "threshold": 50, "replicas": 1, "cooldown": "10s"},
+            behavior={"scaleDown": {"stabilizationWindowSeconds": 10}},
+        ),
+        ns,
+    )
+    wait_for(lambda: world.replicas("model") == 0, timeout=60, describe=lambda: world.describe("model"))
+    wait_for(lambda: world.events("ScaleToZero"), timeout=20, describe=lambda: str(world.events()))
+
+    gpu_util.set(ns, 80, selector={"app": "frontend"})
+    wait_for(lambda: world.replicas("model") == 1, timeout=60, describe=lambda: world.describe("model"))
+    wait_for(lambda: world.events("WakeUp"), timeout=20, describe=lambda: str(world.events()))
+
+
+def test_idle_training_is_annotated_or_suspended_per_policy_and_busy_training_left_alone(
+    world: World, gpu_util: GpuUtilization, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    for name in ("sweep", "finetune", "pretrain"):
+        world.cluster.apply(gpu_deployment(name, 2), ns)
+    gpu_util.set(ns, 0, selector={"app": "sweep"})
+    gpu_util.set(ns, 0, selector={"app": "finetune"})
+    gpu_util.set(ns, 85, selector={"app": "pretrain"})
+    for name in ("sweep", "finetune", "pretrain"):
+        world.wait_ready(name, 2)
+    wait_for(lambda: operator.prometheus_sees(ns, "finetune", 2), timeout=60)
+
+    def training(name: str, action: str) -> dict[str, Any]:
+        return gpu_workload(
+            name,
+            name,
+            workloadType="Training",
+            minReplicas=1,
+            maxReplicas=None,
+            idlePolicy={"thresholdPercent": 5, "idleFor": "10s", "action": action},
+        )
+
+    world.cluster.apply(training("sweep", "Annotate"), ns)
+    world.cluster.apply(training("finetune", "Suspend"), ns)
+    world.cluster.apply(training("pretrain", "Suspend"), ns)
+
+    def annotated(name: str) -> bool:
+        meta = world.apps.read_namespaced_deployment(name, ns).metadata
+        return "rightsizer.io/idle-since" in (meta.annotations or {})
+
+    wait_for(lambda: annotated("sweep"), timeout=60, describe=lambda: world.describe("sweep"))
+    wait_for(lambda: world.replicas("finetune") == 0, timeout=60, describe=lambda: world.describe("finetune"))
+    assert world.replicas("sweep") == 2, "Annotate must not change replicas"
+    assert world.replicas("pretrain") == 2 and not annotated("pretrain"), "busy training was touched"
+    assert world.workload("pretrain")["status"]["lastDecision"]["action"] == "NoChange"
+
+
+def test_recommend_mode_changes_nothing_but_status(
+    world: World, gpu_util: GpuUtilization, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    world.cluster.apply(gpu_deployment("chat", 2), ns)
+    gpu_util.set(ns, 90, selector={"app": "chat"})
+    world.wait_ready("chat", 2)
+    wait_for(lambda: operator.prometheus_sees(ns, "chat", 2), timeout=60)
+    world.cluster.apply(gpu_workload("chat", "chat", mode="Recommend"), ns)
+
+    def desired() -> int | None:
+        return ((world.workload("chat").get("status") or {}).get("replicas") or {}).get("desired")
+
+    wait_for(lambda: desired() == 3, timeout=30, describe=lambda: world.describe("chat"))
+    for _ in range(2 * INTERVAL):
+        assert world.replicas("chat") == 2
+        time.sleep(1)
+    wait_for(lambda: world.events("RecommendScaleUp"), timeout=20, describe=lambda: str(world.events()))
+
+
+def test_prometheus_down_means_hold_with_a_condition_and_resume_when_back(
+    cluster: Cluster, world: World, gpu_util: GpuUtilization
+) -> None:
+    ns = world.namespace
+    world.cluster.apply(gpu_deployment("chat", 2), ns)
+    gpu_util.set(ns, 60, selector={"app": "chat"})
+    world.wait_ready("chat", 2)
+    with (
+        PrivatePrometheus.start() as prom,
+        OperatorProcess.start(cluster.kubeconfig, ns, prom.url, interval=INTERVAL) as operator,
+    ):
+        wait_for(lambda: operator.prometheus_sees(ns, "chat", 2, url=prom.url), timeout=60)
+        world.cluster.apply(gpu_workload("chat", "chat"), ns)
+        wait_for(
+            lambda: (world.condition("chat", "MetricsAvailable") or {}).get("status") == "True",
+            timeout=30,
+            describe=lambda: world.describe("chat"),
+        )
+        assert world.replicas("chat") == 2  # 60% is on target
+
+        prom.stop()
+        gpu_util.set(ns, 95, selector={"app": "chat"})
+        wait_for(
+            lambda: (world.condition("chat", "MetricsAvailable") or {}).get("status") == "False",
+            timeout=30,
+            describe=lambda: world.describe("chat"),
+        )
+        for _ in range(3 * INTERVAL):
+            assert world.replicas("chat") == 2, "scaled without metrics"
+            time.sleep(1)
+        assert world.workload("chat")["status"]["lastDecision"]["action"] == "Hold"
+
+        prom.restart()
+        wait_for(lambda: world.replicas("chat") > 2, timeout=90, describe=lambda: world.describe("chat"))
+
+
+def test_a_target_also_scaled_by_an_hpa_is_a_conflict_and_not_scaled(
+    world: World, gpu_util: GpuUtilization, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    world.cluster.apply(gpu_deployment("chat", 2), ns)
+    gpu_util.set(ns, 95, selector={"app": "chat"})
+    world.cluster.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "chat"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat"},
+                "minReplicas": 2,
+                "maxReplicas": 2,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80},
+                        },
+                    }
+                ],
+            },
+        },
+        ns,
+    )
+    world.wait_ready("chat", 2)
+    world.cluster.apply(gpu_workload("chat", "chat"), ns)
+    wait_for(
+        lambda: (world.condition("chat", "Conflict") or {}).get("status") == "True",
+        timeout=30,
+        describe=lambda: world.describe("chat"),
+    )
+    assert "HorizontalPodAutoscaler/chat" in world.condition("chat", "Conflict")["message"]
+    for _ in range(2 * INTERVAL):
+        assert world.replicas("chat") == 2
+        time.sleep(1)
+
+
+POOL = {
+    "apiVersion": "rightsizer.io/v1alpha1",
+    "kind": "GPUNodePool",
+    "metadata": {"name": "e2e-cost-a100"},
+    "spec": {
+        "nodeSelector": {"rightsizer.io/pool": "a100"},
+        "gpuModel": "NVIDIA-A100-SXM4-80GB",
+        "gpusPerNode": 8,
+        "pricePerGpuHour": 3.0,
+        "cpuCorePricePerHour": 0.04,
+        "wattsPerGpu": 400,
+        "pue": 1.2,
+        "energyPricePerKwh": 0.15,
+        "overheadPerHour": 0.8,
+        "currency": "EUR",
+        "provider": {"type": "none"},
+    },
+}
+
+
+@pytest.fixture
+def priced_pool(cluster: Cluster) -> Iterator[None]:
+    cluster.apply(POOL)
+    yield
+    cluster.kubectl("delete", "gpunodepool", POOL["metadata"]["name"], "--ignore-not-found")
+
+
+def test_cost_annotations_match_the_model_for_a_hand_computed_case(
+    world: World, gpu_util: GpuUtilization, priced_pool: None, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    world.cluster.apply(gpu_deployment("infer", 2, cpu="1"), ns)
+    gpu_util.set(ns, 50, selector={"app": "infer"})
+    world.wait_ready("infer", 2)
+    wait_for(lambda: operator.prometheus_sees(ns, "infer", 2), timeout=60)
+    world.cluster.apply(gpu_workload("infer", "infer", mode="Recommend", targetUtilization=50), ns)
+
+    # By hand, per hour: GPUs max(requested 2, used 2×50% = 1) × 3.00 = 6.00; CPU 2 cores × 0.04 = 0.08;
+    # energy: the fake A100 draws 60 + (400-60)×50% = 230 W per GPU, measured 460 W × PUE 1.2
+    # = 0.552 kWh × 0.15 = 0.0828; overhead 0.80 per 8-GPU node = 0.10 per GPU-hour × 2 = 0.20.
+    expected = Decimal("6.00") + Decimal("0.08") + Decimal("0.0828") + Decimal("0.20")
+
+    def annotations() -> dict[str, str]:
+        return dict(world.apps.read_namespaced_deployment("infer", ns).metadata.annotations or {})
+
+    wait_for(
+        lambda: annotations().get("rightsizer.io/cost-per-hour") == str(expected),
+        timeout=45,
+        describe=lambda: f"{annotations()}\n{world.describe('infer')}",
+    )
+    a = annotations()
+    assert a["rightsizer.io/currency"] == "EUR"
+    assert a["rightsizer.io/gpu-efficiency"] == "0.500"
+    cost = world.workload("infer")["status"]["cost"]
+    assert Decimal(str(cost["perHour"])) == expected
+    assert cost["currency"] == "EUR"
+    wait_for(lambda: Decimal(str(world.workload("infer")["status"]["cost"]["toDate"])) > 0, timeout=30)
+    pod = world.core.list_namespaced_pod(ns, label_selector="app=infer").items[0]
+    assert pod.metadata.annotations["rightsizer.io/cost-per-hour"] == str(expected)

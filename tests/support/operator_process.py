@@ -1,0 +1,152 @@
+"""The operator as a real process (`rightsizer run`) and a private Prometheus a test may stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+from tests.support.cluster import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OperatorProcess:
+    def __init__(
+        self, proc: subprocess.Popen[str], log_path: Path, metrics_port: int, prometheus_url: str
+    ) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.prometheus_url = prometheus_url
+
+    @classmethod
+    @contextmanager
+    def start(
+        cls,
+        kubeconfig: str,
+        namespace: str,
+        prometheus_url: str,
+        interval: float = 3,
+        extra_args: Sequence[str] = (),
+    ) -> Iterator[OperatorProcess]:
+        metrics_port, health_port = free_port(), free_port()
+        log = Path(tempfile.mkstemp(prefix="rightsizer-operator-", suffix=".log")[1])
+        cmd = [
+            sys.executable, "-m", "rightsizer.cli.main", "run",
+            "--kubeconfig", kubeconfig,
+            "--namespace", namespace,
+            "--interval", str(interval),
+            "--standalone",
+            "--prometheus-url", prometheus_url,
+            "--metrics-address", "127.0.0.1",
+            "--metrics-port", str(metrics_port),
+            "--health-port", str(health_port),
+            *extra_args,
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZER_")}
+        with log.open("w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+        handle = cls(proc, log, metrics_port, prometheus_url)
+        try:
+            wait_for(handle.healthy, timeout=60, describe=handle.log)
+            yield handle
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.returncode not in (0, -15):
+                print(f"operator exited {proc.returncode}; log:\n{handle.log()}")
+            log.unlink(missing_ok=True)
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log()}")
+        return requests.get(self.metrics_url, timeout=2).ok
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def prometheus_sees(self, namespace: str, app: str, pods: int, url: str | None = None) -> bool:
+        """Prometheus has a fresh GPU series for `pods` pods of `app`: the operator can decide."""
+        query = f'count(count by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{namespace}", pod=~"{app}-.*"}}))'
+        rsp = requests.get(f"{url or self.prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+        result = rsp.json()["data"]["result"]
+        return bool(result) and int(float(result[0]["value"][1])) == pods
+
+
+class PrivatePrometheus:
+    """A Prometheus of a test's own, scraping the fake exporter, that the test may stop and restart."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    @contextmanager
+    def start(cls) -> Iterator[PrivatePrometheus]:
+        exporter = urlparse(os.environ["RIGHTSIZER_DCGM_URL"])
+        workdir = Path(tempfile.mkdtemp(prefix="rightsizer-prom-"))
+        (workdir / "prometheus.yml").write_text(
+            "global: {scrape_interval: 2s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: dcgm\n    static_configs: [{{targets: ['{exporter.netloc}']}}]\n"
+        )
+        prom = cls(free_port(), workdir)
+        try:
+            prom.restart()
+            yield prom
+        finally:
+            prom.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def restart(self) -> None:
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: requests.get(f"{self.url}/-/ready", timeout=2).ok, timeout=60)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # Until the socket is released, a restart on the same port would fail.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.2)

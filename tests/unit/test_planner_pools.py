@@ -1,0 +1,161 @@
+"""GPUNodePool documents → the planner's pool policies."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from rightsizer.core.budgets import NodeBudget
+from rightsizer.core.errors import InvalidPool
+from rightsizer.core.pools import assign_pools, node_price, parse_duration, parse_pools
+from rightsizer.core.snapshot import snapshot_from_document
+from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list
+
+pytestmark = pytest.mark.unit
+
+
+def test_full_pool_document_is_read() -> None:
+    document = gpu_pool(
+        "a100",
+        selector={"rightsizer.io/pool": "a100"},
+        gpuModel="NVIDIA-A100-SXM4-80GB",
+        gpusPerNode=8,
+        minNodes=1,
+        maxNodes=10,
+        consolidationPolicy="WhenEmpty",
+        consolidateAfter="1h30m",
+        disruption={
+            "budgets": [{"nodes": "20%"}, {"nodes": "0", "schedule": "0 9 * * 1-5", "duration": "8h"}]
+        },
+        allowTrainingDisruption=True,
+        replacementTypes=[
+            {
+                "instanceType": "a100-x2",
+                "gpuModel": "NVIDIA-A100-SXM4-80GB",
+                "gpusPerNode": 2,
+                "pricePerNodeHour": 6.5,
+            }
+        ],
+        provider={"type": "kwok"},
+    )
+    (pool,) = parse_pools([document])
+    assert pool.name == "a100"
+    assert pool.price_per_gpu_hour == Decimal("3.00")
+    assert (pool.min_nodes, pool.max_nodes) == (1, 10)
+    assert pool.consolidation_policy == "WhenEmpty"
+    assert pool.consolidate_after == timedelta(hours=1, minutes=30)
+    assert pool.budgets == (
+        NodeBudget("20%"),
+        NodeBudget("0", "0 9 * * 1-5", timedelta(hours=8)),
+    )
+    assert pool.allow_training_disruption
+    assert pool.replacement_types[0].price_per_node_hour == Decimal("6.5")
+    assert pool.provider == "kwok"
+
+
+def test_defaults_and_lists() -> None:
+    listed = {
+        "kind": "List",
+        "items": [gpu_pool("a", selector={"x": "a"}), gpu_pool("b", selector={"x": "b"})],
+    }
+    a, b = parse_pools([listed, None])
+    assert a.budgets == () and a.consolidation_policy == "WhenUnderutilized"
+    assert a.consolidate_after == timedelta(0) and a.min_nodes == 0 and a.max_nodes is None
+    assert b.name == "b"
+    assert (
+        parse_pools([gpu_pool("n", selector={"x": "a"}, consolidateAfter="Never")])[0].consolidate_after
+        is None
+    )
+    legacy = gpu_pool("k", selector={"x": "a"}, consolidationPolicy="WhenEmptyOrUnderutilized")
+    assert parse_pools([legacy])[0].consolidation_policy == "WhenUnderutilized"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kind": "GPUWorkload"}, "GPUNodePool"),
+        ({"apiVersion": "v1"}, "apiVersion"),
+        ({"metadata": {}}, "metadata.name"),
+        ({"spec": {"consolidationPolicy": "Sometimes"}}, "consolidationPolicy"),
+        ({"spec": {"consolidateAfter": "10 minutes"}}, "consolidateAfter"),
+        ({"spec": {"minNodes": -1}}, "minNodes"),
+        ({"spec": {"minNodes": 3, "maxNodes": 2}}, "maxNodes"),
+        ({"spec": {"pricePerGpuHour": "cheap"}}, "pricePerGpuHour"),
+        ({"spec": {"disruption": {"budgets": [{"nodes": "150%"}]}}}, "nodes"),
+        ({"spec": {"disruption": {"budgets": [{"nodes": "x"}]}}}, "nodes"),
+        ({"spec": {"disruption": {"budgets": [{"nodes": "1", "schedule": "@daily"}]}}}, "together"),
+        (
+            {
+                "spec": {
+                    "disruption": {"budgets": [{"nodes": "1", "schedule": "61 * * * *", "duration": "1h"}]}
+                }
+            },
+            "cron",
+        ),
+        ({"spec": {"disruption": {"budgets": [{"nodes": "1", "reasons": ["Bored"]}]}}}, "reason"),
+        ({"spec": {"replacementTypes": [{"instanceType": "x"}]}}, "pricePerNodeHour"),
+        (
+            {"spec": {"replacementTypes": [{"instanceType": "x", "pricePerNodeHour": 1, "cpu": "lots"}]}},
+            "lots",
+        ),
+    ],
+)
+def test_bad_pool_documents_are_refused(change: dict[str, Any], message: str) -> None:
+    document = gpu_pool("a100", selector={"rightsizer.io/pool": "a100"})
+    spec = change.pop("spec", {})
+    document.update(change)
+    document["spec"].update(spec)
+    with pytest.raises(InvalidPool, match=message):
+        parse_pools([document])
+
+
+def test_duplicate_names_are_refused() -> None:
+    with pytest.raises(InvalidPool, match="share a name"):
+        parse_pools([gpu_pool("a", selector={"x": "1"}), gpu_pool("a", selector={"x": "2"})])
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400), ("500ms", 0.5), (45, 45)],
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text, "x") == timedelta(seconds=seconds)
+
+
+def test_nodes_join_the_first_matching_pool_by_name() -> None:
+    nodes = snapshot_from_document(
+        kube_list(
+            gpu_node("a1"),
+            gpu_node("a2", labels={"tier": "gold"}),
+            gpu_node("x1", labels={"rightsizer.io/pool": "x"}),
+        )
+    ).nodes
+    pools = parse_pools(
+        [
+            gpu_pool("b-gold", selector={"tier": "gold"}),
+            gpu_pool(
+                "a-all",
+                selector={
+                    "matchExpressions": [{"key": "rightsizer.io/pool", "operator": "In", "values": ["a100"]}]
+                },
+            ),
+        ]
+    )
+    assignment = assign_pools(nodes, pools)
+    assert assignment.node_pool == {"a1": "a-all", "a2": "a-all"}
+
+
+def test_pool_prices() -> None:
+    node = snapshot_from_document(kube_list(gpu_node("a1"))).nodes[0]
+    per_gpu, per_node = parse_pools(
+        [
+            gpu_pool("g", selector={"x": "1"}, price_per_gpu_hour="2.5"),
+            gpu_pool("n", selector={"x": "2"}, price_per_gpu_hour=None, pricePerNodeHour="19.99"),
+        ]
+    )
+    assert node_price(node, per_gpu) == Decimal("20.0")
+    assert node_price(node, per_node) == Decimal("19.99")
+    assert node_price(node, None) == Decimal("24.00")
