@@ -67,6 +67,12 @@ class OperatorProcess:
         try:
             wait_for(handle.healthy, timeout=60, describe=handle.log)
             yield handle
+            # Like a user uninstalling: delete the GPUWorkloads while the operator still runs, so it
+            # removes its finalizers and the namespace can go away.
+            kubectl = str(Path(os.environ.get("RIGHTSIZER_BIN", "/usr/local/bin")) / "kubectl")
+            delete = ["delete", "gpuworkloads", "--all", "-n", namespace, "--timeout=60s"]
+            cmd = [kubectl, "--kubeconfig", kubeconfig, *delete]
+            subprocess.run(cmd, capture_output=True, check=False, timeout=90)
         finally:
             proc.terminate()
             try:

@@ -174,8 +174,13 @@ def test_rendering_is_deterministic() -> None:
     assert text.startswith(crdgen.HEADER)
 
 
-def test_crds_are_generated_for_both_resources_in_a_fixed_order() -> None:
-    assert list(crdgen.generate()) == ["rightsizer.io_gpuworkloads.yaml", "rightsizer.io_gpunodepools.yaml"]
+def test_crds_are_generated_for_both_resources_and_kopf_peering_in_a_fixed_order() -> None:
+    assert list(crdgen.generate()) == [
+        "rightsizer.io_gpuworkloads.yaml",
+        "rightsizer.io_gpunodepools.yaml",
+        "kopf.dev_clusterkopfpeerings.yaml",
+        "kopf.dev_kopfpeerings.yaml",
+    ]
     assert [r.resource.kind for r in RESOURCES] == [GPUWorkload.resource.kind, GPUNodePool.resource.kind]
 
 
@@ -192,6 +197,8 @@ def test_crds_command_writes_then_check_passes(tmp_path: Path, capsys: pytest.Ca
     assert "is missing" in capsys.readouterr().err
     assert run_cli("--output-dir", str(tmp_path)) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "kopf.dev_clusterkopfpeerings.yaml",
+        "kopf.dev_kopfpeerings.yaml",
         "rightsizer.io_gpunodepools.yaml",
         "rightsizer.io_gpuworkloads.yaml",
     ]

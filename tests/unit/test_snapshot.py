@@ -210,3 +210,12 @@ def test_stored_snapshots_parse() -> None:
         document = json.loads(path.read_text())
         if document.get("kind") == "List" and any(i.get("kind") == "Node" for i in document["items"]):
             assert snapshot_from_document(document).nodes
+
+
+def test_host_ports_are_read_and_bad_integers_refused() -> None:
+    item = pod("w-1", "a1")
+    item["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]
+    assert snapshot_from_document(kube_list(item)).pods[0].host_ports == (("UDP", 8080, ""),)
+    item["spec"]["containers"][0]["ports"][0]["hostPort"] = "eighty"
+    with pytest.raises(InvalidSnapshot, match="hostPort"):
+        snapshot_from_document(kube_list(item))

@@ -127,7 +127,9 @@ class KubeWorkloads:
         prefix = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
         return f"{prefix}/namespaces/{namespace}/{resource.name}/{ref.name}"
 
-    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: Any = None, content_type: str | None = None
+    ) -> dict[str, Any]:
         if self._dynamic is None:
             self._dynamic = DynamicClient(self._api)
         params = {"content_type": content_type} if content_type else {}

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module exposes register(subparsers) and sets `func` on its parser.
-SUBCOMMANDS = ("run", "plan", "crds", "fake_dcgm")
+SUBCOMMANDS = ("run", "plan", "report", "crds", "fake_dcgm")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,17 +57,25 @@ class ResourceSpace:
         self.names: tuple[str, ...] = tuple(names)
         self.index: dict[str, int] = {n: i for i, n in enumerate(names)}
         self.gpu_dims: frozenset[int] = frozenset(i for i, n in enumerate(names) if is_gpu_resource(n))
+        self._units: dict[tuple[str, Decimal], int] = {}  # pods repeat the same few requests
+
+    def units(self, name: str, value: Decimal) -> int:
+        key = (name, value)
+        amount = self._units.get(key)
+        if amount is None:
+            amount = self._units[key] = to_units(name, value)
+        return amount
 
     def request(self, requests: Mapping[str, Decimal]) -> Request:
         vector = [(0, 1)]
         for name, value in requests.items():
-            amount = to_units(name, value)
+            amount = self.units(name, value)
             if amount > 0 and name != PODS:
                 vector.append((self.index[name], amount))
         return tuple(vector)
 
     def capacity(self, allocatable: Mapping[str, Decimal]) -> list[int]:
-        return [to_units(n, allocatable.get(n, Decimal(0))) for n in self.names]
+        return [self.units(n, allocatable.get(n, Decimal(0))) for n in self.names]
 
     def primary(self, request: Request) -> int:
         """The dimension to best-fit on: a GPU/extended resource if any, else CPU, memory, pods."""

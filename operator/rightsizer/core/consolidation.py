@@ -196,6 +196,9 @@ class _Run:
 
         self.pdbs_of = _match_pdbs(snapshot.pdbs, (p for pods in self.bound for p in pods))
         self.pdb_allowed = {p.key: p.disruptions_allowed for p in snapshot.pdbs}
+        # GPU counts are asked for over and over while ordering and placing: compute them once.
+        self.node_gpus = [n.gpus() for n in self.nodes]
+        self._pod_gpus: dict[str, Decimal] = {}
         self.pdb_used: Counter[str] = Counter()
 
         self.movable: list[list[Pod]] = [[] for _ in self.nodes]
@@ -271,21 +274,32 @@ class _Run:
 
     # -- facts about pods and nodes --------------------------------------------------------------
 
+    def gpus(self, pod: Pod) -> Decimal:
+        count = self._pod_gpus.get(pod.key)
+        if count is None:
+            count = self._pod_gpus[pod.key] = pod.gpus()
+        return count
+
+    def size_key(self, pod: Pod) -> tuple[Decimal, Decimal, Decimal, str]:
+        """Largest first (GPUs, then CPU, then memory): big pods are the hard ones to place."""
+        requests = pod.requests
+        return (-self.gpus(pod), -requests.get(CPU, Decimal(0)), -requests.get(MEMORY, Decimal(0)), pod.key)
+
     def gpu_idle(self, pod: Pod) -> bool:
-        if pod.gpus() <= 0:
+        if self.gpus(pod) <= 0:
             return False
         util = self.activity.get(pod.key)
         return util is not None and util <= self.options.idle_gpu_percent
 
     def node_idle(self, i: int) -> bool:
-        gpu_pods = [p for p in self.bound[i] if p.gpus() > 0]
+        gpu_pods = [p for p in self.bound[i] if self.gpus(p) > 0]
         return bool(gpu_pods) and all(self.gpu_idle(p) for p in gpu_pods)
 
     def _pins(self, pod: Pod, node: Node) -> list[tuple[str, str | None]]:
         """Labels a moved pod must keep: GPU model, the zone of its volumes, the topology domain of
         its spread and anti-affinity constraints (so per-domain counts stay exactly as they are)."""
         pins: list[tuple[str, str | None]] = []
-        if self.options.keep_gpu_model and pod.gpus() > 0 and node.gpu_model:
+        if self.options.keep_gpu_model and self.gpus(pod) > 0 and node.gpu_model:
             pins.append((GPU_PRODUCT_LABEL, node.gpu_model))
         if pod.has_claims:
             pins.extend((label, node.labels[label]) for label in ZONE_LABELS if label in node.labels)
@@ -298,7 +312,7 @@ class _Run:
         node = self.nodes[i]
         gpus = node.gpus()
         if gpus > 0:
-            return sum((p.gpus() for p in self.bound[i]), Decimal(0)) / gpus
+            return sum((self.gpus(p) for p in self.bound[i]), Decimal(0)) / gpus
         shares = [Decimal(0)]
         for name in (CPU, MEMORY):
             capacity = node.allocatable.get(name, Decimal(0))
@@ -399,7 +413,7 @@ class _Run:
     # -- methods ---------------------------------------------------------------------------------
 
     def place_pending(self) -> None:
-        for pod in sorted(self.pending, key=_size_key):
+        for pod in sorted(self.pending, key=self.size_key):
             request = self.request[pod.key]
             target = self.sim.find(pod, request, self.constraints[pod.key])
             if target is None:
@@ -439,7 +453,7 @@ class _Run:
                 not self.node_idle(i),
                 utilisation[i],
                 len(self.load[i]),
-                sum((p.gpus() for p in self.load[i]), Decimal(0)),
+                sum((self.gpus(p) for p in self.load[i]), Decimal(0)),
                 self.nodes[i].name,
             )
 
@@ -463,7 +477,11 @@ class _Run:
             if stuck is not None:
                 self.node_reason[i] = (
                     f"pod {stuck.key} ({describe(stuck.requests)}) fits on no remaining node"
-                    + (" without a GPU" if not self.may_use_gpu_nodes(stuck) and stuck.gpus() <= 0 else "")
+                    + (
+                        " without a GPU"
+                        if not self.may_use_gpu_nodes(stuck) and self.gpus(stuck) <= 0
+                        else ""
+                    )
                 )
                 continue
             self._commit_disruption(i, first_moves)
@@ -483,7 +501,7 @@ class _Run:
     def may_use_gpu_nodes(self, pod: Pod) -> bool:
         """CPU pods that started on a GPU node may fall back to another one; CPU pods from CPU nodes
         only when the option allows it."""
-        return self.options.cpu_pods_on_gpu_nodes or self.nodes[self.origin[pod.key]].gpus() > 0
+        return self.options.cpu_pods_on_gpu_nodes or self.node_gpus[self.origin[pod.key]] > 0
 
     def _current_utilisation(self, i: int) -> Decimal:
         capacity, free = self.sim.capacity[i], self.sim.free[i]
@@ -496,7 +514,7 @@ class _Run:
 
     def _try_drain(self, i: int) -> tuple[list[tuple[Pod, int]], Pod | None]:
         placed: list[tuple[Pod, int]] = []
-        for pod in sorted(self.load[i], key=_size_key):
+        for pod in sorted(self.load[i], key=self.size_key):
             request = self.request[pod.key]
             target = self.sim.find(
                 pod,
@@ -570,7 +588,7 @@ class _Run:
                     )
                 )
             actions.append(Action("cordon", name, reason=reason, pool=pool_name))
-            for pod in sorted(self.movable[i], key=_size_key):
+            for pod in sorted(self.movable[i], key=self.size_key):
                 if choice is not None:
                     target = replacement_name(name)
                     why = f"replace {name} by {target}"
@@ -656,10 +674,10 @@ class _Run:
                     self.skipped.append(Skip(node.name, pod.key, disposition.reason))
             if node.gpus() <= 0:
                 continue
-            gpu_pods = [p for p in self.bound[i] if p.gpus() > 0]
+            gpu_pods = [p for p in self.bound[i] if self.gpus(p) > 0]
             if self.node_idle(i):
                 worst = max(self.activity[p.key] for p in gpu_pods)
-                allocated = sum((p.gpus() for p in gpu_pods), Decimal(0))
+                allocated = sum((self.gpus(p) for p in gpu_pods), Decimal(0))
                 recommendations.append(
                     Recommendation(
                         node.name,
@@ -694,7 +712,7 @@ class _Run:
         # GPU nodes first: that is where the money is, and CPU pods evicted from them may still use
         # empty CPU nodes, which are only removed afterwards if nothing landed on them.
         for gpu_tier in (True, False):
-            tier = [i for i in eligible if (self.nodes[i].gpus() > 0) == gpu_tier]
+            tier = [i for i in eligible if (self.node_gpus[i] > 0) == gpu_tier]
             self.remove_empty([i for i in tier if not self.load[i]])
             self.drain([i for i in tier if self.load[i]])
         if self.options.replacement:
@@ -720,11 +738,6 @@ def _targetable(node: Node) -> bool:
     )
 
 
-def _size_key(pod: Pod) -> tuple[Decimal, Decimal, Decimal, str]:
-    """Largest first (GPUs, then CPU, then memory): big pods are the hard ones to place."""
-    return (-pod.gpus(), -pod.requests.get(CPU, Decimal(0)), -pod.requests.get(MEMORY, Decimal(0)), pod.key)
-
-
 def _duration(delta: timedelta) -> str:
     """``1h30m``, ``10m``, ``45s``: how Kubernetes users write durations."""
     seconds = int(delta.total_seconds())
@@ -741,14 +754,22 @@ def _duration(delta: timedelta) -> str:
 def _match_pdbs(
     pdbs: Iterable[PodDisruptionBudget], pods: Iterable[Pod]
 ) -> dict[str, tuple[PodDisruptionBudget, ...]]:
-    by_namespace: dict[str, list[PodDisruptionBudget]] = {}
+    """PDBs selecting each pod. PDBs are indexed by one of their matchLabels so that a pod is only
+    checked against PDBs that could select it (thousands of pods times hundreds of PDBs otherwise)."""
+    by_label: dict[tuple[str, str, str], list[PodDisruptionBudget]] = {}
+    unindexed: dict[str, list[PodDisruptionBudget]] = {}
     for pdb in pdbs:
-        by_namespace.setdefault(pdb.namespace, []).append(pdb)
+        if pdb.selector is not None and pdb.selector.match_labels:
+            key, value = pdb.selector.match_labels[0]
+            by_label.setdefault((pdb.namespace, key, value), []).append(pdb)
+        else:
+            unindexed.setdefault(pdb.namespace, []).append(pdb)
     matched: dict[str, tuple[PodDisruptionBudget, ...]] = {}
     for pod in pods:
-        hits = tuple(
-            p for p in by_namespace.get(pod.namespace, ()) if selector_matches(p.selector, pod.labels)
-        )
+        candidates = list(unindexed.get(pod.namespace, ()))
+        for key, value in pod.labels.items():
+            candidates.extend(by_label.get((pod.namespace, key, value), ()))
+        hits = tuple(p for p in candidates if selector_matches(p.selector, pod.labels))
         if hits:
             matched[pod.key] = hits
     return matched

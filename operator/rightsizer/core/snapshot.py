@@ -276,6 +276,15 @@ def _list(value: object, where: str) -> list[Any]:
     return value
 
 
+def _int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidSnapshot(f"{where}: {value!r} is not an integer")
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidSnapshot(f"{where}: {value!r} is not an integer") from exc
+
+
 def _strmap(value: object, where: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in _obj(value, where).items()}
 
@@ -465,7 +474,7 @@ def _pod(item: Mapping[str, Any]) -> Pod:
             claims = True
     spread = tuple(
         SpreadConstraint(
-            max_skew=int(c.get("maxSkew", 1)),
+            max_skew=_int(c.get("maxSkew", 1), f"{where} maxSkew"),
             topology_key=str(c.get("topologyKey", "")),
             selector=label_selector(c.get("labelSelector"), f"{where} topologySpreadConstraints"),
         )
@@ -480,7 +489,7 @@ def _pod(item: Mapping[str, Any]) -> Pod:
                 host_ports.append(
                     (
                         str(entry.get("protocol") or "TCP"),
-                        int(entry["hostPort"]),
+                        _int(entry["hostPort"], f"{where} hostPort"),
                         str(entry.get("hostIP") or ""),
                     )
                 )

@@ -1,32 +1,38 @@
-"""The demo fleet: inference services with a diurnal load, training jobs that go idle, a CPU pod on a
-GPU node. Run by `make demo` (hack/demo.sh) against the local cluster; prints what the GPUs really do.
+"""The demo: a realistic mixed GPU fleet on the local cluster, managed live by the operator.
+
+Inference services with a diurnal load, training jobs of which one has gone idle, a CPU-only pod on a
+GPU node. The operator runs as a real process; the demo prints replicas, nodes and cost as they change,
+then `rightsizer report` against the baseline taken at the start, and writes an HTML chart of GPU
+utilisation and cost over time. Run by `make demo` (hack/demo.sh).
 """
 
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
-from prometheus_api_client import PrometheusConnect
 
 NAMESPACE = "gpu-demo"
 SCENARIO_LABEL = "rightsizer.io/fake-dcgm-scenario"
+A100, L4 = "NVIDIA-A100-SXM4-80GB", "NVIDIA-L4"
 
 
 def deployment(name: str, replicas: int, gpus: int, product: str | None, kind: str) -> dict[str, Any]:
-    requests: dict[str, str] = {"cpu": "2", "memory": "8Gi"}
+    requests_: dict[str, str] = {"cpu": "2", "memory": "8Gi"}
     if gpus:
-        requests["nvidia.com/gpu"] = str(gpus)
-    spec: dict[str, Any] = {
-        "containers": [
-            {"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": requests}}
-        ]
-    }
+        requests_["nvidia.com/gpu"] = str(gpus)
+    container = {"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": requests_}}
+    spec: dict[str, Any] = {"containers": [container]}
     if product:
         spec["nodeSelector"] = {"nvidia.com/gpu.product": product}
     labels = {"app": name, "rightsizer.io/workload-type": kind}
@@ -42,23 +48,78 @@ def deployment(name: str, replicas: int, gpus: int, product: str | None, kind: s
     }
 
 
+def workload(name: str, kind: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "workloadType": kind,
+        "mode": "Enforce",
+        "metric": {"window": "20s"},
+    }
+    if kind == "Inference":
+        body.update(
+            targetUtilization=60,
+            minReplicas=1,
+            maxReplicas=8,
+            behavior={"scaleDown": {"stabilizationWindowSeconds": 30}},
+        )
+    body.update(spec)
+    return {
+        "apiVersion": "rightsizer.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": body,
+    }
+
+
+def pool(name: str, product: str, gpus: int, price: float, watts: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "rightsizer.io/v1alpha1",
+        "kind": "GPUNodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"rightsizer.io/pool": name},
+            "provider": {"type": "kwok"},
+            "gpuModel": product,
+            "gpusPerNode": gpus,
+            "pricePerGpuHour": price,
+            "wattsPerGpu": watts,
+            "pue": 1.3,
+            "energyPricePerKwh": 0.12,
+            "minNodes": 1,
+            "consolidationPolicy": "WhenUnderutilized",
+            "consolidateAfter": "30s",
+            "disruption": {"budgets": [{"nodes": "1"}]},
+        },
+    }
+
+
 def fleet() -> list[dict[str, Any]]:
     return [
-        deployment("chat-llm", 4, 1, "NVIDIA-A100-SXM4-80GB", "Inference"),
-        deployment("embeddings", 3, 1, "NVIDIA-L4", "Inference"),
-        deployment("pretrain-7b", 1, 4, "NVIDIA-A100-SXM4-80GB", "Training"),
-        deployment("finetune-idle", 2, 2, "NVIDIA-A100-SXM4-80GB", "Training"),
+        deployment("chat-llm", 4, 1, A100, "Inference"),
+        deployment("embeddings", 6, 1, L4, "Inference"),
+        deployment("pretrain-7b", 1, 4, A100, "Training"),
+        deployment("finetune-idle", 2, 2, A100, "Training"),
         deployment("batch-report", 1, 0, None, "Inference"),
     ]
 
 
+def workloads() -> list[dict[str, Any]]:
+    idle = {"thresholdPercent": 5, "idleFor": "40s", "action": "Suspend"}
+    return [
+        workload("chat-llm", "Inference"),
+        workload("embeddings", "Inference"),
+        workload("pretrain-7b", "Training", idlePolicy=idle),
+        workload("finetune-idle", "Training", idlePolicy=idle),
+    ]
+
+
 def scenario() -> dict[str, Any]:
-    # A compressed "day": chat load rises and falls every 4 minutes; the fine-tune has finished but
-    # still holds its GPUs; pre-training is busy throughout.
-    day = [[0, 20], [60, 55], [120, 90], [180, 45]]
+    # A compressed day: chat load climbs to a peak and falls back every 4 minutes; embeddings run
+    # far below their target; pre-training is busy; the fine-tune finished but still holds its GPUs.
+    day = [[0, 35], [40, 70], [80, 95], [120, 60], [160, 25], [200, 15]]
     return {
         "rules": [
-            {"selector": {"app": "chat-llm"}, "series": [*day, [240, 20], [300, 55], [360, 90], [420, 45]]},
+            {"selector": {"app": "chat-llm"}, "series": day, "memoryUsedMiB": 38000},
             {"selector": {"app": "embeddings"}, "util": 12, "memoryUsedMiB": 3000},
             {"selector": {"app": "pretrain-7b"}, "util": 96, "memoryUsedMiB": 70000},
             {"selector": {"app": "finetune-idle"}, "util": 0, "memoryUsedMiB": 1200},
@@ -66,56 +127,161 @@ def scenario() -> dict[str, Any]:
     }
 
 
-def kubectl(*args: str, input: str | None = None) -> str:
-    cmd = ["kubectl", *args]
-    return subprocess.run(cmd, input=input, capture_output=True, text=True, check=True).stdout
+def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"[demo] kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
 
 
-def apply_fleet() -> None:
-    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}]
-    docs += fleet()
-    docs.append(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": "fake-dcgm-scenario",
-                "namespace": NAMESPACE,
-                "labels": {SCENARIO_LABEL: "true"},
-            },
-            "data": {"scenario.yaml": yaml.safe_dump(scenario())},
-        }
-    )
+def apply(docs: list[dict[str, Any]]) -> None:
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
 
 
-def show(prom: PrometheusConnect) -> None:
-    rows = prom.custom_query(f'avg by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{NAMESPACE}"}})')
-    idle = prom.custom_query('count(DCGM_FI_DEV_GPU_UTIL{pod=""} == 0)')
-    print(f"\n{time.strftime('%H:%M:%S')}  GPU utilisation per pod (from Prometheus)")
-    for r in sorted(rows, key=lambda r: r["metric"].get("pod", "")):
-        util = float(r["value"][1])
-        bar = "#" * int(util / 5)
-        print(f"  {r['metric'].get('pod', '?'):<40} {util:5.1f}%  {bar}")
-    if idle:
-        print(f"  GPUs allocated to nobody: {int(float(idle[0]['value'][1]))}")
+def rightsizer(*args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "rightsizer.cli.main", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def prom_range(url: str, query: str, start: float, end: float) -> list[dict[str, Any]]:
+    params: dict[str, str | float] = {"query": query, "start": start, "end": end, "step": 5}
+    rsp = requests.get(f"{url}/api/v1/query_range", params=params, timeout=10)
+    result: list[dict[str, Any]] = rsp.json().get("data", {}).get("result", [])
+    return result
+
+
+def svg_chart(title: str, series: list[dict[str, Any]], label: str, unit: str) -> str:
+    width, height, pad = 760, 240, 40
+    points = [(float(t), float(v)) for s in series for t, v in s["values"]]
+    if not points:
+        return f"<h2>{html.escape(title)}</h2><p>no data</p>"
+    t0, t1 = min(p[0] for p in points), max(p[0] for p in points) or 1
+    vmax = max(*(p[1] for p in points), 1e-9)
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
+    lines, legend = [], []
+    for i, s in enumerate(series):
+        xy = " ".join(
+            f"{pad + (float(t) - t0) / max(t1 - t0, 1) * (width - 2 * pad):.1f},"
+            f"{height - pad - float(v) / vmax * (height - 2 * pad):.1f}"
+            for t, v in s["values"]
+        )
+        colour = colours[i % len(colours)]
+        lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{xy}"/>')
+        legend.append(
+            f'<span style="color:{colour}">&#9632; {html.escape(s["metric"].get(label, "?"))}</span>'
+        )
+    axis = (
+        f'<text x="4" y="{pad}" font-size="11">{vmax:.1f}{unit}</text>'
+        f'<text x="4" y="{height - pad}" font-size="11">0</text>'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
+    )
+    return (
+        f"<h2>{html.escape(title)}</h2><svg width='{width}' height='{height}'>{axis}{''.join(lines)}</svg>"
+        f"<p>{' &nbsp; '.join(legend)}</p>"
+    )
+
+
+def write_chart(path: Path, prom: str, start: float, end: float) -> None:
+    util = prom_range(prom, f'rightsizer_workload_gpu_utilization{{namespace="{NAMESPACE}"}}', start, end)
+    cost = prom_range(prom, f'rightsizer_workload_cost_per_hour{{namespace="{NAMESPACE}"}}', start, end)
+    nodes = prom_range(prom, "count by (Hostname) (DCGM_FI_DEV_GPU_UTIL) * 0 + 1", start, end)
+    gpus = prom_range(prom, f'count(DCGM_FI_DEV_GPU_UTIL{{namespace="{NAMESPACE}"}})', start, end)
+    for s in gpus:
+        s["metric"]["series"] = "GPUs allocated to the demo"
+    body = (
+        svg_chart("GPU utilisation per workload (%)", util, "workload", "%")
+        + svg_chart("Cost per hour per workload", cost, "workload", "/h")
+        + svg_chart("GPUs allocated to the demo", gpus, "series", "")
+        + f"<p>GPU nodes reporting at the end: {len({s['metric'].get('Hostname') for s in nodes})}</p>"
+    )
+    head = "<!doctype html><meta charset='utf-8'><title>GPU Rightsizer demo</title>"
+    path.write_text(f"{head}<body style='font-family:sans-serif'><h1>GPU Rightsizer demo</h1>{body}</body>")
+
+
+def wait_for_statuses(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = kubectl("get", "gw", "-n", NAMESPACE, "-o", "json")
+        items = json.loads(out)["items"]
+        if items and all((i.get("status") or {}).get("cost") for i in items):
+            return
+        time.sleep(2)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=120, help="seconds to watch before exiting")
-    parser.add_argument("--every", type=int, default=15)
+    parser.add_argument("--duration", type=int, default=240, help="seconds to let the operator work (240)")
+    parser.add_argument("--every", type=int, default=15, help="seconds between progress lines (15)")
+    parser.add_argument("--out", default="demo-output", help="folder for the report and chart")
     args = parser.parse_args(argv)
-    prom = PrometheusConnect(url=os.environ["RIGHTSIZER_PROMETHEUS_URL"], disable_ssl=True)
-    print(f"[demo] creating the GPU fleet in namespace {NAMESPACE}")
-    apply_fleet()
+    prom = os.environ["RIGHTSIZER_PROMETHEUS_URL"]
+    kubeconfig = os.environ["KUBECONFIG"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    print(f"[demo] creating the GPU fleet in namespace {NAMESPACE}: inference, training, a CPU pod")
+    kubectl("apply", "-f", str(Path(__file__).resolve().parents[3] / "crds"))
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    scenario_cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "fake-dcgm-scenario",
+            "namespace": NAMESPACE,
+            "labels": {SCENARIO_LABEL: "true"},
+        },
+        "data": {"scenario.yaml": yaml.safe_dump(scenario())},
+    }
+    apply([ns, scenario_cm, *fleet()])
+    apply([pool("a100", A100, 8, 3.0, 400), pool("l4", L4, 4, 0.8, 72)])
     print(kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide"))
-    deadline = time.monotonic() + args.duration
-    while time.monotonic() < deadline:
-        time.sleep(args.every)
-        show(prom)
-    print("\n[demo] done. The cluster stays up: KUBECONFIG=" + os.environ.get("KUBECONFIG", ""))
-    print("[demo] explore with: kubectl get pods -A -o wide; stop with: make cluster-down")
+
+    log = Path(tempfile.gettempdir()) / "rightsizer-demo-operator.log"
+    print(f"[demo] starting the operator (log: {log})")
+    with log.open("w") as log_file:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "rightsizer.cli.main", "run", "--kubeconfig", kubeconfig, "--standalone",
+             "--interval", "5", "--prometheus-url", prom, "--metrics-address", "127.0.0.1",
+             "--metrics-port", os.environ.get("RIGHTSIZER_OPERATOR_METRICS_PORT", "18080"),
+             "--health-port", "18081"],
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    start = time.time()
+    try:
+        # First in Recommend mode for one pass: the baseline is the cost of the fleet as deployed.
+        apply([{**w, "spec": {**w["spec"], "mode": "Recommend"}} for w in workloads()])
+        wait_for_statuses(90)
+        baseline = out / "baseline.json"
+        baseline.write_text(rightsizer("report", "--output", "json"))
+        print("[demo] baseline taken; switching the workloads to Enforce\n")
+        apply(workloads())
+        deadline = time.monotonic() + args.duration
+        while time.monotonic() < deadline:
+            time.sleep(args.every)
+            if operator.poll() is not None:
+                print(f"[demo] the operator stopped unexpectedly; see {log}")
+                break
+            elapsed = int(time.time() - start)
+            print(f"--- {elapsed}s ---")
+            print(kubectl("get", "gw", "-n", NAMESPACE), end="")
+            print(
+                kubectl("get", "nodes", "-L", "rightsizer.io/pool", "--no-headers", check=False).count("\n"),
+                "nodes",
+            )
+        report = rightsizer("report", "--baseline", str(baseline))
+        (out / "report.txt").write_text(report)
+        print("\n" + report)
+        write_chart(out / "chart.html", prom, start, time.time())
+        print(f"\n[demo] chart: {out / 'chart.html'}; report: {out / 'report.txt'}")
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
+    print('[demo] the cluster stays up: eval "$(hack/cluster.sh env)"; kubectl get gw,pods -A')
+    print(
+        "[demo] run the operator: .venv/bin/rightsizer run --standalone --prometheus-url $RIGHTSIZER_PROMETHEUS_URL"
+    )
+    print("[demo] tear down: make cluster-down")
     return 0
 
 

@@ -8,6 +8,7 @@ spec.suspend), annotations, and what the caller patches onto the GPUWorkload its
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from rightsizer.adapters.kube import (
     TargetNotScalable,
     TargetRef,
 )
-from rightsizer.adapters.metrics.base import GpuMetricsSource, PodSamples
+from rightsizer.adapters.metrics.base import FleetSamples, GpuMetricsSource, PodSamples
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
 from rightsizer.core.cost import WorkloadUsage, accrue_cost, workload_cost
 from rightsizer.core.errors import MetricsUnavailable
@@ -57,6 +58,7 @@ GPU_EFFICIENCY = "rightsizer.io/gpu-efficiency"
 CURRENCY = "rightsizer.io/currency"
 IDLE_SINCE = "rightsizer.io/idle-since"
 MANAGED_BY = "rightsizer.io/managed-by"
+WORKLOAD = "rightsizer.io/workload"
 
 # Training workloads without an idle policy are watched with this one: recommending changes nothing.
 DEFAULT_IDLE_POLICY = IdlePolicy(
@@ -100,6 +102,26 @@ class SampleBuffer:
         self._by_workload.pop(key, None)
 
 
+class FleetCache:
+    """One query per metric per pass for every workload: the first workload of a pass fetches the
+    whole fleet's samples, the others within `ttl` reuse them."""
+
+    def __init__(self, ttl: timedelta) -> None:
+        self._ttl = ttl
+        self._entries: dict[tuple[int, str, int], tuple[datetime, FleetSamples]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, source: GpuMetricsSource, signal: str, window: int, now: datetime) -> FleetSamples:
+        key = (id(source), signal, window)
+        with self._lock:  # kopf runs sync timers on a thread pool
+            cached = self._entries.get(key)
+            if cached is not None and timedelta(0) <= now - cached[0] < self._ttl:
+                return cached[1]
+            samples = source.fleet_samples(signal, window, "avg")
+            self._entries[key] = (now, samples)
+            return samples
+
+
 def to_gpu_samples(samples: PodSamples) -> list[GpuSample]:
     """The adapter's per-pod summaries as per-GPU samples (a pod's GPUs share its mean)."""
     out: list[GpuSample] = []
@@ -126,6 +148,7 @@ class WorkloadReconciler:
         self._settings = settings
         self._telemetry = telemetry
         self._buffer = SampleBuffer(horizon=timedelta(hours=1))
+        self._fleet = FleetCache(ttl=timedelta(seconds=max(1.0, settings.interval_seconds / 2)))
 
     def forget(self, namespace: str, name: str) -> None:
         self._buffer.forget((namespace, name))
@@ -232,6 +255,7 @@ class WorkloadReconciler:
         result.status = workload_status(previous, observation, now)
         self._cost_annotations(
             namespace=namespace,
+            workload=name,
             ref=ref,
             pods=pods,
             scale=scale,
@@ -266,7 +290,8 @@ class WorkloadReconciler:
                 samples = source.custom_pod_samples(spec.metric.query, namespace, ready)
             else:
                 window = int(spec.metric.window.total_seconds())
-                samples = source.pod_samples(namespace, ready, str(spec.metric.signal), window, "avg")
+                fleet = self._fleet.get(source, str(spec.metric.signal), window, now)
+                samples = {pod: fleet[(namespace, pod)] for pod in ready if (namespace, pod) in fleet}
         except MetricsUnavailable as exc:
             self._telemetry.errors.inc("metrics")
             return Hold(HoldCode.NO_DATA, str(exc)), []
@@ -399,6 +424,7 @@ class WorkloadReconciler:
         self,
         *,
         namespace: str,
+        workload: str,
         ref: TargetRef,
         pods: Sequence[PodInfo],
         scale: Scale,
@@ -421,7 +447,11 @@ class WorkloadReconciler:
         if any(scale.annotations.get(k) != v for k, v in wanted.items()):
             self._kube.annotate_target(namespace, ref, {**wanted, MANAGED_BY: "gpu-rightsizer"})
         # Pods get the same facts; cost-to-date in whole cents so pods are not patched every pass.
-        pod_values = {**wanted, COST_TO_DATE: format_money(Decimal(str(cost.get("toDate", 0))), 2)}
+        pod_values = {
+            **wanted,
+            COST_TO_DATE: format_money(Decimal(str(cost.get("toDate", 0))), 2),
+            WORKLOAD: workload,
+        }
         for pod in pods:
             if any(pod.annotations.get(k) != v for k, v in pod_values.items()):
                 self._kube.annotate_pod(namespace, pod.name, pod_values)

@@ -1,0 +1,86 @@
+"""The report's arithmetic: GPUs allocated vs busy per workload and pool, idle cost, savings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from rightsizer.core.pools import assign_pools, parse_pools
+from rightsizer.core.report import WORKLOAD_ANNOTATION, build_report, savings
+from rightsizer.core.snapshot import snapshot_from_document
+
+pytestmark = pytest.mark.unit
+
+
+def node(name: str, gpus: int) -> dict[str, Any]:
+    return {
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"rightsizer.io/pool": "a100"}},
+        "status": {"allocatable": {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": str(gpus)}},
+    }
+
+
+def pod(name: str, node_name: str, gpus: int, workload: str | None) -> dict[str, Any]:
+    annotations = {WORKLOAD_ANNOTATION: workload} if workload else {}
+    return {
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "annotations": annotations},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+POOL = {
+    "kind": "GPUNodePool",
+    "metadata": {"name": "a100"},
+    "spec": {"nodeSelector": {"rightsizer.io/pool": "a100"}, "gpusPerNode": 8, "pricePerGpuHour": 3},
+}
+
+
+def workload(name: str, efficiency: float, per_hour: float) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "ml", "name": name},
+        "spec": {"workloadType": "Inference", "mode": "Enforce"},
+        "status": {
+            "replicas": {"current": 2},
+            "utilization": {"aggregate": efficiency * 100},
+            "cost": {"currency": "USD", "perHour": per_hour, "toDate": 1.5, "gpuEfficiency": efficiency},
+        },
+    }
+
+
+def test_busy_gpus_follow_efficiency_and_idle_cost_is_the_unbusy_rest() -> None:
+    snap = snapshot_from_document(
+        {
+            "kind": "List",
+            "items": [
+                node("n1", 8),
+                node("n2", 8),
+                pod("chat-1", "n1", 2, "chat"),
+                pod("chat-2", "n2", 2, "chat"),
+                pod("stray", "n2", 1, None),
+            ],
+        }
+    )
+    report = build_report(snap, [workload("chat", 0.25, 12.0)], assign_pools(snap.nodes, parse_pools([POOL])))
+    (row,) = report.workloads
+    assert row.gpus_allocated == 4
+    assert row.gpus_busy == Decimal("1.00")
+    (pool,) = report.pools
+    assert (pool.nodes, pool.gpus_allocatable, pool.gpus_requested) == (2, 16, 5)
+    assert pool.cost_per_hour == 48  # 16 GPUs x 3.00
+    assert pool.idle_cost_per_hour == Decimal("45.0000")  # 15 unbusy GPUs x 3.00
+    assert report.to_json()["totals"]["costPerHour"] == 48.0
+
+
+def test_savings_compare_two_reports() -> None:
+    before = {"totals": {"costPerHour": 100.0, "idleCostPerHour": 80.0, "nodes": 10}}
+    after = {"totals": {"costPerHour": 60.0, "idleCostPerHour": 30.0, "nodes": 6}}
+    s = savings(before, after)
+    assert s["savedPerHour"] == 40.0 and s["savedPercent"] == 40.0
+    assert (s["nodesBefore"], s["nodesAfter"]) == (10, 6)
