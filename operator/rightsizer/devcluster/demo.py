@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         operator.wait(timeout=30)
     print('[demo] the cluster stays up: eval "$(hack/cluster.sh env)"; kubectl get gw,pods -A')
     print(
-        "[demo] run the operator: .venv/bin/rightsizer run --standalone --prometheus-url $RIGHTSIZER_PROMETHEUS_URL"
+        "[demo] operator: .venv/bin/rightsizer run --standalone --prometheus-url $RIGHTSIZER_PROMETHEUS_URL"
     )
     print("[demo] tear down: make cluster-down")
     return 0
