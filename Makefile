@@ -36,7 +36,7 @@ test-unit: venv
 	$(VENV)/bin/pytest -m unit
 
 crds: venv
-	$(VENV)/bin/rightsizer crds
+	$(VENV)/bin/rightsizer crds --docs docs/api.md
 
 bench: venv
 	$(VENV)/bin/python -m benchmarks.run

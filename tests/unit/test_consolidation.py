@@ -344,6 +344,9 @@ def test_replacement_by_cheaper_type() -> None:
     )
     assert [a.type for a in result.actions] == ["replaceNode", "cordon", "evict", "removeNode"]
     assert result.actions[0].instance_type == "a100-x2"
+    replace_node = result.to_dict()["actions"][0]
+    assert isinstance(replace_node, dict)
+    assert replace_node["toNode"] == "a1-replacement" and replace_node["pricePerHour"] == 6.5
     assert moves(result) == {"default/w-1": "a1-replacement"}
     assert result.summary.nodes_after == 1
     assert result.summary.cost_per_hour_before == Decimal("24.00")

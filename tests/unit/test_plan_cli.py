@@ -194,3 +194,20 @@ def test_live_without_kubectl(
     monkeypatch.setenv("PATH", str(tmp_path))
     assert cli("--live") == 1
     assert "kubectl is not on PATH" in capsys.readouterr().err
+
+
+def test_options_reach_the_planner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snapshot = write(
+        tmp_path,
+        "s.json",
+        kube_list(
+            gpu_node("a1"),
+            gpu_node("a2"),
+            pod("w-1", "a1", gpus=4),
+            pod("w-2", "a2", gpus=1, volumes=[{"name": "tmp", "emptyDir": {}}]),
+        ),
+    )
+    assert cli("--snapshot", snapshot, "--output", "json", "--now", NOW) == 0
+    assert "default/w-2" not in {a["pod"] for a in json.loads(capsys.readouterr().out)["actions"]}
+    assert cli("--snapshot", snapshot, "--output", "json", "--now", NOW, "--allow-local-storage") == 0
+    assert "default/w-2" in {a["pod"] for a in json.loads(capsys.readouterr().out)["actions"]}

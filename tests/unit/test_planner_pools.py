@@ -63,7 +63,7 @@ def test_defaults_and_lists() -> None:
     }
     a, b = parse_pools([listed, None])
     assert a.budgets == () and a.consolidation_policy == "WhenUnderutilized"
-    assert a.consolidate_after == timedelta(0) and a.min_nodes == 0 and a.max_nodes is None
+    assert a.consolidate_after == timedelta(minutes=5) and a.min_nodes == 0 and a.max_nodes is None
     assert b.name == "b"
     assert (
         parse_pools([gpu_pool("n", selector={"x": "a"}, consolidateAfter="Never")])[0].consolidate_after
@@ -119,7 +119,7 @@ def test_duplicate_names_are_refused() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400), ("500ms", 0.5), (45, 45)],
+    [("0", 0), ("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400), ("500ms", 0.5), (45, 45)],
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text, "x") == timedelta(seconds=seconds)
@@ -152,10 +152,10 @@ def test_pool_prices() -> None:
     node = snapshot_from_document(kube_list(gpu_node("a1"))).nodes[0]
     per_gpu, per_node = parse_pools(
         [
-            gpu_pool("g", selector={"x": "1"}, price_per_gpu_hour="2.5"),
+            gpu_pool("g", selector={"x": "1"}, price_per_gpu_hour="2.5", overheadPerHour="0.5"),
             gpu_pool("n", selector={"x": "2"}, price_per_gpu_hour=None, pricePerNodeHour="19.99"),
         ]
     )
-    assert node_price(node, per_gpu) == Decimal("20.0")
+    assert node_price(node, per_gpu) == Decimal("20.5")
     assert node_price(node, per_node) == Decimal("19.99")
     assert node_price(node, None) == Decimal("24.00")

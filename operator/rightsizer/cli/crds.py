@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rightsizer.api import crdgen
+from rightsizer.api import crdgen, docgen
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--check", action="store_true", help="exit 1, listing the files, if they differ from the models"
     )
+    parser.add_argument("--docs", type=Path, metavar="FILE", help="also write the field reference (Markdown)")
     parser.set_defaults(func=run)
 
 
@@ -40,4 +41,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for path in crdgen.write(output_dir):
         print(f"wrote {path}")
+    if args.docs:
+        args.docs.parent.mkdir(parents=True, exist_ok=True)
+        args.docs.write_text(docgen.api_reference() + "\n", encoding="utf-8")
+        print(f"wrote {args.docs}")
     return 0

@@ -66,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--any-gpu-model", action="store_true", help="let GPU pods move to a node with another GPU model"
     )
+    parser.add_argument(
+        "--cpu-pods-on-gpu-nodes",
+        action="store_true",
+        help="let CPU-only pods from CPU nodes use GPU nodes' spare room (they may then pin GPU nodes)",
+    )
     parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig for --live")
     parser.add_argument("--context", help="kubeconfig context for --live")
     parser.set_defaults(func=run)
@@ -121,6 +126,7 @@ def _inputs(args: argparse.Namespace) -> PlanInput:
         allow_local_storage=args.allow_local_storage,
         allow_training_disruption=args.allow_training_disruption,
         keep_gpu_model=not args.any_gpu_model,
+        cpu_pods_on_gpu_nodes=args.cpu_pods_on_gpu_nodes,
     )
     return PlanInput(snapshot=snapshot, now=now, pools=pools, gpu_activity=activity, options=options)
 

@@ -117,6 +117,10 @@ def render_table(report: Report, baseline: dict[str, Any] | None) -> str:
             f"saved {s['savedPerHour']:.2f}/h ({s['savedPercent']:.1f}%); "
             f"idle {s['idleCostPerHourBefore']:.2f}/h → {s['idleCostPerHourAfter']:.2f}/h"
         )
+        out.append(
+            f"Workloads: {s['workloadCostPerHourBefore']:.2f}/h → {s['workloadCostPerHourAfter']:.2f}/h "
+            "(GPUs they hold, energy and overhead; freed GPUs are saved once their nodes go)"
+        )
     return "\n".join(out)
 
 

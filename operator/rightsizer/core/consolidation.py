@@ -6,7 +6,9 @@ One ordered list of methods, cheapest and safest first (the shape of Karpenter's
 2. **Drain**: candidates ordered by disruption cost — idle GPUs first, then lowest utilisation,
    fewest pods. Each candidate's pods are placed on the remaining nodes with the
    capacity of every earlier move already reserved; if any pod fits nowhere the node is kept and
-   nothing of it is planned. Nodes that receive pods are not drained afterwards (a pod moves once).
+   nothing of it is planned. A node that received pods may still be drained later; its guests then
+   move on, and the plan names only each pod's final node (every evict lands on a node that stays,
+   so each prefix of the plan fits: capacity on kept nodes is only ever consumed).
 3. **Replace**: a node whose pods all fit on a cheaper replacement type of its pool is swapped.
 
 Methods 1 and 2 run for GPU nodes first, then for CPU nodes: freeing a GPU node is what pays, and a

@@ -72,6 +72,8 @@ DEFAULT_GPU_PRICES: tuple[tuple[frozenset[str], Decimal], ...] = (
 )
 DEFAULT_UNKNOWN_GPU_PRICE = Decimal("2.00")
 DEFAULT_CPU_CORE_PRICE = Decimal("0.04")
+# The GPUNodePool default: a node is a candidate once its pods have not changed for 5 minutes.
+DEFAULT_CONSOLIDATE_AFTER = timedelta(minutes=5)
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
@@ -99,10 +101,11 @@ class PoolPolicy:
     gpus_per_node: int | None = None
     price_per_gpu_hour: Decimal | None = None
     price_per_node_hour: Decimal | None = None
+    overhead_per_hour: Decimal = Decimal(0)  # fixed cost per node-hour on top of the price
     min_nodes: int = 0
     max_nodes: int | None = None
     consolidation_policy: str = WHEN_UNDERUTILIZED
-    consolidate_after: timedelta | None = timedelta(0)  # None: never consolidate
+    consolidate_after: timedelta | None = DEFAULT_CONSOLIDATE_AFTER  # None: never consolidate
     budgets: tuple[NodeBudget, ...] = ()  # empty: the default 10%
     allow_training_disruption: bool = False
     replacement_types: tuple[ReplacementType, ...] = ()
@@ -140,6 +143,8 @@ def parse_duration(text: object, where: str) -> timedelta:
     """Go-style duration as Kubernetes APIs write it: ``30s``, ``10m``, ``1h30m``."""
     if isinstance(text, int) and not isinstance(text, bool):
         return timedelta(seconds=text)
+    if text == "0":
+        return timedelta(0)
     if not isinstance(text, str) or not text:
         raise InvalidPool(f"{where}: {text!r} is not a duration such as 30s, 10m or 1h30m")
     position = 0
@@ -276,7 +281,7 @@ def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
         policy = WHEN_UNDERUTILIZED
     if policy not in (WHEN_EMPTY, WHEN_UNDERUTILIZED):
         raise InvalidPool(f"{where}.consolidationPolicy: {policy!r} is not WhenEmpty or WhenUnderutilized")
-    after_raw = spec.get("consolidateAfter", "0s")
+    after_raw = spec.get("consolidateAfter", "5m")
     consolidate_after = (
         None if after_raw == "Never" else parse_duration(after_raw, f"{where}.consolidateAfter")
     )
@@ -319,6 +324,7 @@ def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
         gpus_per_node=_int(spec.get("gpusPerNode"), f"{where}.gpusPerNode", None),
         price_per_gpu_hour=_decimal(spec.get("pricePerGpuHour"), f"{where}.pricePerGpuHour"),
         price_per_node_hour=_decimal(spec.get("pricePerNodeHour"), f"{where}.pricePerNodeHour"),
+        overhead_per_hour=_decimal(spec.get("overheadPerHour"), f"{where}.overheadPerHour") or Decimal(0),
         min_nodes=min_nodes,
         max_nodes=max_nodes,
         consolidation_policy=policy,
@@ -392,11 +398,11 @@ def default_node_price(node: Node) -> Decimal:
 
 
 def node_price(node: Node, pool: PoolPolicy | None) -> Decimal:
-    """Hourly price of a node: the pool's node or GPU price, else the default table."""
+    """Hourly price of a node: the pool's node or GPU price plus its overhead, else the default table."""
     if pool is not None:
         if pool.price_per_node_hour is not None:
-            return pool.price_per_node_hour
+            return pool.price_per_node_hour + pool.overhead_per_hour
         if pool.price_per_gpu_hour is not None:
             gpus = node.gpus() or Decimal(pool.gpus_per_node or 0)
-            return gpus * pool.price_per_gpu_hour
+            return gpus * pool.price_per_gpu_hour + pool.overhead_per_hour
     return default_node_price(node)

@@ -69,6 +69,7 @@ class Report:
             "pools": [plain(p) for p in self.pools],
             "totals": {
                 "costPerHour": float(self.total_cost_per_hour),
+                "workloadCostPerHour": float(sum((w.cost_per_hour for w in self.workloads), ZERO)),
                 "idleCostPerHour": float(self.total_idle_cost_per_hour),
                 "nodes": sum(p.nodes for p in self.pools),
                 "gpusAllocatable": float(sum((p.gpus_allocatable for p in self.pools), ZERO)),
@@ -170,6 +171,8 @@ def savings(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, fl
         "costPerHourAfter": cost_after,
         "savedPerHour": round(cost_before - cost_after, 4),
         "savedPercent": round(100 * (cost_before - cost_after) / cost_before, 1) if cost_before else 0.0,
+        "workloadCostPerHourBefore": float(b.get("workloadCostPerHour", 0)),
+        "workloadCostPerHourAfter": float(a.get("workloadCostPerHour", 0)),
         "idleCostPerHourBefore": float(b.get("idleCostPerHour", 0)),
         "idleCostPerHourAfter": float(a.get("idleCostPerHour", 0)),
         "nodesBefore": int(b.get("nodes", 0)),

@@ -28,10 +28,13 @@ A100, L4 = "NVIDIA-A100-SXM4-80GB", "NVIDIA-L4"
 
 
 def deployment(name: str, replicas: int, gpus: int, product: str | None, kind: str) -> dict[str, Any]:
-    requests_: dict[str, str] = {"cpu": "2", "memory": "8Gi"}
+    resources: dict[str, dict[str, str]] = {"requests": {"cpu": "2", "memory": "8Gi"}}
     if gpus:
-        requests_["nvidia.com/gpu"] = str(gpus)
-    container = {"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": requests_}}
+        # Extended resources cannot be overcommitted: the API server wants the limit too.
+        resources["requests"]["nvidia.com/gpu"] = resources.setdefault("limits", {})["nvidia.com/gpu"] = str(
+            gpus
+        )
+    container = {"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": resources}
     spec: dict[str, Any] = {"containers": [container]}
     if product:
         spec["nodeSelector"] = {"nvidia.com/gpu.product": product}
