@@ -188,6 +188,11 @@ cmd_up() {
 
 start_control_plane() {
   log "starting control plane (Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION)"
+  # A cluster whose processes died with their session (reboot, killed CI job) leaves its state behind;
+  # kwokctl would refuse to create it again.
+  if [ -d "$HOME/.kwok/clusters/$NAME" ]; then
+    PATH="$BIN:$PATH" "$BIN/kwokctl" delete cluster --name "$NAME" >/dev/null 2>&1 || rm -rf "$HOME/.kwok/clusters/$NAME"
+  fi
   PATH="$BIN:$PATH" "$BIN/kwokctl" create cluster --name "$NAME" --config "$STATE/kwok.yaml" \
     --kubeconfig "$KUBECONFIG_PATH" --wait "${READY_TIMEOUT}s" >"$STATE/logs/kwokctl.log" 2>&1 \
     || { tail -20 "$STATE/logs/kwokctl.log" >&2; fail "kwokctl could not start the control plane (log: $STATE/logs/kwokctl.log)"; }

@@ -37,6 +37,9 @@ def _rows(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, str, str, s
             yield from _rows(target, here + ("[]" if child.get("type") == "array" else ""))
 
 
+TABLE_HEAD = "| field | type | default | description |\n| --- | --- | --- | --- |"
+
+
 def api_reference() -> str:
     out = [
         "# API reference (generated)",
@@ -51,13 +54,21 @@ def api_reference() -> str:
         version = crd["spec"]["versions"][0]
         schema = version["schema"]["openAPIV3Schema"]
         names = crd["spec"]["names"]
-        out += [f"## {names['kind']} (`{crd['spec']['group']}/{version['name']}`, {crd['spec']['scope']})", ""]
+        out += [
+            f"## {names['kind']} (`{crd['spec']['group']}/{version['name']}`, {crd['spec']['scope']})",
+            "",
+        ]
         out += [f"Short name: `{', '.join(names.get('shortNames', []))}`.", ""]
         for part in ("spec", "status"):
             node = schema["properties"].get(part)
             if not node:
                 continue
-            out += [f"### {part}", "", "| field | type | default | description |", "| --- | --- | --- | --- |"]
+            out += [
+                f"### {part}",
+                "",
+                "| field | type | default | description |",
+                "| --- | --- | --- | --- |",
+            ]
             out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _rows(node, part)]
             out.append("")
         rules = list(_rules(schema, ""))
