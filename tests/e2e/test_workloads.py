@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
-from tests.support.operator_process import OperatorProcess, PrivatePrometheus
+from tests.support.operator_process import OperatorProcess, PrivatePrometheus, prometheus_sees
 
 pytestmark = pytest.mark.e2e
 
@@ -114,6 +114,15 @@ class World:
     def wait_ready(self, name: str, count: int, timeout: float = 90) -> None:
         wait_for(lambda: self.ready_replicas(name) == count, timeout=timeout, describe=self.describe)
 
+    def run_gpu_app(self, gpu_util: GpuUtilization, name: str, replicas: int, util: float) -> None:
+        """A Deployment whose pods run at `util` percent, Ready and visible in Prometheus."""
+        self.cluster.apply(gpu_deployment(name, replicas), self.namespace)
+        gpu_util.set(self.namespace, util, selector={"app": name})
+        self.wait_ready(name, replicas)
+        wait_for(
+            lambda: prometheus_sees(self.cluster.prometheus_url, self.namespace, name, replicas), timeout=60
+        )
+
 
 @pytest.fixture
 def world(cluster: Cluster, namespace: str) -> World:
@@ -133,11 +142,8 @@ def test_inference_scales_up_to_the_computed_count_within_one_interval(
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:
     ns = world.namespace
-    world.cluster.apply(gpu_deployment("chat", 2), ns)
-    gpu_util.set(ns, 90, selector={"app": "chat"})
-    world.wait_ready("chat", 2)
     # Prometheus has the pods' series before the workload exists: the first pass can act.
-    wait_for(lambda: operator.prometheus_sees(ns, "chat", 2), timeout=60)
+    world.run_gpu_app(gpu_util, "chat", 2, 90)
     world.cluster.apply(gpu_workload("chat", "chat", maxReplicas=3), ns)
     created = time.monotonic()
 
@@ -162,10 +168,7 @@ def test_scale_down_waits_for_the_stabilisation_window_and_never_goes_below_min(
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:
     ns = world.namespace
-    world.cluster.apply(gpu_deployment("embed", 4), ns)
-    gpu_util.set(ns, 10, selector={"app": "embed"})
-    world.wait_ready("embed", 4)
-    wait_for(lambda: operator.prometheus_sees(ns, "embed", 4), timeout=60)
+    world.run_gpu_app(gpu_util, "embed", 4, 10)
     window = 20
     world.cluster.apply(
         gpu_workload(
@@ -193,13 +196,8 @@ def test_scale_to_zero_when_idle_and_back_when_the_wake_up_signal_fires(
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:
     ns = world.namespace
-    world.cluster.apply(gpu_deployment("model", 1), ns)
-    world.cluster.apply(gpu_deployment("frontend", 1), ns)
-    gpu_util.set(ns, 0, selector={"app": "model"})
-    gpu_util.set(ns, 0, selector={"app": "frontend"})
-    world.wait_ready("model", 1)
-    world.wait_ready("frontend", 1)
-    wait_for(lambda: operator.prometheus_sees(ns, "frontend", 1), timeout=60)
+    world.run_gpu_app(gpu_util, "model", 1, 0)
+    world.run_gpu_app(gpu_util, "frontend", 1, 0)
     wake = 'sum(DCGM_FI_DEV_GPU_UTIL{namespace="{{namespace}}", pod=~"frontend-.*"})'
     world.cluster.apply(
         gpu_workload(
@@ -224,14 +222,8 @@ def test_idle_training_is_annotated_or_suspended_per_policy_and_busy_training_le
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:
     ns = world.namespace
-    for name in ("sweep", "finetune", "pretrain"):
-        world.cluster.apply(gpu_deployment(name, 2), ns)
-    gpu_util.set(ns, 0, selector={"app": "sweep"})
-    gpu_util.set(ns, 0, selector={"app": "finetune"})
-    gpu_util.set(ns, 85, selector={"app": "pretrain"})
-    for name in ("sweep", "finetune", "pretrain"):
-        world.wait_ready(name, 2)
-    wait_for(lambda: operator.prometheus_sees(ns, "finetune", 2), timeout=60)
+    for name, util in (("sweep", 0), ("finetune", 0), ("pretrain", 85)):
+        world.run_gpu_app(gpu_util, name, 2, util)
 
     def training(name: str, action: str) -> dict[str, Any]:
         return gpu_workload(
@@ -262,10 +254,7 @@ def test_recommend_mode_changes_nothing_but_status(
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:
     ns = world.namespace
-    world.cluster.apply(gpu_deployment("chat", 2), ns)
-    gpu_util.set(ns, 90, selector={"app": "chat"})
-    world.wait_ready("chat", 2)
-    wait_for(lambda: operator.prometheus_sees(ns, "chat", 2), timeout=60)
+    world.run_gpu_app(gpu_util, "chat", 2, 90)
     world.cluster.apply(gpu_workload("chat", "chat", mode="Recommend"), ns)
 
     def desired() -> int | None:
@@ -287,9 +276,9 @@ def test_prometheus_down_means_hold_with_a_condition_and_resume_when_back(
     world.wait_ready("chat", 2)
     with (
         PrivatePrometheus.start() as prom,
-        OperatorProcess.start(cluster.kubeconfig, ns, prom.url, interval=INTERVAL) as operator,
+        OperatorProcess.start(cluster.kubeconfig, ns, prom.url, interval=INTERVAL),
     ):
-        wait_for(lambda: operator.prometheus_sees(ns, "chat", 2, url=prom.url), timeout=60)
+        wait_for(lambda: prometheus_sees(prom.url, ns, "chat", 2), timeout=60)
         world.cluster.apply(gpu_workload("chat", "chat"), ns)
         wait_for(
             lambda: (world.condition("chat", "MetricsAvailable") or {}).get("status") == "True",
@@ -386,10 +375,7 @@ def test_cost_annotations_match_the_model_for_a_hand_computed_case(
     world: World, gpu_util: GpuUtilization, priced_pool: None, operator: OperatorProcess
 ) -> None:
     ns = world.namespace
-    world.cluster.apply(gpu_deployment("infer", 2, cpu="1"), ns)
-    gpu_util.set(ns, 50, selector={"app": "infer"})
-    world.wait_ready("infer", 2)
-    wait_for(lambda: operator.prometheus_sees(ns, "infer", 2), timeout=60)
+    world.run_gpu_app(gpu_util, "infer", 2, 50)
     world.cluster.apply(gpu_workload("infer", "infer", mode="Recommend", targetUtilization=50), ns)
 
     # By hand, per hour: GPUs max(requested 2, used 2×50% = 1) × 3.00 = 6.00; CPU 2 cores × 0.04 = 0.08;

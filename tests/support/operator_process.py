@@ -92,12 +92,13 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def prometheus_sees(self, namespace: str, app: str, pods: int, url: str | None = None) -> bool:
-        """Prometheus has a fresh GPU series for `pods` pods of `app`: the operator can decide."""
-        query = f'count(count by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{namespace}", pod=~"{app}-.*"}}))'
-        rsp = requests.get(f"{url or self.prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
-        result = rsp.json()["data"]["result"]
-        return bool(result) and int(float(result[0]["value"][1])) == pods
+
+def prometheus_sees(prometheus_url: str, namespace: str, app: str, pods: int) -> bool:
+    """Prometheus has a GPU series for `pods` pods of `app`: the operator can decide on them."""
+    query = f'count(count by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{namespace}", pod=~"{app}-.*"}}))'
+    rsp = requests.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+    result = rsp.json()["data"]["result"]
+    return bool(result) and int(float(result[0]["value"][1])) == pods
 
 
 class PrivatePrometheus:
