@@ -43,8 +43,10 @@ class OperatorProcess:
         kubeconfig: str,
         namespace: str,
         prometheus_url: str,
+        *,
         interval: float = 3,
         extra_args: Sequence[str] = (),
+        standalone: bool = True,
     ) -> Iterator[OperatorProcess]:
         metrics_port, health_port = free_port(), free_port()
         log = Path(tempfile.mkstemp(prefix="rightsizer-operator-", suffix=".log")[1])
@@ -53,7 +55,7 @@ class OperatorProcess:
             "--kubeconfig", kubeconfig,
             "--namespace", namespace,
             "--interval", str(interval),
-            "--standalone",
+            *(["--standalone"] if standalone else []),
             "--prometheus-url", prometheus_url,
             "--metrics-address", "127.0.0.1",
             "--metrics-port", str(metrics_port),

@@ -234,3 +234,19 @@ def _same_group(a: str, b: str) -> bool:
     group_a = a.split("/", 1)[0] if "/" in a else ""
     group_b = b.split("/", 1)[0] if "/" in b else ""
     return group_a == group_b
+
+
+def ensure_cluster_peering(api: client.ApiClient, name: str) -> None:
+    """kopf only keeps peers alive in an existing peering object; create it when absent."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+        try:
+            custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+        except ApiException as create_exc:
+            if create_exc.status != 409:  # another replica created it first
+                raise

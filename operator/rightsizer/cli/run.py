@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 
 import kopf
 
+from rightsizer.adapters.kube import ensure_cluster_peering
 from rightsizer.handlers import operator as operator_handlers
 from rightsizer.handlers import workloads as workload_handlers
 from rightsizer.runtime import telemetry, wiring
@@ -26,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--metrics-address", help="address /metrics binds to (0.0.0.0)")
     p.add_argument("--health-port", type=int, help="port of /healthz (8081)")
     p.add_argument("--standalone", action="store_true", default=None, help="no peering (one replica only)")
+    p.add_argument("--peering-name", help="kopf peering object shared by the replicas (gpu-rightsizer)")
+    p.add_argument("--peering-priority", type=int, help="this replica's priority (default: random)")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=run)
 
@@ -38,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
         for k in (
+            "peering_name",
+            "peering_priority",
             "interval_seconds",
             "namespaces",
             "dry_run",
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         # kopf logs in through the same kubeconfig.
         os.environ["KUBECONFIG"] = args.kubeconfig
     registry = kopf.OperatorRegistry()
-    operator_handlers.register(registry, settings)
+    operator_handlers.register(registry, settings, lambda name: ensure_cluster_peering(op.api, name))
     workload_handlers.register(registry, op.workloads, settings.interval_seconds)
     server = telemetry.serve(op.telemetry, settings.metrics_address, settings.metrics_port)
     logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", *server.server_address[:2])
@@ -70,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         standalone=settings.standalone,
         # Naming a peering makes it mandatory in kopf, which would pause a standalone operator forever.
         peering_name=None if settings.standalone else settings.peering_name,
+        # Equal priorities make kopf pause every replica; a random one lets exactly one lead.
+        priority=settings.peering_priority
+        if settings.peering_priority is not None
+        else secrets.randbelow(2**30),
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,

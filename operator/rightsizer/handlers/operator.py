@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -12,9 +13,17 @@ from rightsizer.runtime.settings import Settings
 PREFIX = "rightsizer.io"
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+def register(
+    registry: kopf.OperatorRegistry, config: Settings, ensure_peering: Callable[[str], None] | None = None
+) -> None:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        if not config.standalone:
+            # One cluster-wide peering object for every replica, whatever namespaces it watches; the
+            # replica with the highest priority acts, the others pause until it is gone.
+            settings.peering.clusterwide = True
+            if ensure_peering is not None:
+                ensure_peering(config.peering_name)
         settings.persistence.finalizer = f"{PREFIX}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -69,6 +69,9 @@ class Settings(BaseModel):
         "gpu-rightsizer", description="kopf peering: replicas sharing it never both act."
     )
     standalone: bool = Field(False, description="Run without peering (single replica, development).")
+    peering_priority: int | None = Field(
+        None, ge=0, description="Peering priority; default: random per process, so one replica leads."
+    )
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     dcgm: DcgmSettings = Field(default_factory=DcgmSettings)
     pricing: PricingDefaults = Field(default_factory=PricingDefaults)

@@ -1,0 +1,44 @@
+"""Two replicas of the operator at once: kopf peering lets exactly one act."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.test_workloads import World, gpu_workload
+from tests.support.cluster import Cluster, GpuUtilization, wait_for
+from tests.support.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+ACTED = "Timer 'rightsize' succeeded"
+
+
+def test_two_replicas_never_both_act(cluster: Cluster, namespace: str, gpu_util: GpuUtilization) -> None:
+    cluster.kubectl("apply", "-f", "crds/")
+    world = World(cluster, namespace)
+    world.run_gpu_app(gpu_util, "chat", 2, 90)
+    peering = ["--peering-name", f"peering-{namespace}"]
+    with (
+        OperatorProcess.start(
+            cluster.kubeconfig, namespace, cluster.prometheus_url, standalone=False, extra_args=peering
+        ) as first,
+        OperatorProcess.start(
+            cluster.kubeconfig, namespace, cluster.prometheus_url, standalone=False, extra_args=peering
+        ) as second,
+    ):
+        # Both announce themselves; the one with the lower priority pauses in favour of the other.
+        logs = lambda: f"first:\n{first.log()[-2000:]}\nsecond:\n{second.log()[-2000:]}"  # noqa: E731
+        wait_for(
+            lambda: "Pausing operations in favour of" in first.log() + second.log(), timeout=60, describe=logs
+        )
+        world.cluster.apply(gpu_workload("chat", "chat", maxReplicas=3), namespace)
+        wait_for(lambda: world.replicas("chat") == 3, timeout=60, describe=lambda: world.describe("chat"))
+        time.sleep(10)  # several intervals in which a second leader would have acted too
+        acting = [p for p in (first, second) if ACTED in p.log()]
+        assert len(acting) == 1, f"both replicas acted:\n{first.log()[-1500:]}\n{second.log()[-1500:]}"
+        paused = second if acting[0] is first else first
+        assert "Pausing operations in favour of" in paused.log()
+        world.cluster.kubectl("delete", "gpuworkloads", "--all", "-n", namespace, "--timeout=60s")
+    cluster.kubectl("delete", "clusterkopfpeering", f"peering-{namespace}", "--ignore-not-found")
