@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from tests.e2e.test_workloads import World, gpu_workload
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
 from tests.support.operator_process import OperatorProcess
+from tests.support.world import World, gpu_workload
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,9 @@ from kubernetes import client
 
 from tests.support.cluster import Cluster, GpuUtilization, new_namespace_name
 from tests.support.cluster import wait_for as _wait_for
+from tests.support.world import World
 
-__all__ = ["cluster", "gpu_util", "kubectl", "namespace", "wait_for"]
+__all__ = ["cluster", "gpu_util", "kubectl", "namespace", "wait_for", "world"]
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,9 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 @pytest.fixture
 def gpu_util(cluster: Cluster) -> GpuUtilization:
     return GpuUtilization(cluster)
+
+
+@pytest.fixture
+def world(cluster: Cluster, namespace: str) -> World:
+    cluster.kubectl("apply", "-f", "crds/")
+    return World(cluster, namespace)

@@ -219,6 +219,29 @@ class KubeWorkloads:
                 found.append(f"ScaledObject/{so['metadata']['name']}")
         return found
 
+    def rival_workloads(self, namespace: str, name: str, ref: TargetRef) -> list[str]:
+        """Older GPUWorkloads (by creation, then name) with the same target: the oldest one manages
+        it, every later one reports a conflict instead of fighting over the replica count."""
+        items = self._custom.list_namespaced_custom_object(
+            "rightsizer.io", "v1alpha1", namespace, "gpuworkloads"
+        )
+        mine: tuple[str, str] | None = None
+        same: list[tuple[str, str]] = []
+        for gw in items.get("items", []):
+            t = (gw.get("spec") or {}).get("targetRef") or {}
+            if (t.get("kind"), t.get("name"), _group(t.get("apiVersion") or "")) != (
+                ref.kind,
+                ref.name,
+                ref.group,
+            ):
+                continue
+            key = (str(gw["metadata"].get("creationTimestamp", "")), str(gw["metadata"]["name"]))
+            if key[1] == name:
+                mine = key
+            else:
+                same.append(key)
+        return [f"GPUWorkload/{n}" for created, n in sorted(same) if mine is None or (created, n) < mine]
+
     # -- pools ------------------------------------------------------------------------------------
     def node_pools(self) -> list[dict[str, Any]]:
         try:
@@ -230,10 +253,12 @@ class KubeWorkloads:
         return list(items.get("items", []))
 
 
+def _group(api_version: str) -> str:
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
 def _same_group(a: str, b: str) -> bool:
-    group_a = a.split("/", 1)[0] if "/" in a else ""
-    group_b = b.split("/", 1)[0] if "/" in b else ""
-    return group_a == group_b
+    return _group(a) == _group(b)
 
 
 def ensure_cluster_peering(api: client.ApiClient, name: str) -> None:

@@ -20,8 +20,16 @@ def register(
     interval_seconds: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
+    # A failed pass (API server restarting, throttled) is retried at the next interval, not in 60 s.
     @kopf.timer(
-        GROUP, VERSION, PLURAL, interval=interval_seconds, sharp=True, registry=registry, id="rightsize"
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=interval_seconds,
+        backoff=interval_seconds,
+        sharp=True,
+        registry=registry,
+        id="rightsize",
     )
     def rightsize(
         *, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any

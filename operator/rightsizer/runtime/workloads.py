@@ -29,7 +29,7 @@ from rightsizer.adapters.kube import (
 from rightsizer.adapters.metrics.base import FleetSamples, GpuMetricsSource, PodSamples
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
 from rightsizer.core.cost import WorkloadUsage, accrue_cost, workload_cost
-from rightsizer.core.errors import MetricsUnavailable
+from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from rightsizer.core.gpu_catalog import find_gpu_model
 from rightsizer.core.gpu_fit import recommend_gpu_fit
 from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
@@ -183,7 +183,9 @@ class WorkloadReconciler:
         starting = [p.name for p in pods if not p.ready]
         metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, now)
 
-        conflicts = self._kube.conflicting_autoscalers(namespace, ref)
+        conflicts = self._kube.conflicting_autoscalers(namespace, ref) + self._kube.rival_workloads(
+            namespace, name, ref
+        )
         conflict = f"{', '.join(conflicts)} also scales {ref.kind}/{ref.name}" if conflicts else None
         enforce = spec.mode == "Enforce" and not self._settings.dry_run and conflict is None
 
@@ -295,6 +297,9 @@ class WorkloadReconciler:
         except MetricsUnavailable as exc:
             self._telemetry.errors.inc("metrics")
             return Hold(HoldCode.NO_DATA, str(exc)), []
+        except InvalidMetricQuery as exc:
+            # The user's PromQL template is broken: say so in status; never send it to Prometheus.
+            return Hold(HoldCode.INVALID, str(exc)), []
         gpu_samples = to_gpu_samples(samples)
         return view_metrics(gpu_samples, ready, starting, now, self._max_age()), gpu_samples
 
