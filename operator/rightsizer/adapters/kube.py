@@ -3,7 +3,7 @@ autoscalers, annotations. Request bodies are built as plain data; every call goe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -73,30 +73,32 @@ class PodInfo:
     labels: Mapping[str, str]
 
 
-def pod_info(pod: client.V1Pod) -> PodInfo:
+def pod_info(body: Mapping[str, Any]) -> PodInfo:
+    """What the workload loop needs of a pod, from its JSON body (a watch event or a list item)."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
     gpus = 0
     cpu = Decimal(0)
     memory = Decimal(0)
-    for c in pod.spec.containers or []:
-        req = (c.resources.requests if c.resources else None) or {}
-        lim = (c.resources.limits if c.resources else None) or {}
+    for c in spec.get("containers") or []:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
         gpus += int(parse_quantity(req.get(GPU_RESOURCE, lim.get(GPU_RESOURCE, 0))))
         cpu += parse_quantity(req.get("cpu", 0))
         memory += parse_quantity(req.get("memory", 0))
-    ready = (
-        any(cond.type == "Ready" and cond.status == "True" for cond in (pod.status.conditions or []))
-        and pod.metadata.deletion_timestamp is None
-    )
+    ready = any(
+        cond.get("type") == "Ready" and cond.get("status") == "True"
+        for cond in status.get("conditions") or []
+    ) and not meta.get("deletionTimestamp")
     return PodInfo(
-        name=pod.metadata.name,
-        node=pod.spec.node_name,
-        phase=pod.status.phase or "Unknown",
+        name=str(meta.get("name", "")),
+        node=spec.get("nodeName"),
+        phase=str(status.get("phase") or "Unknown"),
         ready=ready,
         gpus=gpus,
         cpu=cpu,
         memory=memory,
-        annotations=dict(pod.metadata.annotations or {}),
-        labels=dict(pod.metadata.labels or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        labels=dict(meta.get("labels") or {}),
     )
 
 
@@ -169,96 +171,12 @@ class KubeWorkloads:
         self._call("PATCH", path, body, "application/merge-patch+json")
 
     # -- pods -----------------------------------------------------------------------------------
-    def pods(self, namespace: str, selector: str) -> list[PodInfo]:
-        if not selector:
-            return []
-        items = self._core.list_namespaced_pod(namespace, label_selector=selector).items
-        return [pod_info(p) for p in items if p.status.phase not in ("Succeeded", "Failed")]
-
     def annotate_pod(self, namespace: str, pod: str, annotations: Mapping[str, str | None]) -> None:
         try:
             self._core.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": dict(annotations)}})
         except ApiException as exc:
             if exc.status != 404:  # the pod went away between listing and patching: nothing to annotate
                 raise
-
-    def node_labels(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
-        for name in set(names):
-            try:
-                out[name] = dict(self._core.read_node(name).metadata.labels or {})
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        return out
-
-    # -- other autoscalers ------------------------------------------------------------------------
-    def conflicting_autoscalers(self, namespace: str, ref: TargetRef) -> list[str]:
-        """HPAs and KEDA ScaledObjects that scale the same target: two controllers must not fight."""
-        found: list[str] = []
-        hpas = client.AutoscalingV2Api(self._api).list_namespaced_horizontal_pod_autoscaler(namespace).items
-        for hpa in hpas:
-            t = hpa.spec.scale_target_ref
-            if (
-                t.kind == ref.kind
-                and t.name == ref.name
-                and _same_group(t.api_version or "", ref.api_version)
-            ):
-                found.append(f"HorizontalPodAutoscaler/{hpa.metadata.name}")
-        try:
-            scaled = self._custom.list_namespaced_custom_object(
-                "keda.sh", "v1alpha1", namespace, "scaledobjects"
-            )
-        except ApiException as exc:
-            if exc.status not in (403, 404):  # KEDA not installed (or not ours to read)
-                raise
-            scaled = {"items": []}
-        for so in scaled.get("items", []):
-            t = (so.get("spec") or {}).get("scaleTargetRef") or {}
-            if (t.get("kind") or "Deployment") == ref.kind and t.get("name") == ref.name:
-                found.append(f"ScaledObject/{so['metadata']['name']}")
-        return found
-
-    def rival_workloads(self, namespace: str, name: str, ref: TargetRef) -> list[str]:
-        """Older GPUWorkloads (by creation, then name) with the same target: the oldest one manages
-        it, every later one reports a conflict instead of fighting over the replica count."""
-        items = self._custom.list_namespaced_custom_object(
-            "rightsizer.io", "v1alpha1", namespace, "gpuworkloads"
-        )
-        mine: tuple[str, str] | None = None
-        same: list[tuple[str, str]] = []
-        for gw in items.get("items", []):
-            t = (gw.get("spec") or {}).get("targetRef") or {}
-            if (t.get("kind"), t.get("name"), _group(t.get("apiVersion") or "")) != (
-                ref.kind,
-                ref.name,
-                ref.group,
-            ):
-                continue
-            key = (str(gw["metadata"].get("creationTimestamp", "")), str(gw["metadata"]["name"]))
-            if key[1] == name:
-                mine = key
-            else:
-                same.append(key)
-        return [f"GPUWorkload/{n}" for created, n in sorted(same) if mine is None or (created, n) < mine]
-
-    # -- pools ------------------------------------------------------------------------------------
-    def node_pools(self) -> list[dict[str, Any]]:
-        try:
-            items = self._custom.list_cluster_custom_object("rightsizer.io", "v1alpha1", "gpunodepools")
-        except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise
-        return list(items.get("items", []))
-
-
-def _group(api_version: str) -> str:
-    return api_version.split("/", 1)[0] if "/" in api_version else ""
-
-
-def _same_group(a: str, b: str) -> bool:
-    return _group(a) == _group(b)
 
 
 def ensure_cluster_peering(api: client.ApiClient, name: str) -> None:

@@ -10,6 +10,7 @@ import secrets
 import kopf
 
 from rightsizer.adapters.kube import ensure_cluster_peering
+from rightsizer.handlers import consolidation as consolidation_handlers
 from rightsizer.handlers import operator as operator_handlers
 from rightsizer.handlers import workloads as workload_handlers
 from rightsizer.runtime import telemetry, wiring
@@ -30,6 +31,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--standalone", action="store_true", default=None, help="no peering (one replica only)")
     p.add_argument("--peering-name", help="kopf peering object shared by the replicas (gpu-rightsizer)")
     p.add_argument("--peering-priority", type=int, help="this replica's priority (default: random)")
+    p.add_argument(
+        "--consolidation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bin-pack and scale the nodes of GPUNodePools (on)",
+    )
+    p.add_argument("--consolidation-interval", type=float, help="seconds between passes per GPUNodePool (60)")
+    p.add_argument("--drain-timeout", type=float, help="seconds a drain waits for replacements (300)")
+    p.add_argument(
+        "--pool-selector",
+        action="append",
+        metavar="KEY=VALUE",
+        help="manage only GPUNodePools with this label (repeatable; default: all)",
+    )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=run)
 
@@ -39,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not args.verbose:
+        # kopf reports every index update and timer run at INFO; our own log says what was decided.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     overrides = {
         k: getattr(args, k)
         for k in (
@@ -62,6 +80,23 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={"dcgm": settings.dcgm.model_copy(update={"endpoints": args.dcgm_endpoint})}
         )
+    consolidation = {
+        key: value
+        for key, value in (
+            ("enabled", args.consolidation),
+            ("interval_seconds", args.consolidation_interval),
+            ("drain_timeout_seconds", args.drain_timeout),
+            (
+                "pool_selector",
+                dict(s.split("=", 1) for s in args.pool_selector) if args.pool_selector else None,
+            ),
+        )
+        if value is not None
+    }
+    if consolidation:
+        settings = settings.model_copy(
+            update={"consolidation": settings.consolidation.model_copy(update=consolidation)}
+        )
     op = wiring.build(settings, kubeconfig=args.kubeconfig)
     if args.kubeconfig:
         # kopf logs in through the same kubeconfig.
@@ -69,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     registry = kopf.OperatorRegistry()
     operator_handlers.register(registry, settings, lambda name: ensure_cluster_peering(op.api, name))
     workload_handlers.register(registry, op.workloads, settings.interval_seconds)
+    if settings.consolidation.enabled:
+        consolidation_handlers.register(
+            registry, op.pools, settings.consolidation.interval_seconds, bool(settings.standalone)
+        )
     server = telemetry.serve(op.telemetry, settings.metrics_address, settings.metrics_port)
     logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", *server.server_address[:2])
     kopf.run(

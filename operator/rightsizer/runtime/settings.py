@@ -50,6 +50,29 @@ class PricingDefaults(BaseModel):
     gpu_watts: Decimal = Field(Decimal("300"), ge=0)
 
 
+class ConsolidationSettings(BaseModel):
+    """Bin-packing GPU nodes and scaling GPUNodePools; only pools that have a GPUNodePool are touched."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Run consolidation passes on GPUNodePools.")
+    interval_seconds: float = Field(60.0, ge=1, le=3600, description="Seconds between passes per pool.")
+    drain_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="Give a node up when evicted pods are not Running elsewhere by then.",
+    )
+    poll_seconds: float = Field(2.0, gt=0, le=60, description="How often a drain checks the replacements.")
+    max_nodes_per_pass: int = Field(1, ge=1, le=100, description="Nodes removed per pool and pass.")
+    scale_up_cooldown_seconds: float = Field(
+        60.0, ge=0, le=3600, description="Wait this long after adding nodes before adding more."
+    )
+    pool_selector: dict[str, str] = Field(
+        default_factory=dict, description="Manage only GPUNodePools with these labels (empty: all)."
+    )
+
+
 class Settings(BaseModel):
     """Everything the operator can be told. Field names map to RIGHTSIZER_<NAME> (nested with __)."""
 
@@ -75,6 +98,7 @@ class Settings(BaseModel):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     dcgm: DcgmSettings = Field(default_factory=DcgmSettings)
     pricing: PricingDefaults = Field(default_factory=PricingDefaults)
+    consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
 
     @field_validator("namespaces", mode="before")
     @classmethod

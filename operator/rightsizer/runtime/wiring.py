@@ -10,6 +10,7 @@ from rightsizer.adapters.kube import KubeWorkloads
 from rightsizer.adapters.metrics.base import NEW_LABELS, OLD_LABELS, GpuMetricsSource, PodLabels
 from rightsizer.adapters.metrics.dcgm import DcgmSource, static_endpoints
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
+from rightsizer.runtime.node_pools import PoolManager, build_pool_manager
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 from rightsizer.runtime.workloads import WorkloadReconciler
@@ -21,6 +22,7 @@ class Operator:
     api: client.ApiClient
     telemetry: Telemetry
     workloads: WorkloadReconciler
+    pools: PoolManager
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -63,5 +65,7 @@ def build(settings: Settings, kubeconfig: str | None = None) -> Operator:
     api = api_client(kubeconfig)
     telemetry = Telemetry()
     kube = KubeWorkloads(api)
-    reconciler = WorkloadReconciler(kube, metrics_sources(settings, api), settings, telemetry)
-    return Operator(settings, api, telemetry, reconciler)
+    sources = metrics_sources(settings, api)
+    reconciler = WorkloadReconciler(kube, sources, settings, telemetry)
+    pools = build_pool_manager(api, settings, telemetry, sources.get(settings.metrics_source))
+    return Operator(settings, api, telemetry, reconciler, pools)

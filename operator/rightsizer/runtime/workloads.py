@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rightsizer.adapters.cluster_view import ClusterView
 from rightsizer.adapters.kube import (
     KubeWorkloads,
     PodInfo,
@@ -150,11 +151,15 @@ class WorkloadReconciler:
         self._buffer = SampleBuffer(horizon=timedelta(hours=1))
         self._fleet = FleetCache(ttl=timedelta(seconds=max(1.0, settings.interval_seconds / 2)))
 
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._telemetry
+
     def forget(self, namespace: str, name: str) -> None:
         self._buffer.forget((namespace, name))
         self._telemetry.forget_workload(namespace, name)
 
-    def reconcile(self, body: Mapping[str, Any], now: datetime) -> WorkloadResult:
+    def reconcile(self, body: Mapping[str, Any], now: datetime, view: ClusterView) -> WorkloadResult:
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         generation = int(meta.get("generation") or 0)
@@ -178,14 +183,12 @@ class WorkloadReconciler:
         except TargetNotScalable as exc:
             return self._problem(previous, generation, Problem("TargetNotScalable", str(exc)), now)
 
-        pods = self._kube.pods(namespace, scale.selector)
+        pods = view.pods(namespace, scale.selector)
         ready = [p.name for p in pods if p.ready]
         starting = [p.name for p in pods if not p.ready]
         metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, now)
 
-        conflicts = self._kube.conflicting_autoscalers(namespace, ref) + self._kube.rival_workloads(
-            namespace, name, ref
-        )
+        conflicts = view.conflicting_autoscalers(namespace, ref) + view.rival_workloads(namespace, name, ref)
         conflict = f"{', '.join(conflicts)} also scales {ref.kind}/{ref.name}" if conflicts else None
         enforce = spec.mode == "Enforce" and not self._settings.dry_run and conflict is None
 
@@ -230,7 +233,7 @@ class WorkloadReconciler:
         if isinstance(metrics, UsableMetrics) and pods:
             history = self._buffer.add((namespace, name), gpu_samples, now)
             per_replica = max((p.gpus for p in pods), default=0)
-            product = self._gpu_product(pods)
+            product = self._gpu_product(pods, view)
             if per_replica:
                 fit = recommend_gpu_fit(
                     samples=history,
@@ -241,7 +244,7 @@ class WorkloadReconciler:
                     min_observation=timedelta(minutes=10),
                 )
 
-        cost, accrual = self._cost(spec, pods, metrics, previous, now)
+        cost, accrual = self._cost(spec, pods, metrics, previous, now=now, view=view)
         observation = WorkloadObservation(
             generation=generation,
             enforce=enforce,
@@ -306,9 +309,9 @@ class WorkloadReconciler:
     def _max_age(self) -> timedelta:
         return timedelta(seconds=self._settings.max_metric_age)
 
-    def _gpu_product(self, pods: Sequence[PodInfo]) -> str | None:
+    def _gpu_product(self, pods: Sequence[PodInfo], view: ClusterView) -> str | None:
         nodes = [p.node for p in pods if p.node]
-        for labels in self._kube.node_labels(nodes[:1]).values():
+        for labels in view.node_labels(nodes[:1]).values():
             return labels.get("nvidia.com/gpu.product")
         return None
 
@@ -391,11 +394,13 @@ class WorkloadReconciler:
         pods: Sequence[PodInfo],
         metrics: UsableMetrics | Hold,
         previous: Mapping[str, Any],
+        *,
         now: datetime,
+        view: ClusterView,
     ) -> tuple[Any, Any]:
         running = [p for p in pods if p.node and p.phase == "Running"]
-        pool_specs = self._pool_specs()
-        labels = list(self._kube.node_labels([p.node for p in running if p.node]).values())
+        pool_specs = self._pool_specs(view)
+        labels = list(view.node_labels([p.node for p in running if p.node]).values())
         pricing, _origin = mapping.workload_pricing(spec, pool_specs, labels, self._settings.pricing)
         usable = metrics if isinstance(metrics, UsableMetrics) else None
         watts = usable.power_watts if usable else None
@@ -416,9 +421,9 @@ class WorkloadReconciler:
         )
         return cost, accrual
 
-    def _pool_specs(self) -> list[GPUNodePoolSpec]:
+    def _pool_specs(self, view: ClusterView) -> list[GPUNodePoolSpec]:
         specs = []
-        for pool in self._kube.node_pools():
+        for pool in view.node_pools():
             try:
                 specs.append(GPUNodePoolSpec.model_validate(pool.get("spec") or {}))
             except ValidationError:

@@ -113,9 +113,7 @@ class KwokProvider:
         for resource, value in (self.template.get("capacity") or {}).items():
             status["capacity"][resource] = str(value)
             status["allocatable"][resource] = str(value)
-        taints = [
-            {k: v for k, v in t.items() if v is not None} for t in self.template.get("taints") or []
-        ]
+        taints = [{k: v for k, v in t.items() if v is not None} for t in self.template.get("taints") or []]
         if taints:
             node["spec"]["taints"] = taints
         if self._static:
@@ -136,7 +134,9 @@ class KwokProvider:
             self._core.delete_node(node)
         except ApiException as exc:
             if exc.status != 404:
-                raise ProviderError(f"GPUNodePool {self.pool}: deleting node {node} failed: {exc.reason}") from exc
+                raise ProviderError(
+                    f"GPUNodePool {self.pool}: deleting node {node} failed: {exc.reason}"
+                ) from exc
 
     def describe(self) -> str:
         return f"{self.type}: Node objects labelled {self._selector()}"

@@ -1,0 +1,181 @@
+"""What the workload loop reads about the cluster, answered from kopf's in-memory indexes.
+
+kopf keeps each index current from one watch stream per resource kind, so a pass over a thousand
+GPUWorkloads costs no list requests: only the /scale reads and the writes go to the API server.
+`live_view` answers the same questions from one list request per kind (commands, tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rightsizer.adapters.kube import PodInfo, TargetRef, pod_info
+from rightsizer.core.selectors import matches
+
+
+class ClusterView(Protocol):
+    def pods(self, namespace: str, selector: str) -> list[PodInfo]: ...
+
+    def node_labels(self, names: Sequence[str]) -> dict[str, dict[str, str]]: ...
+
+    def conflicting_autoscalers(self, namespace: str, ref: TargetRef) -> list[str]: ...
+
+    def rival_workloads(self, namespace: str, name: str, ref: TargetRef) -> list[str]: ...
+
+    def node_pools(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class ScalerRef:
+    """An HPA, ScaledObject or GPUWorkload pointing at a target."""
+
+    owner: str  # e.g. HorizontalPodAutoscaler/web
+    kind: str
+    name: str
+    group: str
+    created: str = ""
+
+
+def _group(api_version: str) -> str:
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+# -- index functions: body -> {key: value}; kopf calls them on every watch event ----------------------
+def index_pod(body: Mapping[str, Any]) -> dict[str, PodInfo]:
+    phase = (body.get("status") or {}).get("phase")
+    if phase in ("Succeeded", "Failed"):
+        return {}
+    return {str((body.get("metadata") or {}).get("namespace")): pod_info(body)}
+
+
+def index_node(body: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    meta = body.get("metadata") or {}
+    return {str(meta.get("name")): dict(meta.get("labels") or {})}
+
+
+def index_hpa(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
+    meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("scaleTargetRef") or {}
+    ref = ScalerRef(
+        f"HorizontalPodAutoscaler/{meta.get('name')}",
+        str(target.get("kind", "")),
+        str(target.get("name", "")),
+        _group(str(target.get("apiVersion", ""))),
+    )
+    return {str(meta.get("namespace")): ref}
+
+
+def index_scaled_object(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
+    meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("scaleTargetRef") or {}
+    api_version = str(target.get("apiVersion") or "apps/v1")
+    ref = ScalerRef(
+        f"ScaledObject/{meta.get('name')}",
+        str(target.get("kind") or "Deployment"),
+        str(target.get("name", "")),
+        _group(api_version),
+    )
+    return {str(meta.get("namespace")): ref}
+
+
+def index_workload(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
+    meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("targetRef") or {}
+    ref = ScalerRef(
+        f"GPUWorkload/{meta.get('name')}",
+        str(target.get("kind", "")),
+        str(target.get("name", "")),
+        _group(str(target.get("apiVersion", ""))),
+        str(meta.get("creationTimestamp", "")),
+    )
+    return {str(meta.get("namespace")): ref}
+
+
+def index_pool(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"pools": dict(body)}
+
+
+class IndexedView:
+    """A ClusterView over kopf indexes (mappings of key -> collection of values)."""
+
+    def __init__(
+        self,
+        *,
+        pods: Mapping[str, Iterable[PodInfo]],
+        nodes: Mapping[str, Iterable[dict[str, str]]],
+        hpas: Mapping[str, Iterable[ScalerRef]],
+        scaled_objects: Mapping[str, Iterable[ScalerRef]],
+        workloads: Mapping[str, Iterable[ScalerRef]],
+        pools: Mapping[str, Iterable[dict[str, Any]]],
+    ) -> None:
+        self._pods, self._nodes, self._hpas = pods, nodes, hpas
+        self._scaled, self._workloads, self._pools = scaled_objects, workloads, pools
+
+    def pods(self, namespace: str, selector: str) -> list[PodInfo]:
+        return [p for p in self._pods.get(namespace, ()) if matches(selector, p.labels)]
+
+    def node_labels(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for name in set(names):
+            for labels in self._nodes.get(name, ()):
+                out[name] = labels
+        return out
+
+    def conflicting_autoscalers(self, namespace: str, ref: TargetRef) -> list[str]:
+        found = [*self._hpas.get(namespace, ()), *self._scaled.get(namespace, ())]
+        return sorted(s.owner for s in found if (s.kind, s.name, s.group) == (ref.kind, ref.name, ref.group))
+
+    def rival_workloads(self, namespace: str, name: str, ref: TargetRef) -> list[str]:
+        same = [
+            w
+            for w in self._workloads.get(namespace, ())
+            if (w.kind, w.name, w.group) == (ref.kind, ref.name, ref.group)
+        ]
+        mine = next((w for w in same if w.owner == f"GPUWorkload/{name}"), None)
+        key = (mine.created, mine.owner) if mine else None
+        return [
+            w.owner
+            for w in sorted(same, key=lambda w: (w.created, w.owner))
+            if w is not mine and (key is None or (w.created, w.owner) < key)
+        ]
+
+    def node_pools(self) -> list[dict[str, Any]]:
+        return list(self._pools.get("pools", ()))
+
+
+def _indexed(items: Iterable[Mapping[str, Any]], fn: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        for key, value in fn(item).items():
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def live_view(api: client.ApiClient, namespace: str) -> IndexedView:
+    """The same view from live list requests, for one namespace (plus nodes and pools)."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    plain = api.sanitize_for_serialization
+
+    def custom_items(group: str, version: str, plural: str, namespaced: bool = True) -> list[dict[str, Any]]:
+        try:
+            if namespaced:
+                return list(custom.list_namespaced_custom_object(group, version, namespace, plural)["items"])
+            return list(custom.list_cluster_custom_object(group, version, plural)["items"])
+        except ApiException as exc:
+            if exc.status in (403, 404):  # not installed (KEDA), or not ours to read
+                return []
+            raise
+
+    hpas = client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(namespace).items
+    return IndexedView(
+        pods=_indexed((plain(p) for p in core.list_namespaced_pod(namespace).items), index_pod),
+        nodes=_indexed((plain(n) for n in core.list_node().items), index_node),
+        hpas=_indexed((plain(h) for h in hpas), index_hpa),
+        scaled_objects=_indexed(custom_items("keda.sh", "v1alpha1", "scaledobjects"), index_scaled_object),
+        workloads=_indexed(custom_items("rightsizer.io", "v1alpha1", "gpuworkloads"), index_workload),
+        pools=_indexed(
+            custom_items("rightsizer.io", "v1alpha1", "gpunodepools", namespaced=False), index_pool
+        ),
+    )

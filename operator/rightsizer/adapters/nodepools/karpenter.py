@@ -1,0 +1,91 @@
+"""Karpenter provider: the pool is one Karpenter NodePool (karpenter.sh/v1).
+
+Removing a node deletes its NodeClaim (Karpenter's termination controller then removes the instance
+and the Node) and, when the NodePool caps GPUs with ``spec.limits``, lowers that cap by the node's
+GPUs so Karpenter does not launch the capacity straight back. Karpenter launches nodes itself when
+pods are Pending, so this provider does not add nodes on request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from rightsizer.adapters.nodepools.base import ProviderError, ScaleUpUnsupported
+from rightsizer.core.quantity import parse_quantity
+
+GROUP = "karpenter.sh"
+VERSION = "v1"
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class KarpenterProvider:
+    def __init__(self, api: client.ApiClient, *, pool: str, node_pool: str, gpus_per_node: int) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self.pool = pool
+        self.node_pool = node_pool
+        self.gpus_per_node = gpus_per_node
+
+    @property
+    def type(self) -> str:
+        return "karpenter"
+
+    @property
+    def can_scale_up(self) -> bool:
+        return False
+
+    @property
+    def removes_nodes(self) -> bool:
+        return True
+
+    def _claims(self) -> list[dict[str, Any]]:
+        listed = self._custom.list_cluster_custom_object(
+            GROUP, VERSION, "nodeclaims", label_selector=f"{NODEPOOL_LABEL}={self.node_pool}"
+        )
+        return list(listed.get("items") or [])
+
+    def desired_nodes(self) -> int:
+        return sum(1 for c in self._claims() if not c.get("metadata", {}).get("deletionTimestamp"))
+
+    def add_nodes(self, count: int) -> list[str]:
+        raise ScaleUpUnsupported(self.pool, "karpenter", "Karpenter launches nodes for Pending pods itself")
+
+    def remove_node(self, node: str) -> None:
+        claim = next((c for c in self._claims() if (c.get("status") or {}).get("nodeName") == node), None)
+        if claim is None or claim.get("metadata", {}).get("deletionTimestamp"):
+            return  # gone or already being deleted (a resumed removal)
+        name = claim["metadata"]["name"]
+        try:
+            self._custom.delete_cluster_custom_object(GROUP, VERSION, "nodeclaims", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise ProviderError(
+                f"GPUNodePool {self.pool}: deleting NodeClaim {name} failed ({exc.status} {exc.reason}); "
+                "the operator needs delete on nodeclaims.karpenter.sh"
+            ) from exc
+        self._lower_limit(claim)
+
+    def _lower_limit(self, claim: dict[str, Any]) -> None:
+        try:
+            pool = self._custom.get_cluster_custom_object(GROUP, VERSION, "nodepools", self.node_pool)
+        except ApiException as exc:
+            raise ProviderError(
+                f"GPUNodePool {self.pool}: Karpenter NodePool {self.node_pool} cannot be read "
+                f"({exc.status} {exc.reason}); fix spec.provider.nodePool"
+            ) from exc
+        limit = ((pool.get("spec") or {}).get("limits") or {}).get(GPU_RESOURCE)
+        if limit is None:
+            return
+        claimed = ((claim.get("status") or {}).get("capacity") or {}).get(GPU_RESOURCE)
+        gpus = parse_quantity(claimed) if claimed is not None else self.gpus_per_node
+        lowered = max(parse_quantity(limit) - gpus, 0)
+        self._custom.patch_cluster_custom_object(
+            GROUP, VERSION, "nodepools", self.node_pool, {"spec": {"limits": {GPU_RESOURCE: f"{lowered:f}"}}}
+        )
+
+    def describe(self) -> str:
+        return f"karpenter: NodePool {self.node_pool}"

@@ -1,0 +1,332 @@
+"""Executes a consolidation plan safely, one node at a time.
+
+For each node the plan empties, right before acting:
+
+1. **re-validate** against the live cluster: the node still exists, belongs to the same pool, is not
+   protected or already disrupted; its pods are still the planned ones and still movable (same rules
+   as the planner, with live PDBs); the pool's disruption budget still has room;
+2. **record intent** on the node (annotation ``rightsizer.io/disruption-intent``) *before* touching it,
+   so a restarted operator knows what was going on;
+3. **taint** it ``rightsizer.io/disrupted:NoSchedule`` so nothing new lands there;
+4. **evict** its pods through the Eviction API (a PDB refusal stops this node: untaint, event);
+5. **wait**, bounded, until the evicted pods' controllers have their replicas Running elsewhere
+   (timeout: untaint, event, give the node up);
+6. **remove** it through the pool's provider.
+
+:meth:`Executor.recover` runs before every pass: a node left with an intent by a dead operator is
+rolled back (still draining: untaint) or its removal resumed (drain finished), so no node stays
+tainted forever. Time is injected (clock and sleep) so all of this is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from rightsizer.adapters.node_drain import Eviction, EvictionResult
+from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
+from rightsizer.core.budgets import (
+    DISRUPTED_TAINT,
+    REASON_EMPTY,
+    REASON_UNDERUTILIZED,
+    Mobility,
+    PodPolicy,
+    allowed_disruptions,
+    is_disrupting,
+    node_block_reason,
+    pod_disposition,
+)
+from rightsizer.core.planner import Plan
+from rightsizer.core.pools import PoolPolicy, assign_pools
+from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint, selector_matches
+
+INTENT_ANNOTATION = "rightsizer.io/disruption-intent"
+TAINT = Taint(DISRUPTED_TAINT, "consolidation", "NoSchedule")
+PHASE_DRAINING = "draining"
+PHASE_REMOVING = "removing"
+
+log = logging.getLogger(__name__)
+
+
+class DrainEdge(Protocol):
+    """What the executor needs from the API server (KubeNodeDrain, or a fake in tests)."""
+
+    def node(self, name: str) -> Node | None: ...
+    def nodes_annotated(self, key: str) -> list[Node]: ...
+    def pods_on(self, node: str) -> tuple[Pod, ...]: ...
+    def pdbs(self, namespaces: Sequence[str]) -> tuple[PodDisruptionBudget, ...]: ...
+    def annotate(self, node: str, annotations: Mapping[str, str | None]) -> None: ...
+    def set_taint(self, node: str, taint: Taint, present: bool) -> None: ...
+    def evict(self, pod: Pod) -> EvictionResult: ...
+    def replacements_ready(self, evicted: Sequence[Pod], drained_node: str) -> tuple[bool, str]: ...
+    def event(self, node: str, type_: str, reason: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What the operator is doing to a node, written on the node before it acts."""
+
+    plan: str
+    pool: str
+    phase: str
+    started: datetime
+    pods: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "plan": self.plan,
+                "pool": self.pool,
+                "phase": self.phase,
+                "started": self.started.isoformat(),
+                "pods": list(self.pods),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Intent | None:
+        try:
+            raw = json.loads(text)
+            return cls(
+                plan=str(raw.get("plan", "")),
+                pool=str(raw["pool"]),
+                phase=str(raw["phase"]),
+                started=datetime.fromisoformat(str(raw["started"])),
+                pods=tuple(str(p) for p in raw.get("pods") or ()),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
+class NodeStep:
+    """Everything the plan says about one node: why, and the pods to evict (empty: already empty)."""
+
+    node: str
+    pool: str
+    reason: str
+    pods: tuple[str, ...]
+
+    @property
+    def budget_reason(self) -> str:
+        return REASON_UNDERUTILIZED if self.pods else REASON_EMPTY
+
+
+def node_steps(plan: Plan) -> list[NodeStep]:
+    """Group a plan's actions per node, in plan order. Nodes the plan replaces by another type are not
+    steps here: launching the replacement is the provider's job and is left to a later pass."""
+    replaced = {a.node for a in plan.actions if a.type == "replaceNode"}
+    steps: list[NodeStep] = []
+    pods: dict[str, list[str]] = {}
+    for action in plan.actions:
+        if action.node in replaced or action.pool is None:
+            continue
+        if action.type == "evict" and action.pod:
+            pods.setdefault(action.node, []).append(action.pod)
+        elif action.type == "removeNode":
+            steps.append(NodeStep(action.node, action.pool, action.reason, tuple(pods.get(action.node, ()))))
+    return steps
+
+
+class Result(StrEnum):
+    REMOVED = "removed"  # drained and handed to the provider
+    SKIPPED = "skipped"  # re-validation said no; nothing was touched
+    BLOCKED = "blocked"  # an eviction was refused; rolled back
+    TIMED_OUT = "timedOut"  # replacements not Running in time; rolled back
+    FAILED = "failed"  # the provider could not remove the node; rolled back
+    ROLLED_BACK = "rolledBack"  # recovery: an interrupted drain undone
+    RESUMED = "resumed"  # recovery: an interrupted removal finished
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    node: str
+    pool: str
+    result: Result
+    message: str
+    evicted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Validated:
+    node: Node
+    pool: PoolPolicy
+    pods: tuple[Pod, ...]  # to evict
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    drain_timeout: timedelta = timedelta(minutes=5)
+    poll_seconds: float = 2.0
+
+
+@dataclass
+class Executor:
+    edge: DrainEdge
+    provider_of: Callable[[str], NodePoolProvider | None]
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None]
+    settings: ExecutorSettings = field(default_factory=ExecutorSettings)
+
+    # -- one node ---------------------------------------------------------------------------------
+
+    def run(
+        self,
+        step: NodeStep,
+        pools: Sequence[PoolPolicy],
+        live_nodes: Sequence[Node],
+        policies: Mapping[str, PodPolicy] | None = None,
+    ) -> StepOutcome:
+        """Re-validate, then drain and remove one node. ``live_nodes`` are the cluster's nodes as listed
+        right now (for pool membership and the budget)."""
+        checked = self._check(step, pools, live_nodes, policies or {})
+        if isinstance(checked, str):
+            return StepOutcome(step.node, step.pool, Result.SKIPPED, checked)
+        node, pool, movable = checked.node, checked.pool, checked.pods
+        provider = self.provider_of(pool.name)
+        if provider is None:
+            return StepOutcome(
+                step.node, pool.name, Result.SKIPPED, f"pool {pool.name} has no usable provider"
+            )
+        intent = Intent(step.reason, pool.name, PHASE_DRAINING, self.clock(), tuple(p.key for p in movable))
+        # Intent first: if we die after the taint, the restarted operator finds out why it is there.
+        self.edge.annotate(node.name, {INTENT_ANNOTATION: intent.to_json()})
+        self.edge.set_taint(node.name, TAINT, True)
+        evicted: list[Pod] = []
+        for pod in movable:
+            result = self.edge.evict(pod)
+            if result.outcome is Eviction.BLOCKED:
+                message = f"eviction of {pod.key} refused ({result.message}); node {node.name} kept"
+                self._rollback(node.name, "DrainBlocked", message)
+                return StepOutcome(
+                    node.name, pool.name, Result.BLOCKED, message, tuple(p.key for p in evicted)
+                )
+            if result.outcome is Eviction.EVICTED:
+                evicted.append(pod)
+        if evicted:
+            deadline = self.clock() + self.settings.drain_timeout
+            while True:
+                ready, status = self.edge.replacements_ready(evicted, node.name)
+                if ready:
+                    break
+                if self.clock() >= deadline:
+                    limit = int(self.settings.drain_timeout.total_seconds())
+                    message = (
+                        f"replacements of evicted pods not Running within {limit}s ({status}); "
+                        f"node {node.name} kept"
+                    )
+                    self._rollback(node.name, "DrainTimedOut", message)
+                    return StepOutcome(
+                        node.name, pool.name, Result.TIMED_OUT, message, tuple(p.key for p in evicted)
+                    )
+                self.sleep(self.settings.poll_seconds)
+        removing = Intent(step.reason, pool.name, PHASE_REMOVING, intent.started, intent.pods)
+        self.edge.annotate(node.name, {INTENT_ANNOTATION: removing.to_json()})
+        return self._remove(node.name, pool.name, provider, step.reason, tuple(p.key for p in evicted))
+
+    def _check(
+        self,
+        step: NodeStep,
+        pools: Sequence[PoolPolicy],
+        live_nodes: Sequence[Node],
+        policies: Mapping[str, PodPolicy],
+    ) -> Validated | str:
+        """The live node, its pool and the pods to evict; or why the step must not run now."""
+        node = self.edge.node(step.node)
+        if node is None:
+            return f"node {step.node} no longer exists"
+        assignment = assign_pools([node], pools)
+        pool = assignment.pool_of(node.name)
+        if pool is None or pool.name != step.pool:
+            return f"node {node.name} is no longer in GPUNodePool {step.pool}"
+        if (block := node_block_reason(node)) is not None:
+            return block
+        if INTENT_ANNOTATION in node.annotations:
+            return f"node {node.name} already carries a disruption intent"
+        pods = [p for p in self.edge.pods_on(node.name) if not p.terminal]
+        pdbs = self.edge.pdbs([p.namespace for p in pods])
+        movable: list[Pod] = []
+        planned = set(step.pods)
+        for pod in pods:
+            matching = [
+                b for b in pdbs if b.namespace == pod.namespace and selector_matches(b.selector, pod.labels)
+            ]
+            disposition = pod_disposition(
+                pod,
+                policy=policies.get(pod.key),
+                pdbs=matching,
+                allow_training=pool.allow_training_disruption,
+                allow_local_storage=False,
+                gpu_idle=False,
+            )
+            if disposition.mobility is Mobility.STAYS:
+                continue
+            if disposition.mobility is Mobility.BLOCKS:
+                return f"pod {pod.key} cannot move: {disposition.reason}"
+            if pod.key not in planned:
+                return f"pod {pod.key} arrived on {node.name} after planning; replanning"
+            movable.append(pod)
+        members = [n for n in live_nodes if selector_matches(pool.node_selector, n.labels)]
+        disrupting = sum(1 for n in members if is_disrupting(n) or INTENT_ANNOTATION in n.annotations)
+        room = allowed_disruptions(pool, len(members), disrupting, self.clock(), step.budget_reason)
+        if room <= 0:
+            return f"disruption budget of pool {pool.name} exhausted ({disrupting} node(s) disrupted now)"
+        return Validated(node, pool, tuple(movable))
+
+    def _remove(
+        self, node: str, pool: str, provider: NodePoolProvider, reason: str, evicted: tuple[str, ...]
+    ) -> StepOutcome:
+        try:
+            provider.remove_node(node)
+        except ProviderError as exc:
+            self._rollback(node, "RemovalFailed", str(exc))
+            return StepOutcome(node, pool, Result.FAILED, str(exc), evicted)
+        if not provider.removes_nodes:
+            # Cordon-only providers: the node stays cordoned for the platform to remove; our taint
+            # and intent go, so the node does not count as being disrupted forever.
+            self._clear(node)
+        message = f"node {node} drained and removed through {provider.describe()}: {reason}"
+        self.edge.event(node, "Normal", "NodeRemoved", message)
+        return StepOutcome(node, pool, Result.REMOVED, message, evicted)
+
+    def _clear(self, node: str) -> None:
+        # Untaint before dropping the intent: a crash in between leaves an intent that recovery handles.
+        if self.edge.node(node) is None:
+            return
+        self.edge.set_taint(node, TAINT, False)
+        self.edge.annotate(node, {INTENT_ANNOTATION: None})
+
+    def _rollback(self, node: str, reason: str, message: str) -> None:
+        self._clear(node)
+        self.edge.event(node, "Warning", reason, message)
+        log.warning("%s: %s", reason, message)
+
+    # -- after a restart --------------------------------------------------------------------------
+
+    def recover(self, manages: Callable[[str], bool] = lambda pool: True) -> list[StepOutcome]:
+        """Undo interrupted drains and finish interrupted removals, from what the nodes say.
+        Intents of pools this operator does not manage (``manages``) are left to their owner."""
+        outcomes: list[StepOutcome] = []
+        for node in self.edge.nodes_annotated(INTENT_ANNOTATION):
+            intent = Intent.from_json(node.annotations[INTENT_ANNOTATION])
+            pool = intent.pool if intent else ""
+            if intent is not None and not manages(pool):
+                continue
+            provider = self.provider_of(pool) if intent else None
+            if intent is not None and intent.phase == PHASE_REMOVING and provider is not None:
+                outcomes.append(self._remove(node.name, pool, provider, intent.plan, ()))
+                outcomes[-1] = StepOutcome(node.name, pool, Result.RESUMED, outcomes[-1].message)
+                continue
+            message = (
+                f"drain of {node.name} was interrupted (operator restarted); node untainted, "
+                "pods that were evicted are recreated by their controllers"
+            )
+            self._rollback(node.name, "DrainRolledBack", message)
+            outcomes.append(StepOutcome(node.name, pool, Result.ROLLED_BACK, message))
+        return outcomes

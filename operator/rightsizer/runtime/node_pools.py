@@ -1,0 +1,456 @@
+"""One consolidation pass for one GPUNodePool: read, plan, act, report.
+
+Only nodes of pools that have a GPUNodePool are ever touched: the planner leaves nodes outside every
+pool alone, and this pass acts on the steps of its own pool only. Passes of different pools are
+serialised (one lock) so each plans on a cluster no other pass is changing at the same moment.
+
+Per pass: finish or undo drains a dead operator left behind (recovery), plan with every pool, then
+for this pool drain and remove at most ``max_nodes_per_pass`` nodes (empty nodes only once they have
+been empty for ``scaleDownAfter``), add nodes when GPU pods are Pending that a new node of this pool
+would take (provider permitting, ``maxNodes`` respected), and compute the pool's status and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from kubernetes import client
+
+from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState
+from rightsizer.adapters.metrics.base import GpuMetricsSource
+from rightsizer.adapters.node_drain import KubeNodeDrain
+from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
+from rightsizer.adapters.nodepools.registry import provider_for
+from rightsizer.api.v1alpha1.gpunodepool import GPUNodePoolStatus
+from rightsizer.core.errors import InvalidPool, RightsizerError
+from rightsizer.core.planner import PlanInput, plan
+from rightsizer.core.pools import PoolPolicy, assign_pools, node_price, parse_duration
+from rightsizer.core.snapshot import (
+    GPU_PRODUCT_LABEL,
+    Node,
+    Pod,
+    Taint,
+    hard_taints,
+    node_term_matches,
+    tolerates,
+)
+from rightsizer.runtime.consolidation import (
+    Executor,
+    ExecutorSettings,
+    NodeStep,
+    Result,
+    StepOutcome,
+    node_steps,
+)
+from rightsizer.runtime.settings import Settings
+from rightsizer.runtime.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+IDLE_GPU_PERCENT = Decimal(5)
+DEFAULT_SCALE_DOWN_AFTER = timedelta(minutes=10)
+
+
+class StateReader(Protocol):
+    def read(self) -> ClusterState: ...
+
+
+@dataclass(frozen=True)
+class PoolEvent:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PassResult:
+    status: dict[str, Any]  # the GPUNodePool status fields to patch (camelCase, JSON values)
+    events: tuple[PoolEvent, ...] = ()
+    outcomes: tuple[StepOutcome, ...] = ()
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    max_nodes_per_pass: int = 1
+    scale_up_cooldown: timedelta = timedelta(seconds=60)
+    dry_run: bool = False
+
+
+@dataclass
+class PoolManager:
+    reader: StateReader
+    executor: Executor
+    provider_for: Callable[[Mapping[str, Any]], NodePoolProvider]
+    live_nodes: Callable[[], Sequence[Node]]
+    telemetry: Telemetry
+    clock: Callable[[], datetime]
+    activity: Callable[[], Mapping[str, Decimal]] | None = None
+    settings: PassSettings = field(default_factory=PassSettings)
+    pool_selector: Mapping[str, str] = field(default_factory=dict)  # GPUNodePools this operator manages
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _documents: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    _empty_since: dict[str, datetime] = field(default_factory=dict)
+    _last_scale_up: dict[str, datetime] = field(default_factory=dict)
+    _last_scale_down: dict[str, datetime] = field(default_factory=dict)
+    _saved_per_hour: dict[str, Decimal] = field(default_factory=dict)
+
+    def provider(self, pool: str) -> NodePoolProvider | None:
+        document = self._documents.get(pool)
+        if document is None:
+            return None
+        try:
+            return self.provider_for(document)
+        except ProviderError as exc:
+            log.warning("%s", exc)
+            return None
+
+    def manages(self, pool: str) -> bool:
+        labels = ((self._documents.get(pool) or {}).get("metadata") or {}).get("labels") or {}
+        return pool in self._documents and all(labels.get(k) == v for k, v in self.pool_selector.items())
+
+    def recover(self) -> list[StepOutcome]:
+        """Undo or finish drains a previous operator process left on nodes."""
+        with self._lock:
+            self._documents = dict(self.reader.read().pool_documents)
+            return self.executor.recover(self.manages)
+
+    def run_pass(self, pool_name: str) -> PassResult:
+        with self._lock:
+            return self._run_pass(pool_name)
+
+    def _run_pass(self, pool_name: str) -> PassResult:
+        events: list[PoolEvent] = []
+        state = self.reader.read()
+        self._documents = dict(state.pool_documents)
+        if pool_name in state.pool_errors:
+            return PassResult({}, (PoolEvent("Warning", "InvalidPool", state.pool_errors[pool_name]),))
+        for outcome in self.executor.recover(self.manages):
+            events.append(PoolEvent("Warning", "DrainRecovered", outcome.message))
+        if events:
+            state = self.reader.read()  # recovery changed nodes: plan on what is there now
+        pool = next((p for p in state.pools if p.name == pool_name), None)
+        document = state.pool_documents.get(pool_name)
+        if pool is None or document is None:
+            return PassResult({})
+        now = self.clock()
+        activity = self._activity()
+        result = plan(PlanInput(snapshot=state.snapshot, now=now, pools=state.pools, gpu_activity=activity))
+        members = _members(state, pool)
+        self._track_empty(state, members, now)
+        outcomes: list[StepOutcome] = []
+        if not self.settings.dry_run:
+            steps = self._due(node_steps(result), pool_name, _scale_down_after(document), now)
+            outcomes = self._execute(steps, state.pools, pool, members)
+            events.extend(self._scale_up(state, pool, document, members, now))
+        for outcome in outcomes:
+            self.telemetry.decisions.inc(
+                f"node{outcome.result.value[:1].upper()}{outcome.result.value[1:]}", "consolidation"
+            )
+            if outcome.result is Result.REMOVED:
+                events.append(PoolEvent("Normal", "NodeRemoved", outcome.message))
+            elif outcome.result is not Result.SKIPPED:
+                events.append(
+                    PoolEvent(
+                        "Warning",
+                        f"Drain{outcome.result.value[:1].upper()}{outcome.result.value[1:]}",
+                        outcome.message,
+                    )
+                )
+        return PassResult(
+            self._status(state, pool, document, members, activity), tuple(events), tuple(outcomes)
+        )
+
+    # -- acting -----------------------------------------------------------------------------------
+
+    def _activity(self) -> Mapping[str, Decimal]:
+        if self.activity is None:
+            return {}
+        try:
+            return self.activity()
+        except RightsizerError as exc:  # unknown activity only means "plan on requests"
+            log.warning("GPU activity unavailable, planning on requests only: %s", exc)
+            self.telemetry.errors.inc("consolidation-activity")
+            return {}
+
+    def _track_empty(self, state: ClusterState, members: Sequence[Node], now: datetime) -> None:
+        busy = {
+            p.node_name
+            for p in state.snapshot.pods
+            if p.node_name and not p.terminal and not p.is_daemon and not p.is_mirror
+        }
+        names = {n.name for n in members}
+        for name in list(self._empty_since):
+            if name in names and name in busy:
+                del self._empty_since[name]
+        for name in names - busy:
+            self._empty_since.setdefault(name, now)
+
+    def _due(
+        self, steps: list[NodeStep], pool: str, scale_down_after: timedelta, now: datetime
+    ) -> list[NodeStep]:
+        """This pool's steps; an empty node only once it has been empty for scaleDownAfter."""
+        due = []
+        for step in steps:
+            if step.pool != pool:
+                continue
+            if not step.pods:
+                since = self._empty_since.get(step.node)
+                if since is None or now - since < scale_down_after:
+                    continue
+            due.append(step)
+        return due
+
+    def _execute(
+        self, steps: list[NodeStep], pools: Sequence[PoolPolicy], pool: PoolPolicy, members: Sequence[Node]
+    ) -> list[StepOutcome]:
+        outcomes: list[StepOutcome] = []
+        removed = 0
+        for step in steps:
+            if removed >= self.settings.max_nodes_per_pass:
+                break
+            outcome = self.executor.run(step, pools, self.live_nodes())
+            outcomes.append(outcome)
+            if outcome.result is Result.REMOVED:
+                removed += 1
+                self._last_scale_down[pool.name] = self.clock()
+                node = next((n for n in members if n.name == step.node), None)
+                if node is not None:
+                    saved = node_price(node, pool)
+                    self._saved_per_hour[pool.name] = self._saved_per_hour.get(pool.name, Decimal(0)) + saved
+                    total = sum(self._saved_per_hour.values(), Decimal(0))
+                    self.telemetry.savings_per_hour.set(
+                        float(total), "consolidation", _currency(self._documents.get(pool.name))
+                    )
+        return outcomes
+
+    def _scale_up(
+        self,
+        state: ClusterState,
+        pool: PoolPolicy,
+        document: Mapping[str, Any],
+        members: Sequence[Node],
+        now: datetime,
+    ) -> list[PoolEvent]:
+        spec = document.get("spec") or {}
+        gpus_per_node = int(spec.get("gpusPerNode") or 0)
+        if gpus_per_node <= 0:
+            return []
+        last = self._last_scale_up.get(pool.name)
+        if last is not None and now - last < self.settings.scale_up_cooldown:
+            return []
+        waiting = _unschedulable(state.pods_raw)
+        labels, taints = _new_node_shape(spec)
+        demand = [
+            pod.gpus()
+            for pod in state.snapshot.pods
+            if pod.key in waiting and 0 < pod.gpus() <= gpus_per_node and _would_fit(pod, labels, taints)
+        ]
+        needed = _bins(demand, Decimal(gpus_per_node))
+        if pool.max_nodes is not None:
+            needed = min(needed, pool.max_nodes - len(members))
+        if needed <= 0:
+            return []
+        provider = self.provider(pool.name)
+        if provider is None or not provider.can_scale_up:
+            return []
+        try:
+            names = provider.add_nodes(needed)
+        except ProviderError as exc:
+            return [PoolEvent("Warning", "ScaleUpFailed", str(exc))]
+        self._last_scale_up[pool.name] = now
+        self.telemetry.decisions.inc("scaleUp", "pendingGpuPods")
+        added = ", ".join(names) if names else f"{needed} node(s)"
+        message = f"added {added} through {provider.describe()} for {len(demand)} Pending GPU pod(s)"
+        return [PoolEvent("Normal", "ScaledUp", message)]
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def _status(
+        self,
+        state: ClusterState,
+        pool: PoolPolicy,
+        document: Mapping[str, Any],
+        members: Sequence[Node],
+        activity: Mapping[str, Decimal],
+    ) -> dict[str, Any]:
+        names = {n.name for n in members}
+        pods = [p for p in state.snapshot.pods if p.node_name in names and not p.terminal]
+        allocatable = sum((n.gpus() for n in members), Decimal(0))
+        requested = sum((p.gpus() for p in pods), Decimal(0))
+        known = [p for p in pods if p.gpus() > 0 and p.key in activity]
+        active: Decimal | None = None
+        if known:
+            active = sum((p.gpus() for p in known if activity[p.key] > IDLE_GPU_PERCENT), Decimal(0))
+        cost = sum((node_price(n, pool) for n in members), Decimal(0))
+        idle_cost = Decimal(0)
+        for node in members:
+            gpus = node.gpus()
+            if gpus <= 0:
+                continue
+            on_node = [p for p in pods if p.node_name == node.name]
+            busy = sum(
+                (p.gpus() for p in on_node if p.key not in activity or activity[p.key] > IDLE_GPU_PERCENT),
+                Decimal(0),
+            )
+            idle_cost += node_price(node, pool) * max(gpus - busy, Decimal(0)) / gpus
+        currency = _currency(document)
+        self.telemetry.pool_nodes.set(len(members), pool.name)
+        self.telemetry.pool_idle_cost_per_hour.set(float(idle_cost), pool.name, currency)
+        status = GPUNodePoolStatus(
+            observed_generation=(document.get("metadata") or {}).get("generation"),
+            nodes=len(members),
+            gpus_allocatable=int(allocatable),
+            gpus_requested=int(requested),
+            gpus_active=int(active) if active is not None else None,
+            currency=currency,
+            cost_per_hour=cost.quantize(Decimal("0.0001")),
+            idle_cost_per_hour=idle_cost.quantize(Decimal("0.0001")),
+            last_scale_down=self._last_scale_down.get(pool.name),
+        )
+        dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        dumped.pop("conditions", None)  # conditions are not computed here; leave others' untouched
+        return dumped
+
+
+def _currency(document: Mapping[str, Any] | None) -> str:
+    return str(((document or {}).get("spec") or {}).get("currency") or "USD")
+
+
+def _members(state: ClusterState, pool: PoolPolicy) -> list[Node]:
+    assignment = assign_pools(state.snapshot.nodes, state.pools)
+    return [n for n in state.snapshot.nodes if assignment.node_pool.get(n.name) == pool.name]
+
+
+def _scale_down_after(document: Mapping[str, Any]) -> timedelta:
+    raw = (document.get("spec") or {}).get("scaleDownAfter")
+    if raw is None:
+        return DEFAULT_SCALE_DOWN_AFTER
+    try:
+        return parse_duration(raw, "spec.scaleDownAfter")
+    except InvalidPool:
+        return DEFAULT_SCALE_DOWN_AFTER
+
+
+def _unschedulable(pods: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Pods the scheduler has tried and failed to place (PodScheduled=False, reason Unschedulable)."""
+    keys = set()
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if (pod.get("spec") or {}).get("nodeName") or meta.get("deletionTimestamp"):
+            continue
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                keys.add(f"{meta.get('namespace')}/{meta.get('name')}")
+    return keys
+
+
+def _new_node_shape(spec: Mapping[str, Any]) -> tuple[dict[str, str], tuple[Taint, ...]]:
+    """Labels and taints a node this pool adds would carry."""
+    template = (spec.get("provider") or {}).get("nodeTemplate") or {}
+    labels = {str(k): str(v) for k, v in (template.get("labels") or {}).items()}
+    labels.update({str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()})
+    if spec.get("gpuModel"):
+        labels[GPU_PRODUCT_LABEL] = str(spec["gpuModel"])
+    taints = tuple(
+        Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
+        for t in template.get("taints") or []
+    )
+    return labels, taints
+
+
+def _would_fit(pod: Pod, labels: Mapping[str, str], taints: tuple[Taint, ...]) -> bool:
+    if any(labels.get(k) != v for k, v in pod.node_selector.items()):
+        return False
+    if pod.required_node_terms is not None and not any(
+        node_term_matches(t, labels, labels.get("kubernetes.io/hostname", ""))
+        for t in pod.required_node_terms
+    ):
+        return False
+    return all(tolerates(pod.tolerations, t) for t in hard_taints(taints))
+
+
+def _bins(demand: Sequence[Decimal], size: Decimal) -> int:
+    """Nodes needed for these GPU requests, first-fit decreasing."""
+    free: list[Decimal] = []
+    for gpus in sorted(demand, reverse=True):
+        for i, room in enumerate(free):
+            if room >= gpus:
+                free[i] = room - gpus
+                break
+        else:
+            free.append(size - gpus)
+    return len(free)
+
+
+def fleet_activity(
+    source: GpuMetricsSource, max_age_seconds: float, clock: Callable[[], datetime]
+) -> Callable[[], dict[str, Decimal]]:
+    """Per-pod GPU utilisation (percent) from one fleet query; stale or NaN samples are left out,
+    so those pods count as unknown (never idle)."""
+
+    def read() -> dict[str, Decimal]:
+        now = clock()
+        samples = source.fleet_samples()
+        return {
+            f"{namespace}/{pod}": Decimal(str(round(sample.value, 3)))
+            for (namespace, pod), sample in samples.items()
+            if sample.is_fresh(now, max_age_seconds)
+        }
+
+    return read
+
+
+def build_pool_manager(
+    api: client.ApiClient,
+    settings: Settings,
+    telemetry: Telemetry,
+    activity_source: GpuMetricsSource | None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> PoolManager:
+    edge = KubeNodeDrain(api)
+    options = settings.consolidation
+    manager: PoolManager
+
+    def provider_of(pool: str) -> NodePoolProvider | None:
+        return manager.provider(pool)
+
+    executor = Executor(
+        edge,
+        provider_of,
+        clock=clock,
+        sleep=time.sleep,
+        settings=ExecutorSettings(
+            drain_timeout=timedelta(seconds=options.drain_timeout_seconds), poll_seconds=options.poll_seconds
+        ),
+    )
+    manager = PoolManager(
+        reader=ClusterReader(api),
+        executor=executor,
+        provider_for=lambda document: provider_for(api, document),
+        live_nodes=edge.nodes,
+        telemetry=telemetry,
+        clock=clock,
+        activity=(
+            fleet_activity(activity_source, settings.max_metric_age, clock)
+            if activity_source is not None
+            else None
+        ),
+        settings=PassSettings(
+            max_nodes_per_pass=options.max_nodes_per_pass,
+            scale_up_cooldown=timedelta(seconds=options.scale_up_cooldown_seconds),
+            dry_run=settings.dry_run,
+        ),
+        pool_selector=dict(options.pool_selector),
+    )
+    return manager

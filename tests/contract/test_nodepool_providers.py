@@ -1,0 +1,304 @@
+"""One contract for every node-pool provider, run against the fake and the real API server.
+
+kwok drives real (fake-kubelet) Node objects. clusterapi and karpenter run against minimal CRDs of
+MachineDeployment/Machine and NodeClaim/NodePool installed here: the API server is real, their
+controllers are not, so the test plays the controller's part (creating the Machine or NodeClaim that
+backs a node) and checks what the provider asked for.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from rightsizer.adapters.nodepools.base import NodePoolProvider, ScaleUpUnsupported
+from rightsizer.adapters.nodepools.clusterapi import DELETE_MACHINE_ANNOTATION, ClusterApiProvider
+from rightsizer.adapters.nodepools.fake import FakeProvider
+from rightsizer.adapters.nodepools.karpenter import KarpenterProvider
+from rightsizer.adapters.nodepools.kwok import KwokProvider
+from tests.support.cluster import Cluster, wait_for
+
+OWNER_LABEL = "rightsizer.io/test-owner"
+
+
+@dataclass
+class World:
+    provider: NodePoolProvider
+    make_node: Callable[[], str]  # a node backed by the provider's machinery
+    backed: Callable[[str], bool]  # is the node still backed (not marked/deleted)?
+
+
+def crd(group: str, kind: str, plural: str, version: str, *, namespaced: bool, scale: bool) -> dict[str, Any]:
+    served: dict[str, Any] = {
+        "name": version,
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    }
+    if scale:
+        served["subresources"] = {
+            "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+        }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "scope": "Namespaced" if namespaced else "Cluster",
+            "versions": [served],
+        },
+    }
+
+
+def install(cluster: Cluster, *crds: dict[str, Any]) -> None:
+    cluster.apply(list(crds))
+    for c in crds:
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{c['metadata']['name']}", "--timeout=60s"
+        )
+
+
+def fake_world() -> World:
+    provider = FakeProvider("pool", ["n-0", "n-1"])
+    counter = iter(range(100, 10_000))
+
+    def make() -> str:
+        name = f"n-{next(counter)}"
+        provider.nodes.append(name)
+        return name
+
+    return World(provider, make, lambda n: n in provider.nodes)
+
+
+def kwok_world(cluster: Cluster, owner: str) -> World:
+    provider = KwokProvider(
+        cluster.api,
+        pool=owner,
+        node_selector={"rightsizer.io/pool": owner},
+        gpu_model="NVIDIA-L4",
+        gpus_per_node=4,
+        template={
+            "labels": {OWNER_LABEL: owner},
+            "taints": [{"key": "rightsizer.io/test", "value": owner, "effect": "NoSchedule"}],
+        },
+    )
+    core = client.CoreV1Api(cluster.api)
+
+    def make() -> str:
+        return provider.add_nodes(1)[0]
+
+    def backed(name: str) -> bool:
+        try:
+            core.read_node(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    return World(provider, make, backed)
+
+
+def clusterapi_world(cluster: Cluster, owner: str, namespace: str) -> World:
+    install(
+        cluster,
+        crd(
+            "cluster.x-k8s.io",
+            "MachineDeployment",
+            "machinedeployments",
+            "v1beta1",
+            namespaced=True,
+            scale=True,
+        ),
+        crd("cluster.x-k8s.io", "Machine", "machines", "v1beta1", namespaced=True, scale=False),
+    )
+    custom = client.CustomObjectsApi(cluster.api)
+    group, version = "cluster.x-k8s.io", "v1beta1"
+    custom.create_namespaced_custom_object(
+        group,
+        version,
+        namespace,
+        "machinedeployments",
+        {
+            "apiVersion": f"{group}/{version}",
+            "kind": "MachineDeployment",
+            "metadata": {"name": owner},
+            "spec": {"replicas": 0},
+        },
+    )
+    provider = ClusterApiProvider(cluster.api, pool=owner, namespace=namespace, machine_deployment=owner)
+
+    def make() -> str:
+        # Playing the MachineSet controller: one more replica, one more Machine with its node.
+        node = f"{owner}-{secrets.token_hex(2)}"
+        scale = provider.desired_nodes()
+        custom.patch_namespaced_custom_object_scale(
+            group, version, namespace, "machinedeployments", owner, {"spec": {"replicas": scale + 1}}
+        )
+        custom.create_namespaced_custom_object(
+            group,
+            version,
+            namespace,
+            "machines",
+            {
+                "apiVersion": f"{group}/{version}",
+                "kind": "Machine",
+                "metadata": {"name": node, "labels": {"cluster.x-k8s.io/deployment-name": owner}},
+                "spec": {"clusterName": "test"},
+                "status": {"nodeRef": {"kind": "Node", "name": node}},
+            },
+        )
+        return node
+
+    def backed(node: str) -> bool:
+        machine = custom.get_namespaced_custom_object(group, version, namespace, "machines", node)
+        return DELETE_MACHINE_ANNOTATION not in (machine["metadata"].get("annotations") or {})
+
+    return World(provider, make, backed)
+
+
+def karpenter_world(cluster: Cluster, owner: str) -> World:
+    install(
+        cluster,
+        crd("karpenter.sh", "NodeClaim", "nodeclaims", "v1", namespaced=False, scale=False),
+        crd("karpenter.sh", "NodePool", "nodepools", "v1", namespaced=False, scale=False),
+    )
+    custom = client.CustomObjectsApi(cluster.api)
+    custom.create_cluster_custom_object(
+        "karpenter.sh",
+        "v1",
+        "nodepools",
+        {
+            "apiVersion": "karpenter.sh/v1",
+            "kind": "NodePool",
+            "metadata": {"name": owner, "labels": {OWNER_LABEL: owner}},
+            "spec": {"limits": {"nvidia.com/gpu": "32"}},
+        },
+    )
+    provider = KarpenterProvider(cluster.api, pool=owner, node_pool=owner, gpus_per_node=8)
+
+    def make() -> str:
+        node = f"{owner}-{secrets.token_hex(2)}"
+        custom.create_cluster_custom_object(
+            "karpenter.sh",
+            "v1",
+            "nodeclaims",
+            {
+                "apiVersion": "karpenter.sh/v1",
+                "kind": "NodeClaim",
+                "metadata": {"name": node, "labels": {"karpenter.sh/nodepool": owner, OWNER_LABEL: owner}},
+                "spec": {},
+                "status": {"nodeName": node, "capacity": {"nvidia.com/gpu": "8"}},
+            },
+        )
+        return node
+
+    def backed(node: str) -> bool:
+        try:
+            custom.get_cluster_custom_object("karpenter.sh", "v1", "nodeclaims", node)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    return World(provider, make, backed)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("fake", marks=pytest.mark.unit),
+        pytest.param("kwok", marks=pytest.mark.e2e),
+        pytest.param("clusterapi", marks=pytest.mark.e2e),
+        pytest.param("karpenter", marks=pytest.mark.e2e),
+    ]
+)
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    if request.param == "fake":
+        yield fake_world()
+        return
+    cluster: Cluster = request.getfixturevalue("cluster")
+    owner = f"cp{secrets.token_hex(3)}"
+    try:
+        if request.param == "kwok":
+            yield kwok_world(cluster, owner)
+        elif request.param == "clusterapi":
+            yield clusterapi_world(cluster, owner, request.getfixturevalue("namespace"))
+        else:
+            yield karpenter_world(cluster, owner)
+    finally:
+        cluster.kubectl("delete", "nodes", "-l", f"{OWNER_LABEL}={owner}", "--wait=false", check=False)
+        if request.param == "karpenter":
+            for kind in ("nodeclaims.karpenter.sh", "nodepools.karpenter.sh"):
+                cluster.kubectl("delete", kind, "-l", f"{OWNER_LABEL}={owner}", "--wait=false", check=False)
+
+
+def test_removing_a_node_takes_it_out_of_the_pool_once(world: World) -> None:
+    first, second = world.make_node(), world.make_node()
+    before = world.provider.desired_nodes()
+    world.provider.remove_node(first)
+    assert world.provider.desired_nodes() == (None if before is None else before - 1)
+    assert not world.backed(first)
+    assert world.backed(second), "only the named node goes"
+    after = world.provider.desired_nodes()
+    world.provider.remove_node(first)  # a resumed removal after a crash changes nothing more
+    assert world.provider.desired_nodes() == after
+
+
+def test_removing_an_unknown_node_is_not_an_error(world: World) -> None:
+    before = world.provider.desired_nodes()
+    world.provider.remove_node("no-such-node")
+    assert world.provider.desired_nodes() == before
+
+
+def test_adding_nodes_raises_the_pool_or_says_the_platform_does_it(world: World) -> None:
+    before = world.provider.desired_nodes()
+    if not world.provider.can_scale_up:
+        with pytest.raises(ScaleUpUnsupported):
+            world.provider.add_nodes(2)
+        return
+    world.provider.add_nodes(2)
+    wait_for(lambda: world.provider.desired_nodes() == (before or 0) + 2, timeout=30)
+
+
+def test_describe_names_the_provider(world: World) -> None:
+    assert world.provider.type in world.provider.describe()
+
+
+@pytest.mark.e2e
+def test_karpenter_removal_lowers_the_gpu_limit(cluster: Cluster) -> None:
+    owner = f"cp{secrets.token_hex(3)}"
+    try:
+        world = karpenter_world(cluster, owner)
+        node = world.make_node()
+        world.provider.remove_node(node)
+        pool = client.CustomObjectsApi(cluster.api).get_cluster_custom_object(
+            "karpenter.sh", "v1", "nodepools", owner
+        )
+        assert pool["spec"]["limits"]["nvidia.com/gpu"] == "24"
+    finally:
+        for kind in ("nodeclaims.karpenter.sh", "nodepools.karpenter.sh"):
+            cluster.kubectl("delete", kind, "-l", f"{OWNER_LABEL}={owner}", "--wait=false", check=False)
+
+
+@pytest.mark.e2e
+def test_kwok_nodes_join_the_pool_with_its_gpus_and_template(cluster: Cluster) -> None:
+    owner = f"cp{secrets.token_hex(3)}"
+    try:
+        world = kwok_world(cluster, owner)
+        name = world.make_node()
+        node = client.CoreV1Api(cluster.api).read_node(name)
+        assert node.metadata.labels["rightsizer.io/pool"] == owner
+        assert node.metadata.labels["nvidia.com/gpu.product"] == "NVIDIA-L4"
+        assert node.status.allocatable["nvidia.com/gpu"] == "4"
+        assert [t.key for t in node.spec.taints] == ["rightsizer.io/test"]
+    finally:
+        cluster.kubectl("delete", "nodes", "-l", f"{OWNER_LABEL}={owner}", "--wait=false", check=False)

@@ -1,0 +1,403 @@
+"""GPU nodes consolidated by the real operator process against the real API server and scheduler.
+
+Each test brings its own fake nodes (labelled and tainted for the test only, so no other pod lands on
+them) and its own GPUNodePools selecting them: the operator only ever touches nodes of pools that
+have a GPUNodePool, so the shared fleet is left alone. Everything the test adds is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from rightsizer.adapters.nodepools.kwok_nodes import A100_80GB_X8, L4_X4, NodeShape, fake_node_manifest
+from tests.support.cluster import Cluster, GpuUtilization, wait_for
+from tests.support.operator_process import ROOT, OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+TAINT_KEY = "rightsizer.io/test"
+OWNER_LABEL = "rightsizer.io/test-owner"
+DISRUPTED = "rightsizer.io/disrupted"
+OPERATOR_ARGS = ("--consolidation-interval", "2", "--drain-timeout", "90")
+
+
+def operator_args(fleet: Fleet) -> tuple[str, ...]:
+    """Consolidation scoped to this test's GPUNodePools, whatever else runs on the cluster."""
+    return (*OPERATOR_ARGS, "--pool-selector", f"{OWNER_LABEL}={fleet.id}")
+
+
+class Fleet:
+    """Test-owned fake nodes and GPUNodePools; `pool(shape)` names the pool label value."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.id = f"cz{secrets.token_hex(3)}"
+        self.core = client.CoreV1Api(cluster.api)
+        self.custom = client.CustomObjectsApi(cluster.api)
+        self.apps = client.AppsV1Api(cluster.api)
+
+    def pool(self, kind: str) -> str:
+        return f"{self.id}-{kind}"
+
+    def add_node(self, name: str, shape: NodeShape, pool: str) -> None:
+        node = fake_node_manifest(name, shape, pool, "us-east-1a")
+        node["metadata"]["labels"][OWNER_LABEL] = self.id
+        node["spec"]["taints"] = [{"key": TAINT_KEY, "value": self.id, "effect": "NoSchedule"}]
+        self.core.create_node(node)
+
+    def add_nodes(self, kind: str, shape: NodeShape, count: int) -> list[str]:
+        names = [f"{self.pool(kind)}-{i}" for i in range(count)]
+        for name in names:
+            self.add_node(name, shape, self.pool(kind))
+        wait_for(lambda: all(self.ready(n) for n in names), timeout=60, describe=lambda: str(names))
+        return names
+
+    def ready(self, name: str) -> bool:
+        node = self.core.read_node(name)
+        return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+    def node_pool(
+        self, kind: str, shape: NodeShape, price: float, min_nodes: int = 0, **spec: Any
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "nodeSelector": {"rightsizer.io/pool": self.pool(kind)},
+            "provider": {
+                "type": "kwok",
+                "nodeTemplate": {
+                    "labels": {OWNER_LABEL: self.id},
+                    "taints": [{"key": TAINT_KEY, "value": self.id, "effect": "NoSchedule"}],
+                },
+            },
+            "gpuModel": shape.gpu_product,
+            "gpusPerNode": shape.gpus,
+            "pricePerGpuHour": price,
+            "minNodes": min_nodes,
+            "consolidationPolicy": "WhenUnderutilized",
+            "consolidateAfter": "0s",
+            "scaleDownAfter": "0s",
+            "disruption": {"budgets": [{"nodes": "1"}]},
+            **spec,
+        }
+        doc = {
+            "apiVersion": "rightsizer.io/v1alpha1",
+            "kind": "GPUNodePool",
+            "metadata": {"name": self.pool(kind), "labels": {OWNER_LABEL: self.id}},
+            "spec": body,
+        }
+        self.cluster.apply(doc)
+        return doc
+
+    def nodes(self, kind: str) -> list[client.V1Node]:
+        return list(self.core.list_node(label_selector=f"rightsizer.io/pool={self.pool(kind)}").items)
+
+    def tainted(self) -> list[str]:
+        nodes = self.core.list_node(label_selector=f"{OWNER_LABEL}={self.id}").items
+        return [n.metadata.name for n in nodes if any(t.key == DISRUPTED for t in n.spec.taints or [])]
+
+    def status(self, kind: str) -> dict[str, Any]:
+        pool = self.custom.get_cluster_custom_object(
+            "rightsizer.io", "v1alpha1", "gpunodepools", self.pool(kind)
+        )
+        return dict(pool.get("status") or {})
+
+    def cleanup(self) -> None:
+        self.cluster.kubectl(
+            "delete", "gpunodepools", "-l", f"{OWNER_LABEL}={self.id}", "--wait=false", check=False
+        )
+        self.cluster.kubectl("delete", "nodes", "-l", f"{OWNER_LABEL}={self.id}", "--wait=false", check=False)
+        # The shared fleet must look as it did before, whatever happened here.
+        fleet = subprocess.run(
+            [sys.executable, "-m", "rightsizer.devcluster.fleet"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+        self.cluster.kubectl("apply", "-f", "-", input=fleet, check=False)
+
+
+@pytest.fixture
+def fleet(cluster: Cluster) -> Iterator[Fleet]:
+    owned = Fleet(cluster)
+    try:
+        yield owned
+    finally:
+        owned.cleanup()
+
+
+def gpu_app(
+    fleet: Fleet,
+    name: str,
+    kind: str,
+    gpus: int,
+    *,
+    annotations: dict[str, str] | None = None,
+    node: str | None = None,
+    min_ready_seconds: int = 0,
+) -> dict[str, Any]:
+    selector = {"rightsizer.io/pool": fleet.pool(kind)}
+    if node:
+        selector["kubernetes.io/hostname"] = node
+    spread = {
+        "weight": 100,
+        "podAffinityTerm": {
+            "labelSelector": {"matchLabels": {"spread": kind}},
+            "topologyKey": "kubernetes.io/hostname",
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "minReadySeconds": min_ready_seconds,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name, "spread": kind}, "annotations": annotations or {}},
+                "spec": {
+                    "nodeSelector": selector,
+                    "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+                    "affinity": {
+                        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [spread]}
+                    },
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "resources": {
+                                "requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": str(gpus)},
+                                "limits": {"nvidia.com/gpu": str(gpus)},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def running_pods(cluster: Cluster, namespace: str) -> dict[str, tuple[str, str]]:
+    """pod name -> (uid, node) of Running pods."""
+    pods = client.CoreV1Api(cluster.api).list_namespaced_pod(namespace).items
+    return {
+        p.metadata.name: (p.metadata.uid, p.spec.node_name)
+        for p in pods
+        if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+    }
+
+
+def all_available(cluster: Cluster, namespace: str) -> bool:
+    deployments = client.AppsV1Api(cluster.api).list_namespaced_deployment(namespace).items
+    return all((d.status.available_replicas or 0) == d.spec.replicas for d in deployments)
+
+
+def deployments_summary(cluster: Cluster, namespace: str) -> str:
+    pods = client.CoreV1Api(cluster.api).list_namespaced_pod(namespace).items
+    return "\n".join(f"{p.metadata.name} {p.status.phase} on {p.spec.node_name}" for p in pods)
+
+
+@contextmanager
+def watch_taints(fleet: Fleet) -> Iterator[list[int]]:
+    """Samples how many of the test's nodes carry the disruption taint at once, until the block ends."""
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            with suppress(ApiException):
+                seen.append(len(fleet.tainted()))
+            stop.wait(0.3)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def test_fragmented_gpu_deployments_are_packed_and_emptied_nodes_removed(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    gpu_util.set(namespace, 50)  # every GPU busy: idle cost is only the unrequested GPUs
+    a100 = fleet.add_nodes("a100", A100_80GB_X8, 4)
+    l4 = fleet.add_nodes("l4", L4_X4, 4)
+    # Protected pods, each pinned to its node before the others arrive.
+    cluster.apply(gpu_app(fleet, "guarded", "a100", 1, node=a100[3]), namespace)
+    cluster.apply(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "guarded"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        },
+        namespace,
+    )
+    cluster.apply(
+        gpu_app(fleet, "pinned", "l4", 1, node=l4[3], annotations={"rightsizer.io/do-not-disrupt": "true"}),
+        namespace,
+    )
+    bare = gpu_app(fleet, "bare", "a100", 1, node=a100[2])["spec"]["template"]
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "bare", "labels": {"app": "bare"}},
+            "spec": bare["spec"],
+        },
+        namespace,
+    )
+    # Ten GPU apps, spread by the scheduler (preferred anti-affinity): every node gets some.
+    for i, gpus in enumerate((2, 1, 1, 2, 1)):
+        cluster.apply(gpu_app(fleet, f"train-{i}", "a100", gpus), namespace)
+    for i, gpus in enumerate((1, 1, 2, 1, 1)):
+        cluster.apply(gpu_app(fleet, f"serve-{i}", "l4", gpus), namespace)
+    wait_for(
+        lambda: len(running_pods(cluster, namespace)) == 13,
+        timeout=90,
+        describe=lambda: deployments_summary(cluster, namespace),
+    )
+    wait_for(
+        lambda: (
+            client.PolicyV1Api(cluster.api)
+            .read_namespaced_pod_disruption_budget("guarded", namespace)
+            .status.current_healthy
+            == 1
+        ),
+        timeout=60,
+    )
+    before = running_pods(cluster, namespace)
+    used = {node for _, node in before.values()}
+    assert len(used) >= 6, f"the scheduler should have spread the pods: {sorted(used)}"
+    protected = {
+        name: before[name] for name in before if name == "bare" or name.startswith(("guarded-", "pinned-"))
+    }
+    assert len(protected) == 3
+
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    fleet.node_pool("l4", L4_X4, 0.8)
+    with (
+        watch_taints(fleet) as samples,
+        OperatorProcess.start(
+            cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+        ) as operator,
+    ):
+        wait_for(
+            lambda: (
+                len(fleet.nodes("a100")) == 2
+                and len(fleet.nodes("l4")) == 2
+                and all_available(cluster, namespace)
+            ),
+            timeout=300,
+            interval=2,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-4000:]}",
+        )
+        wait_for(
+            lambda: fleet.status("a100").get("nodes") == 2 and fleet.status("l4").get("nodes") == 2,
+            timeout=30,
+        )
+    assert samples and max(samples) <= 1, f"budget of 1 node exceeded: max {max(samples)} tainted at once"
+    assert fleet.tainted() == []
+
+    after = running_pods(cluster, namespace)
+    for name, (uid, node) in protected.items():
+        assert after.get(name) == (uid, node), f"protected pod {name} was moved or evicted"
+    kept = {n.metadata.name for n in fleet.nodes("a100") + fleet.nodes("l4")}
+    assert {a100[2], a100[3], l4[3]} <= kept
+    assert len(after) == 13 and {node for _, node in after.values()} <= kept
+
+    a100_status = fleet.status("a100")
+    assert a100_status["gpusAllocatable"] == 16 and a100_status["gpusRequested"] == 9
+    # 16 GPUs at $3.00 instead of 32: the pool's cost follows its nodes.
+    assert a100_status["costPerHour"] == pytest.approx(48.0)
+    assert a100_status["idleCostPerHour"] == pytest.approx(21.0)
+    assert a100_status.get("lastScaleDown")
+    events = (
+        client.CoreV1Api(cluster.api).list_event_for_all_namespaces(field_selector="reason=NodeRemoved").items
+    )
+    assert {e.involved_object.name for e in events} >= {a100[0], a100[1]} - kept
+
+
+def test_operator_killed_mid_drain_leaves_no_node_tainted_and_no_pod_lost(
+    cluster: Cluster, namespace: str, fleet: Fleet
+) -> None:
+    nodes = fleet.add_nodes("a100", A100_80GB_X8, 2)
+    cluster.apply(gpu_app(fleet, "anchor", "a100", 4), namespace)
+    wait_for(lambda: len(running_pods(cluster, namespace)) == 1, timeout=60)
+    # Slow to become available: the drain waits for it, which gives the test time to kill.
+    cluster.apply(gpu_app(fleet, "slow", "a100", 1, min_ready_seconds=40), namespace)
+    wait_for(
+        lambda: all_available(cluster, namespace) and len(running_pods(cluster, namespace)) == 2, timeout=90
+    )
+    assert len({node for _, node in running_pods(cluster, namespace).values()}) == 2
+
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as op:
+        tainted = wait_for(fleet.tainted, timeout=120, interval=0.2, describe=lambda: op.log()[-3000:])
+        wait_for(
+            lambda: (
+                not any(
+                    name.startswith("slow-") and node in tainted
+                    for name, (_, node) in running_pods(cluster, namespace).items()
+                )
+            ),
+            timeout=30,
+            interval=0.2,
+        )
+        op.proc.kill()  # SIGKILL: no chance to clean up
+        op.proc.wait(timeout=10)
+    assert fleet.tainted() == tainted, "the kill happened mid-drain"
+
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as op:
+        wait_for(
+            lambda: (
+                not fleet.tainted() and all_available(cluster, namespace) and len(fleet.nodes("a100")) == 1
+            ),
+            timeout=180,
+            interval=1,
+            describe=lambda: (
+                f"tainted {fleet.tainted()}\n{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}"
+            ),
+        )
+    names = sorted(running_pods(cluster, namespace))
+    assert [n.split("-")[0] for n in names] == ["anchor", "slow"], names
+    assert set(nodes) & {n.metadata.name for n in fleet.nodes("a100")}
+
+
+def test_idle_pool_scales_to_zero_and_comes_back_for_a_pending_gpu_pod(
+    cluster: Cluster, namespace: str, fleet: Fleet
+) -> None:
+    fleet.add_nodes("l4", L4_X4, 2)
+    fleet.node_pool("l4", L4_X4, 0.8, min_nodes=0, maxNodes=3)
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as op:
+        wait_for(lambda: not fleet.nodes("l4"), timeout=120, describe=lambda: op.log()[-3000:])
+        wait_for(lambda: fleet.status("l4").get("nodes") == 0, timeout=30)
+        assert fleet.status("l4").get("costPerHour") == 0
+
+        cluster.apply(gpu_app(fleet, "wake", "l4", 2), namespace)
+        wait_for(
+            lambda: all_available(cluster, namespace) and len(running_pods(cluster, namespace)) == 1,
+            timeout=120,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}",
+        )
+        assert len(fleet.nodes("l4")) == 1
+        wait_for(lambda: fleet.status("l4").get("nodes") == 1, timeout=30)
