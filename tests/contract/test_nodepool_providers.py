@@ -299,6 +299,6 @@ def test_kwok_nodes_join_the_pool_with_its_gpus_and_template(cluster: Cluster) -
         assert node.metadata.labels["rightsizer.io/pool"] == owner
         assert node.metadata.labels["nvidia.com/gpu.product"] == "NVIDIA-L4"
         assert node.status.allocatable["nvidia.com/gpu"] == "4"
-        assert [t.key for t in node.spec.taints] == ["rightsizer.io/test"]
+        assert "rightsizer.io/test" in [t.key for t in node.spec.taints]
     finally:
         cluster.kubectl("delete", "nodes", "-l", f"{OWNER_LABEL}={owner}", "--wait=false", check=False)

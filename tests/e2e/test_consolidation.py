@@ -111,9 +111,16 @@ class Fleet:
         return dict(pool.get("status") or {})
 
     def cleanup(self) -> None:
-        self.cluster.kubectl(
-            "delete", "gpunodepools", "-l", f"{OWNER_LABEL}={self.id}", "--wait=false", check=False
+        # The operator that put kopf's finalizer on the pools has stopped by now: release them.
+        pools = self.custom.list_cluster_custom_object(
+            "rightsizer.io", "v1alpha1", "gpunodepools", label_selector=f"{OWNER_LABEL}={self.id}"
         )
+        for pool in pools.get("items") or []:
+            name = pool["metadata"]["name"]
+            self.custom.patch_cluster_custom_object(
+                "rightsizer.io", "v1alpha1", "gpunodepools", name, {"metadata": {"finalizers": None}}
+            )
+            self.custom.delete_cluster_custom_object("rightsizer.io", "v1alpha1", "gpunodepools", name)
         self.cluster.kubectl("delete", "nodes", "-l", f"{OWNER_LABEL}={self.id}", "--wait=false", check=False)
         # The shared fleet must look as it did before, whatever happened here.
         fleet = subprocess.run(

@@ -37,7 +37,9 @@ def test_two_replicas_never_both_act(cluster: Cluster, namespace: str, gpu_util:
         # Both announce themselves; the one with the lower priority pauses in favour of the other.
         logs = lambda: f"first:\n{first.log()[-2000:]}\nsecond:\n{second.log()[-2000:]}"  # noqa: E731
         wait_for(
-            lambda: "Pausing operations in favour of" in first.log() + second.log(), timeout=120, describe=logs
+            lambda: "Pausing operations in favour of" in first.log() + second.log(),
+            timeout=120,
+            describe=logs,
         )
         world.cluster.apply(gpu_workload("chat", "chat", maxReplicas=3), namespace)
         wait_for(lambda: world.replicas("chat") == 3, timeout=60, describe=lambda: world.describe("chat"))

@@ -56,6 +56,9 @@ class OperatorProcess:
             "--namespace", namespace,
             "--interval", str(interval),
             *(["--standalone"] if standalone else []),
+            # Consolidation is cluster-wide: an operator of one test only touches GPUNodePools labelled
+            # for its namespace (consolidation tests label theirs and pass their own selector).
+            "--pool-selector", f"rightsizer.io/e2e-owner={namespace}",
             "--prometheus-url", prometheus_url,
             "--metrics-address", "127.0.0.1",
             "--metrics-port", str(metrics_port),
