@@ -37,9 +37,11 @@ test-unit: venv
 
 crds: venv
 	$(VENV)/bin/rightsizer crds --docs docs/api.md
+	$(VENV)/bin/rightsizer crds --output-dir helm/gpu-rightsizer/crds
 
 bench: venv
 	$(VENV)/bin/python -m benchmarks.run
+	$(VENV)/bin/python -m benchmarks.reconcile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -100,6 +100,22 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         annotations=dict(meta.get("annotations") or {}),
         labels=dict(meta.get("labels") or {}),
     )
+
+
+class TargetApi(Protocol):
+    """What the workload loop does to targets and pods: the only writes it makes."""
+
+    def read_scale(self, namespace: str, ref: TargetRef) -> Scale: ...
+
+    def set_replicas(self, namespace: str, ref: TargetRef, replicas: int) -> None: ...
+
+    def suspend(self, namespace: str, ref: TargetRef, suspend: bool = True) -> None: ...
+
+    def annotate_target(
+        self, namespace: str, ref: TargetRef, annotations: Mapping[str, str | None]
+    ) -> None: ...
+
+    def annotate_pod(self, namespace: str, pod: str, annotations: Mapping[str, str | None]) -> None: ...
 
 
 class KubeWorkloads:

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 from rightsizer.adapters.cluster_view import ClusterView
 from rightsizer.adapters.kube import (
-    KubeWorkloads,
     PodInfo,
     Scale,
+    TargetApi,
     TargetNotFound,
     TargetNotScalable,
     TargetRef,
@@ -139,7 +139,7 @@ class WorkloadReconciler:
 
     def __init__(
         self,
-        kube: KubeWorkloads,
+        kube: TargetApi,
         sources: Mapping[str, GpuMetricsSource],
         settings: Settings,
         telemetry: Telemetry,

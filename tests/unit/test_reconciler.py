@@ -1,0 +1,92 @@
+"""The workload loop end to end in memory: observe → decide → act → describe, with fakes at the edge."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from rightsizer.adapters.cluster_view import ScalerRef
+from rightsizer.devcluster.memory_cluster import MemoryCluster
+
+pytestmark = pytest.mark.unit
+
+
+def condition(status: dict[str, object], kind: str) -> dict[str, object]:
+    for cond in status.get("conditions") or []:  # type: ignore[attr-defined]
+        if cond["type"] == kind:
+            return dict(cond)
+    return {}
+
+
+def test_busy_inference_is_scaled_to_the_computed_count_and_explained() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 2, util=90)
+    c.workload("ml", "chat")
+    result = c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == 3
+    assert ("scale", "ml", "chat", 3) in c.targets.writes
+    assert "ceil(2×90/60)=3" in result.status["lastDecision"]["reason"]
+    assert [e.reason for e in result.events] == ["ScaleUp"]
+
+
+def test_recommend_mode_writes_no_replicas() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 2, util=90)
+    c.workload("ml", "chat", mode="Recommend")
+    result = c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == 2
+    assert not [w for w in c.targets.writes if w[0] == "scale"]
+    assert result.status["replicas"]["desired"] == 3
+
+
+def test_a_pod_without_series_means_hold_never_scale_down() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 3, util=None)
+    c.metrics.record("ml", "chat-0", 5.0, at=c.now)  # one of three pods reports
+    c.workload("ml", "chat", behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    result = c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == 3
+    assert condition(result.status, "MetricsAvailable")["status"] == "False"
+    assert result.status["lastDecision"]["action"] == "Hold"
+
+
+def test_stale_metrics_hold() -> None:
+    c = MemoryCluster(interval=30)
+    c.deployment("ml", "chat", 2, util=5)
+    c.workload("ml", "chat", behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    c.now += timedelta(seconds=90)  # samples are three intervals old; two is the limit
+    result = c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == 2
+    assert condition(result.status, "MetricsAvailable")["reason"] == "StaleMetrics"
+
+
+def test_hpa_on_the_same_target_is_a_conflict() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 2, util=95)
+    c.hpas["ml"] = [ScalerRef("HorizontalPodAutoscaler/chat", "Deployment", "chat", "apps")]
+    c.workload("ml", "chat")
+    result = c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == 2
+    assert condition(result.status, "Conflict")["status"] == "True"
+
+
+def test_cost_is_written_on_target_and_pods() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 2, util=60)
+    c.workload("ml", "chat", pricing={"pricePerGpuHour": 2, "currency": "EUR"})
+    c.reconcile("ml", "chat")
+    target = c.targets.scales[("ml", "Deployment", "chat")].annotations
+    assert target["rightsizer.io/currency"] == "EUR"
+    assert target["rightsizer.io/gpu-efficiency"] == "0.600"
+    assert c.targets.pod_annotations[("ml", "chat-0")]["rightsizer.io/workload"] == "chat"
+
+
+def test_one_metrics_query_per_pass_whatever_the_number_of_workloads() -> None:
+    c = MemoryCluster()
+    for i in range(50):
+        c.deployment("ml", f"svc{i}", 2, util=60)
+        c.workload("ml", f"svc{i}")
+    for i in range(50):
+        c.reconcile("ml", f"svc{i}")
+    assert len(c.metrics.queries) == 1
