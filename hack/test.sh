@@ -12,6 +12,13 @@ MODE="${RIGHTSIZER_TEST_CLUSTER:-local}"
 started=0
 
 if [ "$MODE" = local ]; then
+  # Tests get a cluster of their own, beside the demo's (which `make demo` leaves up for exploring),
+  # so neither sees the other's workloads or consolidated nodes.
+  export RIGHTSIZER_CLUSTER_NAME="${RIGHTSIZER_CLUSTER_NAME:-rightsizer-test}"
+  export RIGHTSIZER_APISERVER_PORT="${RIGHTSIZER_APISERVER_PORT:-26443}"
+  export RIGHTSIZER_PROMETHEUS_PORT="${RIGHTSIZER_PROMETHEUS_PORT:-29090}"
+  export RIGHTSIZER_DCGM_PORT="${RIGHTSIZER_DCGM_PORT:-29400}"
+  export RIGHTSIZER_OPERATOR_METRICS_PORT="${RIGHTSIZER_OPERATOR_METRICS_PORT:-28080}"
   if ! hack/cluster.sh status >/dev/null 2>&1; then
     hack/cluster.sh up
     started=1
