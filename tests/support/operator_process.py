@@ -56,15 +56,16 @@ class OperatorProcess:
             "--namespace", namespace,
             "--interval", str(interval),
             *(["--standalone"] if standalone else []),
-            # Consolidation is cluster-wide: an operator of one test only touches GPUNodePools labelled
-            # for its namespace (consolidation tests label theirs and pass their own selector).
-            "--pool-selector", f"rightsizer.io/e2e-owner={namespace}",
             "--prometheus-url", prometheus_url,
             "--metrics-address", "127.0.0.1",
             "--metrics-port", str(metrics_port),
             "--health-port", str(health_port),
             *extra_args,
         ]  # fmt: skip
+        if "--pool-selector" not in extra_args:
+            # Consolidation is cluster-wide: an operator of one test only touches GPUNodePools labelled
+            # for its namespace (consolidation tests label theirs and pass their own selector).
+            cmd += ["--pool-selector", f"rightsizer.io/e2e-owner={namespace}"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZER_")}
         with log.open("w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
