@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import secrets
 
 import kopf
@@ -98,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
             update={"consolidation": settings.consolidation.model_copy(update=consolidation)}
         )
     op = wiring.build(settings, kubeconfig=args.kubeconfig)
-    if args.kubeconfig:
-        # kopf logs in through the same kubeconfig.
-        os.environ["KUBECONFIG"] = args.kubeconfig
     registry = kopf.OperatorRegistry()
-    operator_handlers.register(registry, settings, lambda name: ensure_cluster_peering(op.api, name))
+    operator_handlers.register(
+        registry,
+        settings,
+        ensure_peering=lambda name: ensure_cluster_peering(op.api, name),
+        credentials=lambda: _connection(wiring.credentials(op.api)),
+    )
     workload_handlers.register(registry, op.workloads, settings.interval_seconds)
     if settings.consolidation.enabled:
         consolidation_handlers.register(
@@ -124,3 +125,15 @@ def run(args: argparse.Namespace) -> int:
         namespaces=settings.namespaces,
     )
     return 0
+
+
+def _connection(c: wiring.Credentials) -> kopf.ConnectionInfo:
+    return kopf.ConnectionInfo(
+        server=c.server,
+        ca_path=c.ca_path,
+        insecure=c.insecure,
+        scheme="Bearer" if c.token else None,
+        token=c.token,
+        certificate_path=c.certificate_path,
+        private_key_path=c.private_key_path,
+    )

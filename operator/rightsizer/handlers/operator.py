@@ -14,7 +14,10 @@ PREFIX = "rightsizer.io"
 
 
 def register(
-    registry: kopf.OperatorRegistry, config: Settings, ensure_peering: Callable[[str], None] | None = None
+    registry: kopf.OperatorRegistry,
+    config: Settings,
+    ensure_peering: Callable[[str], None] | None = None,
+    credentials: Callable[[], kopf.ConnectionInfo] | None = None,
 ) -> None:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -36,5 +39,6 @@ def register(
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # Same credentials as the rest of the operator: in-cluster ServiceAccount, else KUBECONFIG.
-        return kopf.login_via_client(**kwargs)
+        # kopf's watches use exactly the identity the rest of the operator uses (--kubeconfig, the
+        # in-cluster ServiceAccount, or $KUBECONFIG), never a different one found on the way.
+        return credentials() if credentials is not None else kopf.login_via_client(**kwargs)

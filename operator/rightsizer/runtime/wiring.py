@@ -69,3 +69,30 @@ def build(settings: Settings, kubeconfig: str | None = None) -> Operator:
     reconciler = WorkloadReconciler(kube, sources, settings, telemetry)
     pools = build_pool_manager(api, settings, telemetry, sources.get(settings.metrics_source))
     return Operator(settings, api, telemetry, reconciler, pools)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    server: str
+    ca_path: str | None
+    insecure: bool
+    token: str | None
+    certificate_path: str | None
+    private_key_path: str | None
+
+
+def credentials(api: client.ApiClient) -> Credentials:
+    """The API client's server and identity, so kopf's watches log in as the same identity."""
+    cfg = api.configuration
+    header = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    token = None
+    if header:
+        token = header.split(" ", 1)[1] if header.lower().startswith("bearer ") else header
+    return Credentials(
+        server=str(cfg.host),
+        ca_path=cfg.ssl_ca_cert or None,
+        insecure=not cfg.verify_ssl,
+        token=token,
+        certificate_path=cfg.cert_file or None,
+        private_key_path=cfg.key_file or None,
+    )

@@ -1,0 +1,147 @@
+{{/*
+The operator's permissions, each rule next to the feature that makes the call. Exact verbs and
+resources only, never "*". tests/unit/test_helm_chart.py checks these rules against the calls in
+operator/rightsizer (adapters and kopf handlers) in both directions.
+*/}}
+
+{{/* Cluster-scoped resources: always granted by the ClusterRole. */}}
+{{- define "gpu-rightsizer.clusterRules" -}}
+# kopf: discovers the resources it serves and notices CRDs appearing later (e.g. KEDA installed).
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.namespaces }}
+# kopf: follows the watched namespaces being created and deleted.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if .Values.peering.enabled }}
+# kopf peering: replicas announce themselves in one ClusterKopfPeering; the first replica creates it.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch", "create"]
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  resourceNames: [{{ include "gpu-rightsizer.peeringName" . | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+# GPUWorkloads: GPU model and pool of the nodes running a workload's pods (kopf index).
+{{- if .Values.consolidation.enabled }}
+# Consolidation: reads nodes live before acting, records the drain intent (annotation), taints,
+# and cordons for the `none` provider.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- else }}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list", "watch"]
+{{- end }}
+# GPUNodePools: prices and GPU models for cost (kopf index).
+{{- if .Values.consolidation.enabled }}
+# Consolidation: a timer per pool writes its status (and kopf its finalizer and annotations).
+- apiGroups: ["rightsizer.io"]
+  resources: ["gpunodepools"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["rightsizer.io"]
+  resources: ["gpunodepools/status"]
+  verbs: ["patch"]
+# Consolidation: the packing simulation reads every pod, and waits for evicted pods' replacements.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# Consolidation: evictions go through the Eviction API, so the API server enforces PDBs too.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list"]
+# Consolidation: a drain waits until the evicted pods' controllers have their replicas back.
+- apiGroups: ["apps"]
+  resources: ["replicasets", "statefulsets"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["replicationcontrollers"]
+  verbs: ["get"]
+{{- if .Values.providers.kwok }}
+# Consolidation, kwok/static provider: adds and removes the Node objects themselves.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["create", "delete"]
+{{- end }}
+{{- if .Values.providers.clusterapi }}
+# Consolidation, Cluster API provider: MachineDeployment replicas and the delete-machine annotation.
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machinedeployments/scale"]
+  verbs: ["get", "patch"]
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machines"]
+  verbs: ["list", "patch"]
+{{- end }}
+{{- if .Values.providers.karpenter }}
+# Consolidation, Karpenter provider: deletes the drained node's NodeClaim and lowers the NodePool's
+# GPU limit.
+- apiGroups: ["karpenter.sh"]
+  resources: ["nodeclaims"]
+  verbs: ["list", "delete"]
+- apiGroups: ["karpenter.sh"]
+  resources: ["nodepools"]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- else }}
+- apiGroups: ["rightsizer.io"]
+  resources: ["gpunodepools"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end -}}
+
+{{/* Namespaced resources of the GPUWorkload loop: cluster-wide, or a Role per watched namespace. */}}
+{{- define "gpu-rightsizer.workloadRules" -}}
+# GPUWorkloads: kopf lists and watches them, a timer per workload patches its status and
+# annotations (and kopf its finalizer).
+- apiGroups: ["rightsizer.io"]
+  resources: ["gpuworkloads"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["rightsizer.io"]
+  resources: ["gpuworkloads/status"]
+  verbs: ["patch"]
+# GPUWorkloads: the target's pods (kopf index) and their cost annotations.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "patch"]
+# Decisions are explained as events on the GPUWorkload (and kopf reports handler failures).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+# GPUWorkloads: a target also scaled by an HPA or a KEDA ScaledObject is a conflict (kopf indexes).
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch"]
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "watch"]
+{{- range .Values.rbac.scaleTargets }}
+# GPUWorkloads: targets — replicas through /scale, the object for its annotations and spec.suspend.
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ range $i, $r := .resources }}{{ if $i }}, {{ end }}{{ $r | quote }}{{ end }}]
+  verbs: ["get", "patch"]
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ range $i, $r := .resources }}{{ if $i }}, {{ end }}{{ printf "%s/scale" $r | quote }}{{ end }}]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end -}}
+
+{{- define "gpu-rightsizer.eventRules" -}}
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/* dcgm-exporter discovery: the exporters behind a Service, from its EndpointSlices. */}}
+{{- define "gpu-rightsizer.dcgmDiscoveryRules" -}}
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list"]
+{{- end -}}
