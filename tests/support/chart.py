@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from rightsizer.devcluster import identity
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "gpu-rightsizer"
 
@@ -109,33 +111,10 @@ class HelmRelease:
 def service_account_kubeconfig(
     admin_kubeconfig: str, namespace: str, service_account: str, path: Path, duration: str = "1h"
 ) -> str:
-    """Write a kubeconfig at `path` that authenticates as the ServiceAccount (TokenRequest API) to the
-    same API server as `admin_kubeconfig`; returns the path."""
-    kubectl = _tool("kubectl")
-    token = subprocess.run(
-        [kubectl, "--kubeconfig", admin_kubeconfig, "create", "token", service_account,
-         "-n", namespace, f"--duration={duration}"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip()  # fmt: skip
-    admin = json.loads(
-        subprocess.run(
-            [kubectl, "--kubeconfig", admin_kubeconfig, "config", "view", "--raw", "--minify", "-o", "json"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
-    )  # fmt: skip
-    cluster = admin["clusters"][0]["cluster"]
-    user = f"system:serviceaccount:{namespace}:{service_account}"
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "cluster", "user": user}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return str(path)
+    """A kubeconfig at `path` that authenticates as the ServiceAccount; returns the path."""
+    return identity.service_account_kubeconfig(
+        _tool("kubectl"), admin_kubeconfig, namespace, service_account, path=path, duration=duration
+    )
 
 
 @contextmanager

@@ -22,9 +22,12 @@ from typing import Any
 import requests
 import yaml
 
+from rightsizer.devcluster.identity import service_account_kubeconfig
+
 NAMESPACE = "gpu-demo"
 SCENARIO_LABEL = "rightsizer.io/fake-dcgm-scenario"
 A100, L4 = "NVIDIA-A100-SXM4-80GB", "NVIDIA-L4"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def deployment(name: str, replicas: int, gpus: int, product: str | None, kind: str) -> dict[str, Any]:
@@ -202,6 +205,24 @@ def write_chart(path: Path, prom: str, start: float, end: float) -> None:
     path.write_text(f"{head}<body style='font-family:sans-serif'><h1>GPU Rightsizer demo</h1>{body}</body>")
 
 
+def install_chart(admin_kubeconfig: str, prometheus_url: str) -> str:
+    """`helm install` the chart as a user would; kwok runs no containers, so the demo runs the operator
+    locally with a token of the chart's ServiceAccount: it can do exactly what the chart grants."""
+    chart = ROOT / "helm" / "gpu-rightsizer"
+    print("[demo] helm upgrade --install gpu-rightsizer (least-privilege RBAC, kwok provider)")
+    subprocess.run(
+        ["helm", "upgrade", "--install", "gpu-rightsizer", str(chart), "--namespace", "gpu-rightsizer",
+         "--create-namespace", "--kubeconfig", admin_kubeconfig, "--set", "replicas=1",
+         "--set", "peering.enabled=false", "--set", "providers.kwok=true",
+         "--set", f"prometheus.url={prometheus_url}"],
+        capture_output=True, text=True, check=True, timeout=180,
+    )  # fmt: skip
+    path = Path(tempfile.gettempdir()) / "rightsizer-demo-operator.kubeconfig"
+    return service_account_kubeconfig(
+        "kubectl", admin_kubeconfig, "gpu-rightsizer", "gpu-rightsizer", path=path, duration="2h"
+    )
+
+
 def wait_for_statuses(timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -224,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     print(f"[demo] creating the GPU fleet in namespace {NAMESPACE}: inference, training, a CPU pod")
-    kubectl("apply", "-f", str(Path(__file__).resolve().parents[3] / "crds"))
+    kubectl("apply", "-f", str(ROOT / "crds"))
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     scenario_cm = {
         "apiVersion": "v1",
@@ -240,14 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     apply([pool("a100", A100, 8, 3.0, 400), pool("l4", L4, 4, 0.8, 72)])
     print(kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide"))
 
+    identity = install_chart(kubeconfig, prom)
     log = Path(tempfile.gettempdir()) / "rightsizer-demo-operator.log"
-    print(f"[demo] starting the operator (log: {log})")
+    print(f"[demo] starting the operator as the chart's ServiceAccount (log: {log})")
     with log.open("w") as log_file:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "rightsizer.cli.main", "run", "--kubeconfig", kubeconfig, "--standalone",
+            [sys.executable, "-m", "rightsizer.cli.main", "run", "--kubeconfig", identity, "--standalone",
              "--interval", "5", "--prometheus-url", prom, "--metrics-address", "127.0.0.1",
              "--metrics-port", os.environ.get("RIGHTSIZER_OPERATOR_METRICS_PORT", "18080"),
-             "--health-port", "18081"],
+             "--health-port", "18081", "--consolidation-interval", "10"],
             stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     start = time.time()
