@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from rightsizer.core.errors import InvalidPool
 from rightsizer.core.pools import PoolPolicy, parse_pool
@@ -31,6 +32,7 @@ class ClusterState:
     pool_documents: Mapping[str, Mapping[str, Any]]  # GPUNodePool objects by name, as read
     pool_errors: Mapping[str, str]  # pools that could not be read, with why
     pods_raw: tuple[Mapping[str, Any], ...]  # pods as read (status conditions for scale-up)
+    workloads: tuple[Mapping[str, Any], ...] = ()  # GPUWorkloads: what they say about their pods
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -63,7 +65,16 @@ class ClusterReader:
                 documents[name] = doc
             except InvalidPool as exc:
                 errors[name] = str(exc)
+        try:
+            workloads = (
+                self._custom.list_cluster_custom_object(GROUP, VERSION, "gpuworkloads").get("items") or []
+            )
+        except ApiException as exc:
+            if exc.status != 403:  # an operator restricted to some namespaces cannot list them all
+                raise
+            workloads = []
         return ClusterState(
+            workloads=tuple(workloads),
             snapshot=snapshot,
             pools=tuple(policies),
             pool_documents=documents,

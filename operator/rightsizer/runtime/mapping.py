@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
+from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.cost import PricingModel
 from rightsizer.core.idle import IdleAction, IdlePolicy
 from rightsizer.core.replicas import ScalingPolicy, StepRule
@@ -103,3 +104,33 @@ def workload_pricing(
 
 def max_history_gap(interval_seconds: float) -> timedelta:
     return timedelta(seconds=2 * interval_seconds)
+
+
+WORKLOAD_ANNOTATION = "rightsizer.io/workload"
+
+
+def pod_policies(
+    pods: Sequence[tuple[str, str, Mapping[str, str]]], workloads: Sequence[Mapping[str, Any]]
+) -> dict[str, PodPolicy]:
+    """What each GPUWorkload says about its pods, for the consolidation planner: protected pods never
+    move; training pods move only when the workload allows consolidation. Pods are matched to their
+    GPUWorkload by the annotation the workload loop puts on them; `pods` are (namespace, name,
+    annotations)."""
+    by_key: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for gw in workloads:
+        meta = gw.get("metadata") or {}
+        by_key[(str(meta.get("namespace")), str(meta.get("name")))] = gw.get("spec") or {}
+    policies: dict[str, PodPolicy] = {}
+    for namespace, name, pod_annotations in pods:
+        spec = by_key.get((namespace, pod_annotations.get(WORKLOAD_ANNOTATION, "")))
+        if spec is None:
+            continue
+        protection = spec.get("protection") or {}
+        training = spec.get("workloadType") == "Training"
+        allow = protection.get("allowConsolidation")
+        policies[f"{namespace}/{name}"] = PodPolicy(
+            protected=bool(protection.get("doNotDisrupt")),
+            training=training,
+            allow_disruption=bool(allow) if allow is not None else not training,
+        )
+    return policies

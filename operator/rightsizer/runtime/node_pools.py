@@ -41,6 +41,7 @@ from rightsizer.core.snapshot import (
     node_term_matches,
     tolerates,
 )
+from rightsizer.runtime import mapping
 from rightsizer.runtime.consolidation import (
     Executor,
     ExecutorSettings,
@@ -141,7 +142,18 @@ class PoolManager:
             return PassResult({})
         now = self.clock()
         activity = self._activity()
-        result = plan(PlanInput(snapshot=state.snapshot, now=now, pools=state.pools, gpu_activity=activity))
+        policies = mapping.pod_policies(
+            [(p.namespace, p.name, p.annotations) for p in state.snapshot.pods], state.workloads
+        )
+        result = plan(
+            PlanInput(
+                snapshot=state.snapshot,
+                now=now,
+                pools=state.pools,
+                gpu_activity=activity,
+                pod_policies=policies,
+            )
+        )
         members = _members(state, pool)
         self._track_empty(state, members, now)
         outcomes: list[StepOutcome] = []
