@@ -58,6 +58,11 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list"]
+# Consolidation: GPUWorkloads say which of the pods it may move are protected or training, in any
+# namespace whose pods run on the nodes it empties.
+- apiGroups: ["rightsizer.io"]
+  resources: ["gpuworkloads"]
+  verbs: ["list"]
 # Consolidation: a drain waits until the evicted pods' controllers have their replicas back.
 - apiGroups: ["apps"]
   resources: ["replicasets", "statefulsets"]
