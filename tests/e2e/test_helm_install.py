@@ -201,7 +201,7 @@ def refused_calls(watched: str, release: HelmRelease) -> list[Access]:
         Access("delete", "gpuworkloads", rs, watched),
         Access("create", "gpuworkloads", rs, watched),
         Access("patch", "deployments", apps, "default", "scale"),  # not a watched namespace
-        Access("list", "gpuworkloads", rs, "default"),
+        Access("watch", "gpuworkloads", rs, "default"),  # consolidation may list them everywhere, no more
         Access("patch", "pods", "", "default"),
         Access("create", "events", "", "kube-system"),
         Access("patch", "clusterkopfpeerings", "kopf.dev", name="someone-else"),
