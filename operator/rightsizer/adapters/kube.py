@@ -128,11 +128,15 @@ class KubeWorkloads:
         self._dynamic: DynamicClient | None = None
 
     # -- the target -----------------------------------------------------------------------------
-    def _resource(self, namespace: str, ref: TargetRef) -> Any:
+    def _dyn(self) -> DynamicClient:
+        # Built on first use: its discovery requests are only worth making when a target is read.
         if self._dynamic is None:
             self._dynamic = DynamicClient(self._api)
+        return self._dynamic
+
+    def _resource(self, namespace: str, ref: TargetRef) -> Any:
         try:
-            return self._dynamic.resources.get(api_version=ref.api_version, kind=ref.kind)
+            return self._dyn().resources.get(api_version=ref.api_version, kind=ref.kind)
         except ResourceNotFoundError as exc:
             raise TargetNotScalable(
                 namespace, ref, f"the API server serves no {ref.kind} in {ref.api_version}"
@@ -148,10 +152,8 @@ class KubeWorkloads:
     def _call(
         self, method: str, path: str, body: Any = None, content_type: str | None = None
     ) -> dict[str, Any]:
-        if self._dynamic is None:
-            self._dynamic = DynamicClient(self._api)
         params = {"content_type": content_type} if content_type else {}
-        response = self._dynamic.request(method.lower(), path, body=body, **params)
+        response = self._dyn().request(method.lower(), path, body=body, **params)
         return dict(response.to_dict())
 
     def read_scale(self, namespace: str, ref: TargetRef) -> Scale:

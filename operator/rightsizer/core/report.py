@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
+from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.core.pools import PoolAssignment, node_price
 from rightsizer.core.snapshot import Snapshot
 
-WORKLOAD_ANNOTATION = "rightsizer.io/workload"
 ZERO = Decimal(0)
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
 from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.cost import PricingModel
@@ -104,9 +105,6 @@ def workload_pricing(
 
 def max_history_gap(interval_seconds: float) -> timedelta:
     return timedelta(seconds=2 * interval_seconds)
-
-
-WORKLOAD_ANNOTATION = "rightsizer.io/workload"
 
 
 def pod_policies(

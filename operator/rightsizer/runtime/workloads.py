@@ -28,6 +28,7 @@ from rightsizer.adapters.kube import (
     TargetRef,
 )
 from rightsizer.adapters.metrics.base import FleetSamples, GpuMetricsSource, PodSamples
+from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
 from rightsizer.core.cost import WorkloadUsage, accrue_cost, workload_cost
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
@@ -59,7 +60,6 @@ GPU_EFFICIENCY = "rightsizer.io/gpu-efficiency"
 CURRENCY = "rightsizer.io/currency"
 IDLE_SINCE = "rightsizer.io/idle-since"
 MANAGED_BY = "rightsizer.io/managed-by"
-WORKLOAD = "rightsizer.io/workload"
 
 # Training workloads without an idle policy are watched with this one: recommending changes nothing.
 DEFAULT_IDLE_POLICY = IdlePolicy(
@@ -460,7 +460,7 @@ class WorkloadReconciler:
         pod_values = {
             **wanted,
             COST_TO_DATE: format_money(Decimal(str(cost.get("toDate", 0))), 2),
-            WORKLOAD: workload,
+            WORKLOAD_ANNOTATION: workload,
         }
         for pod in pods:
             if any(pod.annotations.get(k) != v for k, v in pod_values.items()):
