@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.chart import SESSION_IDENTITY
+
 _E2E_DIRS = {"e2e", "contract"}
 
 
@@ -17,3 +19,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.e2e)
         elif not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.unit)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # The chart the e2e operators ran as (installed on first use) is uninstalled with the session.
+    SESSION_IDENTITY.close()

@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from tests.support.chart import SESSION_IDENTITY
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
 from tests.support.operator_process import OperatorProcess
 from tests.support.world import World, gpu_workload
@@ -26,7 +27,9 @@ def test_two_replicas_never_both_act(cluster: Cluster, namespace: str, gpu_util:
     cluster.kubectl("apply", "-f", "crds/")
     world = World(cluster, namespace)
     world.run_gpu_app(gpu_util, "chat", 2, 90)
-    peering = ["--peering-name", f"peering-{namespace}"]
+    # The chart lets its ServiceAccount use its own peering object only.
+    name = SESSION_IDENTITY.get(cluster.kubeconfig).peering_name
+    peering = ["--peering-name", name]
     with (
         OperatorProcess.start(
             cluster.kubeconfig, namespace, cluster.prometheus_url, standalone=False, extra_args=peering
@@ -43,9 +46,7 @@ def test_two_replicas_never_both_act(cluster: Cluster, namespace: str, gpu_util:
         # The one that did not act announced itself and is held back by the peering, not dead.
         waiting = second if acting[0] is first else first
         assert waiting.proc.poll() is None
-        peers = cluster.kubectl(
-            "get", "clusterkopfpeering", f"peering-{namespace}", "-o", "jsonpath={.status}"
-        ).stdout
+        peers = cluster.kubectl("get", "clusterkopfpeering", name, "-o", "jsonpath={.status}").stdout
         assert len(json.loads(peers)) == 2, peers
         world.cluster.kubectl("delete", "gpuworkloads", "--all", "-n", namespace, "--timeout=60s")
-    cluster.kubectl("delete", "clusterkopfpeering", f"peering-{namespace}", "--ignore-not-found")
+    cluster.kubectl("delete", "clusterkopfpeering", name, "--ignore-not-found")

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,14 +117,26 @@ def service_account_kubeconfig(
     )
 
 
+@dataclass(frozen=True)
+class ChartIdentity:
+    """A kubeconfig of the chart's ServiceAccount and the release it belongs to."""
+
+    kubeconfig: str
+    release: HelmRelease
+
+    @property
+    def peering_name(self) -> str:
+        # The chart grants get/patch on its own ClusterKopfPeering only: replicas must use this name.
+        return self.release.fullname
+
+
 @contextmanager
-def chart_identity(
+def installed_chart_identity(
     admin_kubeconfig: str, workdir: Path, values: dict[str, Any] | None = None, duration: str = "2h"
-) -> Iterator[str]:
-    """Install the chart cluster-wide into a namespace of its own and yield a kubeconfig of its
-    ServiceAccount: hand it to `running_operator` to run any scenario with the chart's permissions
-    only. The kwok provider is on (the local cluster's pools are kwok nodes); `values` add to that.
-    Uninstalls and deletes the namespace afterwards."""
+) -> Iterator[ChartIdentity]:
+    """Install the chart cluster-wide into a namespace of its own and yield its ServiceAccount's
+    kubeconfig with the release. The kwok provider is on (the local cluster's pools are kwok nodes);
+    `values` add to that. Uninstalls and deletes the namespace afterwards."""
     kubectl = _tool("kubectl")
     namespace = f"rightsizer-chart-{secrets.token_hex(3)}"
     subprocess.run(
@@ -136,13 +148,14 @@ def chart_identity(
         release.install(
             {"providers": {"kwok": True}, "nodeSelector": {"rightsizer.io/pool": "cpu"}, **(values or {})}
         )
-        yield service_account_kubeconfig(
+        kubeconfig = service_account_kubeconfig(
             admin_kubeconfig,
             namespace,
             release.service_account,
             workdir / "chart-identity.kubeconfig",
             duration,
         )
+        yield ChartIdentity(kubeconfig, release)
     finally:
         if release.installed():
             release.uninstall()
@@ -150,3 +163,37 @@ def chart_identity(
             [kubectl, "--kubeconfig", admin_kubeconfig, "delete", "namespace", namespace, "--wait=false"],
             capture_output=True, check=False, timeout=60,
         )  # fmt: skip
+
+
+@contextmanager
+def chart_identity(
+    admin_kubeconfig: str, workdir: Path, values: dict[str, Any] | None = None, duration: str = "2h"
+) -> Iterator[str]:
+    """A kubeconfig of the chart's ServiceAccount (see `installed_chart_identity`): hand it to
+    `running_operator` to run any scenario with the chart's permissions only."""
+    with installed_chart_identity(admin_kubeconfig, workdir, values, duration) as installed:
+        yield installed.kubeconfig
+
+
+class _SessionIdentity:
+    """The chart installed once per test session, on first use: every e2e test runs the operator as
+    its ServiceAccount (least privilege is what is tested, not assumed). Closed at session end."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._by_admin: dict[str, ChartIdentity] = {}
+
+    def get(self, admin_kubeconfig: str) -> ChartIdentity:
+        if admin_kubeconfig not in self._by_admin:
+            workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="rightsizer-id-")))
+            self._by_admin[admin_kubeconfig] = self._stack.enter_context(
+                installed_chart_identity(admin_kubeconfig, workdir, duration="6h")
+            )
+        return self._by_admin[admin_kubeconfig]
+
+    def close(self) -> None:
+        self._by_admin.clear()
+        self._stack.close()
+
+
+SESSION_IDENTITY = _SessionIdentity()

@@ -38,12 +38,13 @@ def running_operator(
     """The operator watching `namespace`, healthy when entered; `extra_args` go to `rightsizer run`."""
     admin = cleanup_kubeconfig or os.environ.get("KUBECONFIG") or kubeconfig
     with OperatorProcess.start(
-        kubeconfig,
+        admin,
         namespace,
         prometheus_url,
         interval=interval,
         extra_args=extra_args,
         standalone=standalone,
+        identity=kubeconfig,
     ) as handle:
         try:
             yield handle

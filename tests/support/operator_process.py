@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from tests.support.chart import SESSION_IDENTITY
 from tests.support.cluster import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +30,17 @@ def free_port() -> int:
 
 class OperatorProcess:
     def __init__(
-        self, proc: subprocess.Popen[str], log_path: Path, metrics_port: int, prometheus_url: str
+        self,
+        proc: subprocess.Popen[str],
+        log_path: Path,
+        metrics_port: int,
+        prometheus_url: str,
+        health_port: int = 0,
     ) -> None:
         self.proc = proc
         self.log_path = log_path
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.health_url = f"http://127.0.0.1:{health_port}/healthz"
         self.prometheus_url = prometheus_url
 
     @classmethod
@@ -47,13 +54,23 @@ class OperatorProcess:
         interval: float = 3,
         extra_args: Sequence[str] = (),
         standalone: bool = True,
+        identity: str | None = None,
     ) -> Iterator[OperatorProcess]:
+        """`kubeconfig` is the cluster admin's (set-up and clean-up). The operator itself runs as
+        `identity` (a kubeconfig), by default the Helm chart's ServiceAccount: every e2e test proves
+        the chart's RBAC is enough, and a refused request fails the test.
+
+        The default chart is installed cluster-wide, so its operator watches every namespace, as
+        installed (tests touch only their own namespace). With an `identity` of a chart installed for
+        some namespaces, the operator watches `namespace` only, as that chart would run it."""
+        run_as = identity or SESSION_IDENTITY.get(kubeconfig).kubeconfig
+        watched = ["--namespace", namespace] if identity else []
         metrics_port, health_port = free_port(), free_port()
         log = Path(tempfile.mkstemp(prefix="rightsizer-operator-", suffix=".log")[1])
         cmd = [
             sys.executable, "-m", "rightsizer.cli.main", "run",
-            "--kubeconfig", kubeconfig,
-            "--namespace", namespace,
+            "--kubeconfig", run_as,
+            *watched,
             "--interval", str(interval),
             *(["--standalone"] if standalone else []),
             "--prometheus-url", prometheus_url,
@@ -69,10 +86,12 @@ class OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZER_")}
         with log.open("w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-        handle = cls(proc, log, metrics_port, prometheus_url)
+        handle = cls(proc, log, metrics_port, prometheus_url, health_port)
         try:
             wait_for(handle.healthy, timeout=60, describe=handle.log)
             yield handle
+            refused = handle.refused_requests()
+            assert not refused, "the API server refused the operator (RBAC):\n" + "\n".join(refused[:10])
             # Like a user uninstalling: delete the GPUWorkloads while the operator still runs, so it
             # removes its finalizers and the namespace can go away.
             kubectl = str(Path(os.environ.get("RIGHTSIZER_BIN", "/usr/local/bin")) / "kubectl")
@@ -97,6 +116,10 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def refused_requests(self) -> list[str]:
+        """Log lines of API requests refused with 403 Forbidden."""
+        return [line for line in self.log().splitlines() if "Forbidden" in line or "403" in line.split()]
 
 
 def prometheus_sees(prometheus_url: str, namespace: str, app: str, pods: int) -> bool:
