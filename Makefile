@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv tools cluster-up cluster-down cluster-status demo test test-unit lint crds bench clean
+.PHONY: venv tools cluster-up cluster-down cluster-status demo test test-unit lint crds bench bench-live clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ crds: venv
 bench: venv
 	$(VENV)/bin/python -m benchmarks.run
 	$(VENV)/bin/python -m benchmarks.reconcile
+
+# The real operator on a local cluster of its own (rightsizer-bench): 500 GPU nodes, 1,000 GPUWorkloads,
+# 5,000 pods, about 15 minutes. Pass options with ARGS, e.g. `make bench-live ARGS="--scale 0.1"`.
+bench-live: venv
+	$(VENV)/bin/python -m benchmarks.live $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,12 @@
 #   hack/cluster.sh down     stop everything, leave no process or port behind
 #   hack/cluster.sh status   say what runs (exit 0 when up, 3 when down)
 #   hack/cluster.sh env      print KUBECONFIG=, RIGHTSIZER_PROMETHEUS_URL=, RIGHTSIZER_DCGM_URL=
+#
+# Optional knobs for large clusters (the live benchmark sets them; unset, nothing changes):
+#   RIGHTSIZER_AUDIT_POLICY=FILE       kube-apiserver audit policy; the log is $HOME/.kwok/clusters/NAME/logs/audit.log
+#   RIGHTSIZER_CONTROL_PLANE_QPS=N     client QPS of kube-controller-manager and kube-scheduler (burst 2N)
+#   RIGHTSIZER_SCRAPE_INTERVAL=15s     Prometheus scrape interval (default 2s)
+#   RIGHTSIZER_DCGM_ARGS="--interval 10"  extra arguments of the fake DCGM exporter
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,12 +90,30 @@ options:
   cacheDir: $CACHE/kwok-cache
   heartbeatFactor: 5
 YAML
+  if [ -n "${RIGHTSIZER_AUDIT_POLICY:-}" ]; then
+    [ -f "$RIGHTSIZER_AUDIT_POLICY" ] || fail "RIGHTSIZER_AUDIT_POLICY: no such file $RIGHTSIZER_AUDIT_POLICY"
+    echo "  kubeAuditPolicy: $RIGHTSIZER_AUDIT_POLICY" >>"$STATE/kwok.yaml"
+  fi
+  if [ -n "${RIGHTSIZER_CONTROL_PLANE_QPS:-}" ]; then
+    local qps="$RIGHTSIZER_CONTROL_PLANE_QPS" burst=$((RIGHTSIZER_CONTROL_PLANE_QPS * 2))
+    cat >>"$STATE/kwok.yaml" <<YAML
+componentsPatches:
+  - name: kube-controller-manager
+    extraArgs:
+      - {key: kube-api-qps, value: "$qps"}
+      - {key: kube-api-burst, value: "$burst"}
+  - name: kube-scheduler
+    extraArgs:
+      - {key: kube-api-qps, value: "$qps"}
+      - {key: kube-api-burst, value: "$burst"}
+YAML
+  fi
 }
 
 write_prometheus_config() {
   cat >"$STATE/prometheus.yml" <<YAML
 global:
-  scrape_interval: 2s
+  scrape_interval: ${RIGHTSIZER_SCRAPE_INTERVAL:-2s}
   evaluation_interval: 5s
 scrape_configs:
   - job_name: dcgm-exporter

@@ -10,9 +10,10 @@ from kubernetes import client
 
 from tests.support.cluster import Cluster, GpuUtilization, new_namespace_name
 from tests.support.cluster import wait_for as _wait_for
+from tests.support.fleet import fleet
 from tests.support.world import World
 
-__all__ = ["cluster", "gpu_util", "kubectl", "namespace", "wait_for", "world"]
+__all__ = ["cluster", "fleet", "gpu_util", "kubectl", "namespace", "wait_for", "world"]
 
 
 @pytest.fixture(scope="session")

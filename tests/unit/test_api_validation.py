@@ -223,6 +223,13 @@ INVALID = [
         "spec.pricing must set pricePerGpuHour or cpuCorePricePerHour",
     ),
     Invalid(
+        "pricing_absurdly_huge",
+        W,
+        INFERENCE,
+        {"pricing": {"pricePerGpuHour": 1e9}},
+        "spec.pricing.pricePerGpuHour",
+    ),
+    Invalid(
         "pricing_currency_not_iso",
         W,
         INFERENCE,
@@ -247,6 +254,33 @@ INVALID = [
         "exactly one of spec.pricePerGpuHour and spec.pricePerNodeHour must be set",
     ),
     Invalid("negative_price", P, POOL, {"pricePerGpuHour": -1}, "spec.pricePerGpuHour"),
+    Invalid(
+        "negative_node_price",
+        P,
+        POOL,
+        {"pricePerGpuHour": DELETE, "pricePerNodeHour": -24},
+        "spec.pricePerNodeHour",
+    ),
+    Invalid("price_with_a_wrong_exponent", P, POOL, {"pricePerGpuHour": 3e12}, "spec.pricePerGpuHour"),
+    Invalid("price_nan_as_text", P, POOL, {"pricePerGpuHour": "NaN"}, "spec.pricePerGpuHour"),
+    Invalid("price_infinity_as_text", P, POOL, {"pricePerGpuHour": "Infinity"}, "spec.pricePerGpuHour"),
+    Invalid("price_in_words", P, POOL, {"pricePerGpuHour": "three dollars"}, "spec.pricePerGpuHour"),
+    Invalid("price_as_an_object", P, POOL, {"pricePerGpuHour": {"amount": 3}}, "spec.pricePerGpuHour"),
+    Invalid("price_as_a_boolean", P, POOL, {"pricePerGpuHour": True}, "spec.pricePerGpuHour"),
+    Invalid("energy_price_negative", P, POOL, {"energyPricePerKwh": -0.1}, "spec.energyPricePerKwh"),
+    Invalid("overhead_absurdly_huge", P, POOL, {"overheadPerHour": 1e30}, "spec.overheadPerHour"),
+    Invalid("watts_per_gpu_absurd", P, POOL, {"wattsPerGpu": 1e6}, "spec.wattsPerGpu"),
+    Invalid(
+        "replacement_price_absurd",
+        P,
+        POOL,
+        {
+            "replacementTypes": [
+                {"instanceType": "g2", "gpuModel": "NVIDIA-L4", "gpusPerNode": 1, "pricePerNodeHour": 1e15}
+            ]
+        },
+        "spec.replacementTypes[0].pricePerNodeHour",
+    ),
     Invalid(
         "min_nodes_above_max",
         P,

@@ -218,3 +218,48 @@ def test_unreadable_intent_is_rolled_back() -> None:
     edge.annotate("a-0", {INTENT_ANNOTATION: "{not json"})
     outcomes = executor(edge, FakeProvider("a100", ["a-0"]), clock).recover()
     assert [o.result for o in outcomes] == [Result.ROLLED_BACK]
+
+
+def test_a_node_deleted_mid_drain_stops_the_wait_at_once_and_leaves_nothing_behind() -> None:
+    edge, clock = world(), Clock()
+    edge.polls_until_ready = 1000  # replacements never come: only the node's deletion ends the wait
+    answer = edge.replacements_ready
+
+    def deleted_after_two_polls(evicted: Any, node: str) -> tuple[bool, str]:
+        if edge.polls == 2:
+            edge.nodes.pop("a-0")  # someone else deletes the node while we wait
+        return answer(evicted, node)
+
+    edge.replacements_ready = deleted_after_two_polls  # type: ignore[method-assign]
+    provider = FakeProvider("a100", ["a-0", "a-1", "a-2"])
+    outcome = executor(edge, provider, clock, timeout=300).run(
+        NodeStep("a-0", "a100", "x", ("default/web-1", "default/web-2")), [POOL], edge.nodes_list()
+    )
+    assert outcome.result is Result.NODE_GONE
+    assert clock.slept <= 3 * 2, "noticed at the next poll, not at the drain timeout"
+    assert set(outcome.evicted) == {"default/web-1", "default/web-2"}
+    assert edge.tainted() == set(), "no other node was tainted"
+    assert all(INTENT_ANNOTATION not in raw["metadata"].get("annotations", {}) for raw in edge.nodes.values())
+    assert provider.removed == [], "nothing is asked of the provider for a node that is gone"
+    assert [(e[0], e[1], e[2]) for e in edge.events] == [("a-0", "Warning", "DrainNodeGone")]
+    assert "deleted by someone else" in edge.events[0][3]
+
+
+def test_timed_out_drain_names_the_evicted_pods() -> None:
+    edge, clock = world(), Clock()
+    edge.polls_until_ready = 1000
+    outcome = executor(edge, FakeProvider("a100", ["a-0"]), clock, timeout=10).run(
+        NodeStep("a-0", "a100", "x", ("default/web-1", "default/web-2")), [POOL], edge.nodes_list()
+    )
+    assert outcome.result is Result.TIMED_OUT
+    assert "default/web-1, default/web-2" in outcome.message and "replacements Pending" in outcome.message
+
+
+def test_a_node_two_pools_select_is_not_drained() -> None:
+    edge, clock = world(), Clock()
+    rival = parse_pool(gpu_pool("gold", selector={"kubernetes.io/hostname": "a-0"}))
+    outcome = executor(edge, FakeProvider("a100", ["a-0"]), clock).run(
+        NodeStep("a-0", "a100", "x", ("default/web-1", "default/web-2")), [POOL, rival], edge.nodes_list()
+    )
+    assert outcome.result is Result.SKIPPED and "GPUNodePools a100 and gold" in outcome.message
+    assert not edge.calls

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from rightsizer.adapters.metrics.exposition import parse_exposition
 from rightsizer.cli import fake_dcgm as fake_dcgm_cli
+from rightsizer.core.errors import ExpositionParseError
 from rightsizer.devcluster.fake_dcgm import (
     LABEL_FLAVOURS,
     ClusterObjects,
@@ -546,6 +548,37 @@ def test_http_serves_metrics_per_cluster_and_per_node(served: tuple[str, World, 
     assert get(f"{base}/nope")[0] == 404
     status, _, body = get(f"{base}/health")
     assert (status, body) == (200, "OK\n")
+
+
+def test_fault_garbled_serves_a_body_the_exposition_parser_refuses_naming_the_line(
+    served: tuple[str, World, FakeDcgmExporter],
+) -> None:
+    base, _, exporter = served
+    exporter.refresh()
+    status, _, body = get(f"{base}/nodes/a100-1/metrics?fault=garbled")
+    assert status == 200 and 'pod="web-1"' in body
+    with pytest.raises(ExpositionParseError, match="invalid value 'N/A'"):
+        parse_exposition(body)
+    assert parse_exposition(get(f"{base}/nodes/a100-1/metrics")[2]), "without fault= the body is fine"
+
+
+def test_fault_explode_adds_the_asked_number_of_series(served: tuple[str, World, FakeDcgmExporter]) -> None:
+    base, _, exporter = served
+    exporter.refresh()
+    plain = parse_exposition(get(f"{base}/nodes/a100-1/metrics")[2]).series
+    exploded = parse_exposition(get(f"{base}/nodes/a100-1/metrics?fault=explode&series=300")[2]).series
+    assert len(exploded) == len(plain) + 300
+    assert len({s.labels.get("err_id") for s in exploded if "err_id" in s.labels}) == 300
+    with pytest.raises(ExpositionParseError, match="more than 100 series"):
+        parse_exposition(get(f"{base}/metrics?fault=explode&series=300")[2], max_series=100)
+
+
+@pytest.mark.parametrize("query", ["fault=slow", "fault=explode&series=many", "fault=explode&series=9999999"])
+def test_unknown_faults_are_refused(served: tuple[str, World, FakeDcgmExporter], query: str) -> None:
+    base, _, exporter = served
+    exporter.refresh()
+    status, _, body = get(f"{base}/metrics?{query}")
+    assert status == 400 and "garbled or explode" in body
 
 
 def test_health_turns_unhealthy_when_the_cluster_was_not_read_recently(

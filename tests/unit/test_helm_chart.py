@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from rightsizer.adapters.cluster_cache import WATCHED
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 from tests.support.chart import CHART, helm_bin
@@ -843,6 +844,18 @@ def scale_target_needs(values: dict[str, Any]) -> list[Need]:
     ]
 
 
+def cache_needs() -> list[Need]:
+    """adapters/cluster_cache.py lists and watches the kinds it declares in WATCHED (raw paths built
+    from that table, so the table is what it calls)."""
+    where = "adapters/cluster_cache.py WATCHED"
+    return [
+        Need(kind.group, kind.plural, verb, "core", _scope("core", kind.plural, "adapters/cluster_cache.py"),
+             where=where)
+        for kind in WATCHED
+        for verb in ("list", "watch")
+    ]  # fmt: skip
+
+
 def enabled_features(values: dict[str, Any]) -> set[str]:
     providers = values.get("providers") or {}
     consolidation = (values.get("consolidation") or {}).get("enabled", True)
@@ -862,7 +875,7 @@ def enabled_features(values: dict[str, Any]) -> set[str]:
 def needs_for(values: dict[str, Any]) -> list[Need]:
     features = enabled_features(values)
     peering = (values.get("peering") or {}).get("name") or FULLNAME
-    everything = [*client_needs(), *kopf_needs(), *scale_target_needs(values)]
+    everything = [*client_needs(), *kopf_needs(), *cache_needs(), *scale_target_needs(values)]
     return [
         Need(n.group, n.resource, n.verb, n.feature, n.scope, peering if n.name else None, n.where)
         for n in everything
@@ -923,7 +936,7 @@ def test_the_chart_grants_nothing_the_code_does_not_call(name: str) -> None:
 
 def test_the_code_scan_finds_the_calls_the_features_are_built_on() -> None:
     """Guards the scanner itself: if it stopped seeing calls, both RBAC tests would pass vacuously."""
-    found = {(n.group, n.resource, n.verb, n.feature) for n in client_needs() + kopf_needs()}
+    found = {(n.group, n.resource, n.verb, n.feature) for n in client_needs() + kopf_needs() + cache_needs()}
     for expected in [
         ("", "pods/eviction", "create", "consolidation"),
         ("", "nodes", "patch", "consolidation"),

@@ -125,7 +125,7 @@ def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text, "x") == timedelta(seconds=seconds)
 
 
-def test_nodes_join_the_first_matching_pool_by_name() -> None:
+def test_a_node_selected_by_two_pools_joins_neither_and_both_are_told() -> None:
     nodes = snapshot_from_document(
         kube_list(
             gpu_node("a1"),
@@ -145,7 +145,26 @@ def test_nodes_join_the_first_matching_pool_by_name() -> None:
         ]
     )
     assignment = assign_pools(nodes, pools)
-    assert assignment.node_pool == {"a1": "a-all", "a2": "a-all"}
+    assert assignment.node_pool == {"a1": "a-all"}
+    assert assignment.contested == {"a2": ("a-all", "b-gold")}
+    assert assignment.pool_of("a2") is None
+    assert assignment.overlaps("a-all") == {"b-gold": ("a2",)}
+    assert assignment.overlaps("b-gold") == {"a-all": ("a2",)}
+
+
+def test_pools_with_disjoint_selectors_have_no_overlaps() -> None:
+    nodes = snapshot_from_document(
+        kube_list(gpu_node("a1"), gpu_node("x1", labels={"rightsizer.io/pool": "x"}))
+    ).nodes
+    pools = parse_pools(
+        [
+            gpu_pool("a", selector={"rightsizer.io/pool": "a100"}),
+            gpu_pool("x", selector={"rightsizer.io/pool": "x"}),
+        ]
+    )
+    assignment = assign_pools(nodes, pools)
+    assert assignment.node_pool == {"a1": "a", "x1": "x"}
+    assert assignment.contested == {} and assignment.overlaps("a") == {}
 
 
 def test_pool_prices() -> None:

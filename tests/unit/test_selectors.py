@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from rightsizer.core.selectors import InvalidSelector, matches
+from rightsizer.core.selectors import InvalidSelector, format_selector, matches
 
 pytestmark = pytest.mark.unit
 
@@ -37,3 +39,46 @@ def test_selector_strings_match_like_the_api_server(
 def test_unreadable_selectors_are_refused(bad: str) -> None:
     with pytest.raises(InvalidSelector):
         matches(bad, {})
+
+
+@pytest.mark.parametrize(
+    ("selector", "text"),
+    [
+        (None, ""),
+        ({}, ""),
+        ({"matchLabels": {"app": "web"}}, "app=web"),
+        ({"matchLabels": {"tier": "gpu", "app": "web"}}, "app=web,tier=gpu"),
+        (
+            {
+                "matchLabels": {"app": "web"},
+                "matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["b", "a"]},
+                    {"key": "canary", "operator": "DoesNotExist"},
+                    {"key": "gpu", "operator": "Exists"},
+                    {"key": "track", "operator": "NotIn", "values": ["beta"]},
+                ],
+            },
+            "app=web,!canary,gpu,track notin (beta),zone in (a,b)",
+        ),
+    ],
+)
+def test_a_label_selector_object_formats_like_the_scale_subresource(
+    selector: dict[str, Any] | None, text: str
+) -> None:
+    assert format_selector(selector) == text
+
+
+def test_a_formatted_selector_selects_what_the_object_selects() -> None:
+    selector = {
+        "matchLabels": {"app": "web"},
+        "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}],
+    }
+    text = format_selector(selector)
+    assert matches(text, {"app": "web", "zone": "a"})
+    assert not matches(text, {"app": "web", "zone": "c"})
+    assert not matches(text, {"app": "db", "zone": "a"})
+
+
+def test_an_unknown_operator_is_refused() -> None:
+    with pytest.raises(InvalidSelector, match="unknown operator"):
+        format_selector({"matchExpressions": [{"key": "a", "operator": "Near"}]})

@@ -60,6 +60,8 @@ once by rightsizer.runtime.settings.Settings.load. A unit test loads exactly the
   value: {{ .Values.dcgm.labelFlavour | quote }}
 - name: RIGHTSIZER_DCGM__TIMEOUT_SECONDS
   value: {{ .Values.dcgm.timeoutSeconds | toString | quote }}
+- name: RIGHTSIZER_DCGM__MAX_SERIES_PER_SCRAPE
+  value: {{ .Values.dcgm.maxSeriesPerScrape | int | toString | quote }}
 - name: RIGHTSIZER_PRICING__CURRENCY
   value: {{ .Values.pricing.currency | quote }}
 - name: RIGHTSIZER_PRICING__GPU_HOUR
@@ -78,6 +80,10 @@ once by rightsizer.runtime.settings.Settings.load. A unit test loads exactly the
   value: {{ .Values.consolidation.intervalSeconds | toString | quote }}
 - name: RIGHTSIZER_CONSOLIDATION__DRAIN_TIMEOUT_SECONDS
   value: {{ .Values.consolidation.drainTimeoutSeconds | toString | quote }}
+- name: RIGHTSIZER_CONSOLIDATION__DRAIN_BACKOFF_SECONDS
+  value: {{ .Values.consolidation.drainBackoffSeconds | toString | quote }}
+- name: RIGHTSIZER_CONSOLIDATION__DRAIN_BACKOFF_CAP_SECONDS
+  value: {{ .Values.consolidation.drainBackoffCapSeconds | toString | quote }}
 - name: RIGHTSIZER_CONSOLIDATION__POLL_SECONDS
   value: {{ .Values.consolidation.pollSeconds | toString | quote }}
 - name: RIGHTSIZER_CONSOLIDATION__MAX_NODES_PER_PASS

@@ -26,7 +26,7 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
   resourceNames: [{{ include "gpu-rightsizer.peeringName" . | quote }}]
   verbs: ["get", "patch"]
 {{- end }}
-# GPUWorkloads: GPU model and pool of the nodes running a workload's pods (kopf index).
+# GPUWorkloads: GPU model and pool of the nodes running a workload's pods (listed and watched into memory).
 {{- if .Values.consolidation.enabled }}
 # Consolidation: reads nodes live before acting, records the drain intent (annotation), taints,
 # and cordons for the `none` provider.
@@ -38,7 +38,7 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
   resources: ["nodes"]
   verbs: ["list", "watch"]
 {{- end }}
-# GPUNodePools: prices and GPU models for cost (kopf index).
+# GPUNodePools: prices and GPU models for cost (listed and watched into memory).
 {{- if .Values.consolidation.enabled }}
 # Consolidation: a timer per pool writes its status (and kopf its finalizer and annotations).
 - apiGroups: ["rightsizer.io"]
@@ -112,7 +112,7 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: ["rightsizer.io"]
   resources: ["gpuworkloads/status"]
   verbs: ["patch"]
-# GPUWorkloads: the target's pods (kopf index) and their cost annotations.
+# GPUWorkloads: the target's pods (listed and watched into memory) and their cost annotations.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "patch"]
@@ -120,7 +120,7 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# GPUWorkloads: a target also scaled by an HPA or a KEDA ScaledObject is a conflict (kopf indexes).
+# GPUWorkloads: a target also scaled by an HPA or a KEDA ScaledObject is a conflict (listed and watched into memory).
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list", "watch"]

@@ -3,7 +3,8 @@
 Objects are read as raw JSON (no client-side model deserialisation, which is slow on thousands of
 pods) and handed to the same parser as `rightsizer plan --snapshot`, so the dry run and the operator
 see the cluster identically. A GPUNodePool that cannot be read is reported, not silently dropped, and
-the others are still used: one bad pool must not stop consolidation of the rest.
+the others are still used: one bad pool must not stop consolidation of the rest. Every list is
+retried on throttling, 5xx and lost connections (:mod:`kube_retry`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.core.errors import InvalidPool
 from rightsizer.core.pools import PoolPolicy, parse_pool
 from rightsizer.core.snapshot import Snapshot, snapshot_from_document
@@ -41,16 +43,26 @@ def _json(response: Any) -> dict[str, Any]:
 
 
 class ClusterReader:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, retry: KubeRetry | None = None) -> None:
         self._core = client.CoreV1Api(api)
         self._policy = client.PolicyV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        self._retry = retry or KubeRetry()
 
     def read(self) -> ClusterState:
-        nodes = _json(self._core.list_node(_preload_content=False))
-        pods = _json(self._core.list_pod_for_all_namespaces(_preload_content=False))
-        pdbs = _json(self._policy.list_pod_disruption_budget_for_all_namespaces(_preload_content=False))
-        pools = self._custom.list_cluster_custom_object(GROUP, VERSION, POOL_PLURAL)
+        call = self._retry.call
+        nodes = call("LIST nodes", lambda: _json(self._core.list_node(_preload_content=False)))
+        pods = call(
+            "LIST pods", lambda: _json(self._core.list_pod_for_all_namespaces(_preload_content=False))
+        )
+        pdbs = call(
+            "LIST poddisruptionbudgets",
+            lambda: _json(self._policy.list_pod_disruption_budget_for_all_namespaces(_preload_content=False)),
+        )
+        pools = call(
+            "LIST gpunodepools",
+            lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, POOL_PLURAL),
+        )
         items: list[dict[str, Any]] = []
         for kind, listed in (("Node", nodes), ("Pod", pods), ("PodDisruptionBudget", pdbs)):
             items.extend({**item, "kind": kind} for item in listed.get("items") or [])
@@ -66,9 +78,11 @@ class ClusterReader:
             except InvalidPool as exc:
                 errors[name] = str(exc)
         try:
-            workloads = (
-                self._custom.list_cluster_custom_object(GROUP, VERSION, "gpuworkloads").get("items") or []
+            listed = call(
+                "LIST gpuworkloads",
+                lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, "gpuworkloads"),
             )
+            workloads = listed.get("items") or []
         except ApiException as exc:
             if exc.status != 403:  # an operator restricted to some namespaces cannot list them all
                 raise

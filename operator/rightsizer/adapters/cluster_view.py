@@ -15,7 +15,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rightsizer.adapters.kube import PodInfo, TargetRef, pod_info
-from rightsizer.core.selectors import matches
+from rightsizer.core.selectors import parse_selector
+from rightsizer.core.snapshot import selector_matches
 
 
 class ClusterView(Protocol):
@@ -114,7 +115,10 @@ class IndexedView:
         self._scaled, self._workloads, self._pools = scaled_objects, workloads, pools
 
     def pods(self, namespace: str, selector: str) -> list[PodInfo]:
-        return [p for p in self._pods.get(namespace, ()) if matches(selector, p.labels)]
+        if not selector.strip():
+            return []  # a target without a selector has no pods
+        parsed = parse_selector(selector)  # once, not once per pod of the namespace
+        return [p for p in self._pods.get(namespace, ()) if selector_matches(parsed, p.labels)]
 
     def node_labels(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}

@@ -1,8 +1,16 @@
 """The Kubernetes edge for GPUWorkloads: the target's /scale subresource, its pods, conflicting
-autoscalers, annotations. Request bodies are built as plain data; every call goes through here."""
+autoscalers, annotations. Request bodies are built as plain data; every call goes through here, and
+through the retry policy (:mod:`kube_retry`): reads and absolute merge patches are idempotent, so a
+throttled or dropped call is simply sent again.
+
+Which resource serves a target's kind is asked of the API server's discovery for that one group
+version, with the same retries. (The dynamic client's discovery takes a 503 for "this group serves
+nothing" and caches it, which would report a scalable target as unscalable after one bad answer.)
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -10,11 +18,11 @@ from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.quantity import parse_quantity
+from rightsizer.core.selectors import format_selector
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -118,51 +126,100 @@ class TargetApi(Protocol):
     def annotate_pod(self, namespace: str, pod: str, annotations: Mapping[str, str | None]) -> None: ...
 
 
+# The API server derives these kinds' Scale from the object itself (spec.replicas, status.replicas,
+# spec.selector), so reading the object reads its /scale too: one request per workload and pass, not two.
+SCALE_IN_OBJECT = frozenset({("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "ReplicaSet")})
+
+
+def scale_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The /scale subresource of an apps/v1 Deployment, StatefulSet or ReplicaSet, from the object."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "spec": {"replicas": spec.get("replicas", 1)},  # the API server defaults an absent count to 1
+        "status": {
+            "replicas": status.get("replicas") or 0,
+            "selector": format_selector(spec.get("selector")),
+        },
+    }
+
+
 class KubeWorkloads:
     """Reads and scales GPU workload targets through the API server."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, retry: KubeRetry | None = None) -> None:
         self._api = api
         self._core = client.CoreV1Api(api)
-        self._custom = client.CustomObjectsApi(api)
-        self._dynamic: DynamicClient | None = None
+        self._retry = retry or KubeRetry()
+        # (apiVersion, kind) -> the resource serving it, once known to have /scale. Only answers
+        # that can be acted on are kept: a kind that is missing now may be installed later.
+        self._scalable: dict[tuple[str, str], str] = {}
 
     # -- the target -----------------------------------------------------------------------------
-    def _dyn(self) -> DynamicClient:
-        # Built on first use: its discovery requests are only worth making when a target is read.
-        if self._dynamic is None:
-            self._dynamic = DynamicClient(self._api)
-        return self._dynamic
-
-    def _resource(self, namespace: str, ref: TargetRef) -> Any:
-        try:
-            return self._dyn().resources.get(api_version=ref.api_version, kind=ref.kind)
-        except ResourceNotFoundError as exc:
-            raise TargetNotScalable(
-                namespace, ref, f"the API server serves no {ref.kind} in {ref.api_version}"
-            ) from exc
-
-    def _scale_path(self, namespace: str, ref: TargetRef) -> str:
-        resource = self._resource(namespace, ref)
-        if "scale" not in (resource.subresources or {}):
-            raise TargetNotScalable(namespace, ref, f"{resource.name} has no /scale subresource")
-        prefix = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
-        return f"{prefix}/namespaces/{namespace}/{resource.name}/{ref.name}"
+    def _request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        """One request as raw JSON, with the client's credentials; non-2xx raises ApiException."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        serialized = self._api.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self._api.call_api(*serialized)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(data) if data else {}
 
     def _call(
         self, method: str, path: str, body: Any = None, content_type: str | None = None
     ) -> dict[str, Any]:
-        params = {"content_type": content_type} if content_type else {}
-        response = self._dyn().request(method.lower(), path, body=body, **params)
-        return dict(response.to_dict())
+        # Every call made here is a read or an absolute merge patch: safe to send again.
+        return dict(
+            self._retry.call(f"{method} {path}", lambda: self._request(method, path, body, content_type))
+        )
+
+    def _resource(self, namespace: str, ref: TargetRef) -> str:
+        """The plural serving `ref.kind`, checked to have a /scale subresource."""
+        known = self._scalable.get((ref.api_version, ref.kind))
+        if known is not None:
+            return known
+        group_path = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
+        try:
+            listing = self._call("GET", group_path)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise TargetNotScalable(
+                    namespace, ref, f"the API server serves no {ref.kind} in {ref.api_version}"
+                ) from exc
+            raise
+        resources = [r for r in listing.get("resources") or [] if isinstance(r, dict)]
+        names = [str(r.get("name", "")) for r in resources if r.get("kind") == ref.kind]
+        plural = next((n for n in names if "/" not in n), None)
+        if plural is None:
+            raise TargetNotScalable(
+                namespace, ref, f"the API server serves no {ref.kind} in {ref.api_version}"
+            )
+        if not any(r.get("name") == f"{plural}/scale" for r in resources):
+            raise TargetNotScalable(namespace, ref, f"{plural} has no /scale subresource")
+        self._scalable[(ref.api_version, ref.kind)] = plural
+        return plural
+
+    def _scale_path(self, namespace: str, ref: TargetRef) -> str:
+        plural = self._resource(namespace, ref)
+        prefix = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
+        return f"{prefix}/namespaces/{namespace}/{plural}/{ref.name}"
 
     def read_scale(self, namespace: str, ref: TargetRef) -> Scale:
         path = self._scale_path(namespace, ref)
         try:
-            scale = self._call("GET", f"{path}/scale")
             obj = self._call("GET", path)
+            if (ref.group, ref.kind) in SCALE_IN_OBJECT:
+                scale = scale_of(obj)
+            else:
+                scale = self._call("GET", f"{path}/scale")
         except ApiException as exc:
             if exc.status == 404:
+                # The object is missing, or its kind went away (a CRD deleted): ask discovery again.
+                self._scalable.pop((ref.api_version, ref.kind), None)
                 raise TargetNotFound(namespace, ref) from exc
             raise
         spec = obj.get("spec") or {}
@@ -190,24 +247,38 @@ class KubeWorkloads:
 
     # -- pods -----------------------------------------------------------------------------------
     def annotate_pod(self, namespace: str, pod: str, annotations: Mapping[str, str | None]) -> None:
+        body = {"metadata": {"annotations": dict(annotations)}}
         try:
-            self._core.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": dict(annotations)}})
+            self._retry.call(
+                f"PATCH pod {namespace}/{pod} annotations",
+                lambda: self._core.patch_namespaced_pod(
+                    pod, namespace, body, _content_type="application/merge-patch+json"
+                ),
+            )
         except ApiException as exc:
             if exc.status != 404:  # the pod went away between listing and patching: nothing to annotate
                 raise
 
 
-def ensure_cluster_peering(api: client.ApiClient, name: str) -> None:
+def ensure_cluster_peering(api: client.ApiClient, name: str, retry: KubeRetry | None = None) -> None:
     """kopf only keeps peers alive in an existing peering object; create it when absent."""
     custom = client.CustomObjectsApi(api)
+    retry = retry or KubeRetry()
     try:
-        custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+        retry.call(
+            f"GET clusterkopfpeering {name}",
+            lambda: custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name),
+        )
     except ApiException as exc:
         if exc.status != 404:
             raise
         body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
         try:
-            custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+            # Creating a fixed name twice is harmless (409 below), so it is retried like a read.
+            retry.call(
+                f"POST clusterkopfpeering {name}",
+                lambda: custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body),
+            )
         except ApiException as create_exc:
             if create_exc.status != 409:  # another replica created it first
                 raise

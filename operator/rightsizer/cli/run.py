@@ -23,7 +23,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--namespace", action="append", dest="namespaces", help="watch only these (repeatable)")
     p.add_argument("--dry-run", action="store_true", default=None, help="decide and report, change nothing")
     p.add_argument("--prometheus-url", help="Prometheus base URL")
+    p.add_argument(
+        "--prometheus-timeout", type=float, help="seconds a Prometheus query may take; slower means hold (10)"
+    )
     p.add_argument("--dcgm-endpoint", action="append", help="dcgm-exporter /metrics URL (repeatable)")
+    p.add_argument(
+        "--dcgm-max-series", type=int, help="refuse an exporter scrape with more series than this (200000)"
+    )
     p.add_argument("--metrics-port", type=int, help="port of the operator's /metrics (8080)")
     p.add_argument("--metrics-address", help="address /metrics binds to (0.0.0.0)")
     p.add_argument("--health-port", type=int, help="port of /healthz (8081)")
@@ -38,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--consolidation-interval", type=float, help="seconds between passes per GPUNodePool (60)")
     p.add_argument("--drain-timeout", type=float, help="seconds a drain waits for replacements (300)")
+    p.add_argument(
+        "--drain-backoff",
+        type=float,
+        help="seconds a node is left alone after a failed drain, doubling (600)",
+    )
     p.add_argument(
         "--pool-selector",
         action="append",
@@ -71,13 +82,27 @@ def run(args: argparse.Namespace) -> int:
         )
     }
     settings = Settings.load(**overrides)
-    if args.prometheus_url:
+    prometheus = {
+        key: value
+        for key, value in (("url", args.prometheus_url), ("timeout_seconds", args.prometheus_timeout))
+        if value is not None
+    }
+    if prometheus:
         settings = settings.model_copy(
-            update={"prometheus": settings.prometheus.model_copy(update={"url": args.prometheus_url})}
+            update={
+                "prometheus": settings.prometheus.model_validate(
+                    {**settings.prometheus.model_dump(), **prometheus}
+                )
+            }
         )
-    if args.dcgm_endpoint:
+    dcgm = {
+        key: value
+        for key, value in (("endpoints", args.dcgm_endpoint), ("max_series_per_scrape", args.dcgm_max_series))
+        if value is not None
+    }
+    if dcgm:
         settings = settings.model_copy(
-            update={"dcgm": settings.dcgm.model_copy(update={"endpoints": args.dcgm_endpoint})}
+            update={"dcgm": settings.dcgm.model_validate({**settings.dcgm.model_dump(), **dcgm})}
         )
     consolidation = {
         key: value
@@ -85,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             ("enabled", args.consolidation),
             ("interval_seconds", args.consolidation_interval),
             ("drain_timeout_seconds", args.drain_timeout),
+            ("drain_backoff_seconds", args.drain_backoff),
             (
                 "pool_selector",
                 dict(s.split("=", 1) for s in args.pool_selector) if args.pool_selector else None,
@@ -104,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_peering=lambda name: ensure_cluster_peering(op.api, name),
         credentials=lambda: _connection(wiring.credentials(op.api)),
     )
-    workload_handlers.register(registry, op.workloads, settings.interval_seconds)
+    workload_handlers.register(registry, op.workloads, settings.interval_seconds, op.cache)
     if settings.consolidation.enabled:
         consolidation_handlers.register(
             registry, op.pools, settings.consolidation.interval_seconds, bool(settings.standalone)

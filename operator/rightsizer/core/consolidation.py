@@ -344,6 +344,9 @@ class _Run:
         node = self.nodes[i]
         pool = self.pool[i]
         if pool is None:
+            if node.name in self.assignment.contested:
+                rivals = " and ".join(self.assignment.contested[node.name])
+                return f"selected by GPUNodePools {rivals}: it belongs to neither until they are disjoint"
             return "control-plane node" if is_control_plane(node) else "matches no GPUNodePool nodeSelector"
         if (reason := node_block_reason(node)) is not None:
             return reason

@@ -114,14 +114,30 @@ class PoolPolicy:
 
 @dataclass(frozen=True, slots=True)
 class PoolAssignment:
-    """Pools by name and the pool of each node; nodes outside every pool are absent from node_pool."""
+    """Pools by name and the pool of each node; nodes outside every pool are absent from node_pool.
+
+    ``contested`` lists the nodes that several pools select, with those pools' names (sorted): such
+    a node belongs to none of them, so nothing consolidates, prices or scales it by a guess.
+    """
 
     pools: Mapping[str, PoolPolicy] = field(default_factory=dict)
     node_pool: Mapping[str, str] = field(default_factory=dict)
+    contested: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def pool_of(self, node: str) -> PoolPolicy | None:
         name = self.node_pool.get(node)
         return self.pools[name] if name is not None else None
+
+    def overlaps(self, pool: str) -> dict[str, tuple[str, ...]]:
+        """For ``pool``: each other pool whose nodeSelector selects some of the same nodes, and those
+        nodes (sorted). Empty when the pool's selector is disjoint from every other's."""
+        shared: dict[str, list[str]] = {}
+        for node, names in sorted(self.contested.items()):
+            if pool in names:
+                for other in names:
+                    if other != pool:
+                        shared.setdefault(other, []).append(node)
+        return {other: tuple(nodes) for other, nodes in sorted(shared.items())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,21 +361,25 @@ def is_control_plane(node: Node) -> bool:
 
 
 def assign_pools(nodes: Sequence[Node], pools: Sequence[PoolPolicy]) -> PoolAssignment:
-    """Each node joins the first pool (by name) whose nodeSelector matches it; an empty selector
-    would claim every node, so it is treated as matching nothing."""
+    """Each node joins the one pool whose nodeSelector matches it. A node two or more pools select is
+    *contested*: it joins none (which pool's prices, budgets and provider would apply is a guess), and
+    the pools are told so. An empty selector would claim every node, so it matches nothing."""
     ordered = sorted(pools, key=lambda p: p.name)
     node_pool: dict[str, str] = {}
+    contested: dict[str, tuple[str, ...]] = {}
     for node in nodes:
-        for pool in ordered:
-            selector = pool.node_selector
-            if (
-                selector is not None
-                and selector != LabelSelector()
-                and selector_matches(selector, node.labels)
-            ):
-                node_pool[node.name] = pool.name
-                break
-    return PoolAssignment(pools={p.name: p for p in pools}, node_pool=node_pool)
+        matching = tuple(
+            pool.name
+            for pool in ordered
+            if pool.node_selector is not None
+            and pool.node_selector != LabelSelector()
+            and selector_matches(pool.node_selector, node.labels)
+        )
+        if len(matching) == 1:
+            node_pool[node.name] = matching[0]
+        elif matching:
+            contested[node.name] = matching
+    return PoolAssignment(pools={p.name: p for p in pools}, node_pool=node_pool, contested=contested)
 
 
 def default_pool_key(node: Node) -> str:

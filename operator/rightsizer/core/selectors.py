@@ -4,6 +4,8 @@ subresource reports them in status.selector, parsed into the structured selector
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.snapshot import Labels, LabelSelector, Requirement, selector_matches
@@ -68,3 +70,21 @@ def matches(text: str, labels: Labels) -> bool:
     if not text.strip():
         return False
     return selector_matches(parse_selector(text), labels)
+
+
+def format_selector(selector: Mapping[str, Any] | None) -> str:
+    """A LabelSelector object (`{matchLabels, matchExpressions}`) in the string form /scale reports:
+    requirements sorted by key, `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`. None or empty: ``""``."""
+    parts: list[tuple[str, str]] = [
+        (str(k), f"{k}={v}") for k, v in (selector or {}).get("matchLabels", {}).items()
+    ]
+    for expr in (selector or {}).get("matchExpressions") or []:
+        key, op = str(expr.get("key", "")), expr.get("operator")
+        values = ",".join(sorted(str(v) for v in expr.get("values") or []))
+        text = {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key}.get(
+            str(op), f"!{key}"
+        )
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise InvalidSelector(str(dict(selector or {})), f"unknown operator {op!r}")
+        parts.append((key, text))
+    return ",".join(text for _, text in sorted(parts, key=lambda p: p[0]))

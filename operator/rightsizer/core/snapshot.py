@@ -152,6 +152,7 @@ class Pod:
     pod_anti_affinity: tuple[PodAffinityTerm, ...] = ()
     spread: tuple[SpreadConstraint, ...] = ()
     host_ports: tuple[tuple[str, int, str], ...] = ()  # (protocol, hostPort, hostIP)
+    uid: str = ""  # tells this pod from a later one of the same name (StatefulSets reuse names)
 
     @property
     def key(self) -> str:
@@ -520,6 +521,7 @@ def _pod(item: Mapping[str, Any]) -> Pod:
         ),
         spread=spread,
         host_ports=tuple(host_ports),
+        uid=str(meta.get("uid") or ""),
     )
 
 

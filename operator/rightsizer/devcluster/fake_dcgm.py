@@ -6,6 +6,11 @@ GPUs to the Running pods placed there, with utilisation driven by scenario rules
 `/nodes/<node>/metrics` serves one node's GPUs, as a per-node DaemonSet pod would; `/health` says
 whether the cluster has been read recently.
 
+Either metrics path takes `?fault=` to misbehave the way broken exporters do, so tests can point
+an operator at a bad endpoint beside good ones: `garbled` adds a line that is not valid exposition
+text (a field printed as `N/A`), `explode` adds `series` (default 5000) extra series of one metric
+told apart by a high-cardinality label, as a misconfigured exporter does.
+
 Run: python -m rightsizer.devcluster.fake_dcgm --kubeconfig K --listen 127.0.0.1:9400
 """
 
@@ -27,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from rightsizer.adapters.metrics.exposition import escape_help, escape_label_value
 from rightsizer.devcluster.scenario import (
@@ -51,6 +56,9 @@ from rightsizer.devcluster.scenario import (
 log = logging.getLogger("rightsizer.fake_dcgm")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+FAULTS = ("garbled", "explode")
+DEFAULT_EXPLOSION = 5000
+MAX_EXPLOSION = 1_000_000
 
 
 # -- the text dcgm-exporter writes -------------------------------------------------------------------
@@ -136,6 +144,22 @@ def render(readings: Sequence[GpuReading], names: LabelNames) -> str:
             labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(reading, names))
             lines.append(f"{metric.name}{{{labels}}} {format_value(metric.value(reading), metric.is_double)}")
     return "\n".join(lines) + "\n"
+
+
+def with_fault(body: str, fault: str, readings: Sequence[GpuReading], names: LabelNames, series: int) -> str:
+    """``body`` broken the way ``fault`` says (one of FAULTS)."""
+    first = (
+        ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(readings[0], names))
+        if readings
+        else 'gpu="0"'
+    )
+    if fault == "garbled":
+        # A field the exporter could not read, printed as text where a number belongs.
+        return f"{body}DCGM_FI_DEV_GPU_UTIL{{{first}}} N/A\n"
+    if fault == "explode":
+        extra = "".join(f'DCGM_FI_DEV_GPU_UTIL{{{first},err_id="{i}"}} 0\n' for i in range(series))
+        return body + extra
+    raise ValueError(f"unknown fault {fault!r}: expected one of {', '.join(FAULTS)}")
 
 
 # -- keeping a view of the cluster -------------------------------------------------------------------
@@ -324,7 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "fake-dcgm-exporter"
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         exporter = self.server.exporter
         view = exporter.view()
         now = exporter.clock()
@@ -347,8 +372,17 @@ class _Handler(BaseHTTPRequestHandler):
         if node is not None and node not in {n.name for n in view.nodes}:
             self._reply(404, f"no GPU node named {node!r}\n")
             return
+        query = parse_qs(url.query)
+        fault = (query.get("fault") or [""])[0]
+        count = (query.get("series") or [str(DEFAULT_EXPLOSION)])[0]
+        if fault and (fault not in FAULTS or not count.isdigit() or int(count) > MAX_EXPLOSION):
+            self._reply(400, f"fault= takes {' or '.join(FAULTS)}; series= a count up to {MAX_EXPLOSION}\n")
+            return
         readings = view.readings(now, node, exporter.driver_version)
-        self._reply(200, render(readings, self.server.names), CONTENT_TYPE)
+        body = render(readings, self.server.names)
+        if fault:
+            body = with_fault(body, fault, readings, self.server.names, int(count))
+        self._reply(200, body, CONTENT_TYPE)
 
     def _reply(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
         data = body.encode()

@@ -4,6 +4,7 @@ Used by the reconciler's unit tests and by the reconcile-loop benchmark."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -91,7 +92,19 @@ class MemoryCluster:
 
     def reconcile(self, ns: str, name: str) -> Any:
         obj = self.objects[(ns, name)]
+        writes = len(self.targets.writes)
         result = self.reconciler.reconcile(obj, now=self.now, view=self.view())
+        # Pods show the annotations written to them, as the operator's pod index does once the watch
+        # event of its own patch arrives.
+        annotated = {w[2] for w in self.targets.writes[writes:] if w[0] == "annotate-pod" and w[1] == ns}
+        if annotated:
+            written = self.targets.pod_annotations
+            self.pods[ns] = [
+                replace(p, annotations={**p.annotations, **written[(ns, p.name)]})
+                if p.name in annotated
+                else p
+                for p in self.pods[ns]
+            ]
         obj["status"] = result.status
         obj["metadata"]["annotations"].update({k: v for k, v in result.annotations.items() if v is not None})
         return result

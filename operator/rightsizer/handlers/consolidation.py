@@ -40,7 +40,7 @@ def register(
         logger: logging.Logger | logging.LoggerAdapter[Any],
         **_: Any,
     ) -> None:
-        result = manager.run_pass(name)
+        result = manager.run_pass(name, body.get("status"))
         patch.status.update(result.status)
         for event in result.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)

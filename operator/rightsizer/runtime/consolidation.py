@@ -10,7 +10,8 @@ For each node the plan empties, right before acting:
 3. **taint** it ``rightsizer.io/disrupted:NoSchedule`` so nothing new lands there;
 4. **evict** its pods through the Eviction API (a PDB refusal stops this node: untaint, event);
 5. **wait**, bounded, until the evicted pods' controllers have their replicas Running elsewhere
-   (timeout: untaint, event, give the node up);
+   (timeout: untaint, event, give the node up; the node deleted by someone else meanwhile: stop
+   waiting at once, event, and leave the next pass to plan on what is left);
 6. **remove** it through the pool's provider.
 
 :meth:`Executor.recover` runs before every pass: a node left with an intent by a dead operator is
@@ -139,6 +140,7 @@ class Result(StrEnum):
     SKIPPED = "skipped"  # re-validation said no; nothing was touched
     BLOCKED = "blocked"  # an eviction was refused; rolled back
     TIMED_OUT = "timedOut"  # replacements not Running in time; rolled back
+    NODE_GONE = "nodeGone"  # the node was deleted by someone else mid-drain; nothing left to undo
     FAILED = "failed"  # the provider could not remove the node; rolled back
     ROLLED_BACK = "rolledBack"  # recovery: an interrupted drain undone
     RESUMED = "resumed"  # recovery: an interrupted removal finished
@@ -209,26 +211,29 @@ class Executor:
                 )
             if result.outcome is Eviction.EVICTED:
                 evicted.append(pod)
+        evicted_keys = tuple(p.key for p in evicted)
         if evicted:
             deadline = self.clock() + self.settings.drain_timeout
             while True:
+                if self.edge.node(node.name) is None:
+                    return self._gone(node.name, pool.name, evicted_keys)
                 ready, status = self.edge.replacements_ready(evicted, node.name)
                 if ready:
                     break
                 if self.clock() >= deadline:
                     limit = int(self.settings.drain_timeout.total_seconds())
                     message = (
-                        f"replacements of evicted pods not Running within {limit}s ({status}); "
-                        f"node {node.name} kept"
+                        f"replacements of evicted pod(s) {', '.join(evicted_keys)} not Running within "
+                        f"{limit}s ({status}); node {node.name} kept"
                     )
                     self._rollback(node.name, "DrainTimedOut", message)
-                    return StepOutcome(
-                        node.name, pool.name, Result.TIMED_OUT, message, tuple(p.key for p in evicted)
-                    )
+                    return StepOutcome(node.name, pool.name, Result.TIMED_OUT, message, evicted_keys)
                 self.sleep(self.settings.poll_seconds)
+        if self.edge.node(node.name) is None:
+            return self._gone(node.name, pool.name, evicted_keys)
         removing = Intent(step.reason, pool.name, PHASE_REMOVING, intent.started, intent.pods)
         self.edge.annotate(node.name, {INTENT_ANNOTATION: removing.to_json()})
-        return self._remove(node.name, pool.name, provider, step.reason, tuple(p.key for p in evicted))
+        return self._remove(node.name, pool.name, provider, step.reason, evicted_keys)
 
     def _check(
         self,
@@ -243,6 +248,9 @@ class Executor:
             return f"node {step.node} no longer exists"
         assignment = assign_pools([node], pools)
         pool = assignment.pool_of(node.name)
+        if node.name in assignment.contested:
+            rivals = " and ".join(assignment.contested[node.name])
+            return f"node {node.name} is selected by GPUNodePools {rivals}; it belongs to neither"
         if pool is None or pool.name != step.pool:
             return f"node {node.name} is no longer in GPUNodePool {step.pool}"
         if (block := node_block_reason(node)) is not None:
@@ -295,6 +303,18 @@ class Executor:
         self.edge.event(node, "Normal", "NodeRemoved", message)
         return StepOutcome(node, pool, Result.REMOVED, message, evicted)
 
+    def _gone(self, node: str, pool: str, evicted: tuple[str, ...]) -> StepOutcome:
+        """Someone else deleted the node mid-drain: no taint or intent is left to undo, and waiting on
+        would only hold up the pool. The evicted pods' controllers recreate them wherever they fit."""
+        moved = f"; evicted before: {', '.join(evicted)}" if evicted else ""
+        message = (
+            f"node {node} was deleted by someone else during its drain; stopped waiting for "
+            f"replacements{moved}; the next pass plans on the nodes that are left"
+        )
+        self.edge.event(node, "Warning", "DrainNodeGone", message)
+        log.warning("DrainNodeGone: %s", message)
+        return StepOutcome(node, pool, Result.NODE_GONE, message, evicted)
+
     def _clear(self, node: str) -> None:
         # Untaint before dropping the intent: a crash in between leaves an intent that recovery handles.
         if self.edge.node(node) is None:
@@ -324,8 +344,8 @@ class Executor:
                 outcomes[-1] = StepOutcome(node.name, pool, Result.RESUMED, outcomes[-1].message)
                 continue
             message = (
-                f"drain of {node.name} was interrupted (operator restarted); node untainted, "
-                "pods that were evicted are recreated by their controllers"
+                f"drain of {node.name} was interrupted (the operator restarted, or its pass failed "
+                "on the way); node untainted, pods that were evicted are recreated by their controllers"
             )
             self._rollback(node.name, "DrainRolledBack", message)
             outcomes.append(StepOutcome(node.name, pool, Result.ROLLED_BACK, message))

@@ -8,6 +8,11 @@ Per pass: finish or undo drains a dead operator left behind (recovery), plan wit
 for this pool drain and remove at most ``max_nodes_per_pass`` nodes (empty nodes only once they have
 been empty for ``scaleDownAfter``), add nodes when GPU pods are Pending that a new node of this pool
 would take (provider permitting, ``maxNodes`` respected), and compute the pool's status and metrics.
+
+A node whose drain failed is not drained again before its back-off ends (see core.drain_backoff), so
+a workload whose replacements never become Ready is not evicted again every pass. A pool whose
+nodeSelector selects nodes another pool selects too acts on no node at all until that is fixed: the
+shared nodes belong to neither, and both pools say so in their ``Conflict`` condition.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ from rightsizer.adapters.node_drain import KubeNodeDrain
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.adapters.nodepools.registry import provider_for
 from rightsizer.api.v1alpha1.gpunodepool import GPUNodePoolStatus
+from rightsizer.core import drain_backoff
+from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
 from rightsizer.core.errors import InvalidPool, RightsizerError
 from rightsizer.core.planner import PlanInput, plan
-from rightsizer.core.pools import PoolPolicy, assign_pools, node_price, parse_duration
+from rightsizer.core.pool_status import PoolObservation, conflict_event, metrics_event, pool_conditions
+from rightsizer.core.pools import PoolAssignment, PoolPolicy, assign_pools, node_price, parse_duration
 from rightsizer.core.snapshot import (
     GPU_PRODUCT_LABEL,
     Node,
@@ -82,6 +90,7 @@ class PassSettings:
     max_nodes_per_pass: int = 1
     scale_up_cooldown: timedelta = timedelta(seconds=60)
     dry_run: bool = False
+    drain_backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
 
 @dataclass
@@ -101,6 +110,7 @@ class PoolManager:
     _last_scale_up: dict[str, datetime] = field(default_factory=dict)
     _last_scale_down: dict[str, datetime] = field(default_factory=dict)
     _saved_per_hour: dict[str, Decimal] = field(default_factory=dict)
+    _failed_drains: dict[str, NodeFailures] = field(default_factory=dict)
 
     def provider(self, pool: str) -> NodePoolProvider | None:
         document = self._documents.get(pool)
@@ -122,16 +132,24 @@ class PoolManager:
             self._documents = dict(self.reader.read().pool_documents)
             return self.executor.recover(self.manages)
 
-    def run_pass(self, pool_name: str) -> PassResult:
+    def run_pass(self, pool_name: str, stored_status: Mapping[str, Any] | None = None) -> PassResult:
+        """One pass; ``stored_status`` is the pool's status as the caller has it (the conditions
+        keep their transition times even when the pool itself cannot be read)."""
         with self._lock:
-            return self._run_pass(pool_name)
+            return self._run_pass(pool_name, stored_status)
 
-    def _run_pass(self, pool_name: str) -> PassResult:
+    def _run_pass(self, pool_name: str, stored_status: Mapping[str, Any] | None) -> PassResult:
         events: list[PoolEvent] = []
         state = self.reader.read()
         self._documents = dict(state.pool_documents)
+        if stored_status is None:
+            stored_status = (state.pool_documents.get(pool_name) or {}).get("status")
+        previous = list((stored_status or {}).get("conditions") or [])
         if pool_name in state.pool_errors:
-            return PassResult({}, (PoolEvent("Warning", "InvalidPool", state.pool_errors[pool_name]),))
+            problem = state.pool_errors[pool_name]
+            observed = PoolObservation(generation=None, problem=problem)
+            status = {"conditions": pool_conditions(previous, observed, self.clock())}
+            return PassResult(status, (PoolEvent("Warning", "InvalidPool", problem),))
         for outcome in self.executor.recover(self.manages):
             events.append(PoolEvent("Warning", "DrainRecovered", outcome.message))
         if events:
@@ -141,7 +159,7 @@ class PoolManager:
         if pool is None or document is None:
             return PassResult({})
         now = self.clock()
-        activity = self._activity()
+        activity, metrics_hold = self._activity()
         policies = mapping.pod_policies(
             [(p.namespace, p.name, p.annotations) for p in state.snapshot.pods], state.workloads
         )
@@ -154,11 +172,20 @@ class PoolManager:
                 pod_policies=policies,
             )
         )
-        members = _members(state, pool)
+        assignment = assign_pools(state.snapshot.nodes, state.pools)
+        members = _members(state, assignment, pool)
+        if metrics_hold is None and self.activity is not None:
+            metrics_hold = _activity_missing(state, members, activity)
+        overlaps = assignment.overlaps(pool_name)
         self._track_empty(state, members, now)
+        self._failed_drains = drain_backoff.prune(
+            self._failed_drains, {n.name for n in state.snapshot.nodes}, now, self.settings.drain_backoff
+        )
         outcomes: list[StepOutcome] = []
-        if not self.settings.dry_run:
+        if not self.settings.dry_run and not overlaps:
             steps = self._due(node_steps(result), pool_name, _scale_down_after(document), now)
+            if metrics_hold is not None:
+                steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
             outcomes = self._execute(steps, state.pools, pool, members)
             events.extend(self._scale_up(state, pool, document, members, now))
         for outcome in outcomes:
@@ -172,24 +199,51 @@ class PoolManager:
                     PoolEvent(
                         "Warning",
                         f"Drain{outcome.result.value[:1].upper()}{outcome.result.value[1:]}",
-                        outcome.message,
+                        self._back_off(outcome),
                     )
                 )
-        return PassResult(
-            self._status(state, pool, document, members, activity), tuple(events), tuple(outcomes)
+        status = self._status(state, pool, document, members, activity)
+        observed = PoolObservation(
+            generation=(document.get("metadata") or {}).get("generation"),
+            nodes=len(members),
+            overlaps=overlaps,
+            metrics_configured=self.activity is not None,
+            metrics_hold=metrics_hold,
         )
+        status["conditions"] = pool_conditions(previous, observed, now)
+        for change in (
+            conflict_event(previous, status["conditions"]),
+            metrics_event(previous, status["conditions"]),
+        ):
+            if change is not None:
+                events.append(PoolEvent(*change))
+        return PassResult(status, tuple(events), tuple(outcomes))
+
+    def _back_off(self, outcome: StepOutcome) -> str:
+        """Record a failed drain; the event says when the node may be tried again."""
+        if outcome.result not in (Result.BLOCKED, Result.TIMED_OUT, Result.FAILED):
+            return outcome.message
+        now = self.clock()
+        self._failed_drains = drain_backoff.record_failure(
+            self._failed_drains, outcome.node, now, self.settings.drain_backoff
+        )
+        failures = self._failed_drains[outcome.node]
+        return f"{outcome.message}; {drain_backoff.describe(failures, now)}"
 
     # -- acting -----------------------------------------------------------------------------------
 
-    def _activity(self) -> Mapping[str, Decimal]:
+    def _activity(self) -> tuple[Mapping[str, Decimal], str | None]:
+        """GPU activity per pod, and why it could not be read (None when it could)."""
         if self.activity is None:
-            return {}
+            return {}, None
         try:
-            return self.activity()
-        except RightsizerError as exc:  # unknown activity only means "plan on requests"
-            log.warning("GPU activity unavailable, planning on requests only: %s", exc)
+            return self.activity(), None
+        except RightsizerError as exc:
+            # Something is broken: hold still. The plan is still made (status, recommendations), but
+            # no node with pods is drained until the operator can see what the GPUs do again.
+            log.warning("GPU activity unavailable, draining nothing this pass: %s", exc)
             self.telemetry.errors.inc("consolidation-activity")
-            return {}
+            return {}, str(exc)
 
     def _track_empty(self, state: ClusterState, members: Sequence[Node], now: datetime) -> None:
         busy = {
@@ -207,10 +261,15 @@ class PoolManager:
     def _due(
         self, steps: list[NodeStep], pool: str, scale_down_after: timedelta, now: datetime
     ) -> list[NodeStep]:
-        """This pool's steps; an empty node only once it has been empty for scaleDownAfter."""
+        """This pool's steps; an empty node only once it has been empty for scaleDownAfter; none for a
+        node whose drain failed recently."""
         due = []
         for step in steps:
             if step.pool != pool:
+                continue
+            cooling = drain_backoff.cooling_down(self._failed_drains, step.node, now)
+            if cooling is not None:
+                log.debug("not draining %s: %s", step.node, drain_backoff.describe(cooling, now))
                 continue
             if not step.pods:
                 since = self._empty_since.get(step.node)
@@ -327,7 +386,7 @@ class PoolManager:
             last_scale_down=self._last_scale_down.get(pool.name),
         )
         dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        dumped.pop("conditions", None)  # conditions are not computed here; leave others' untouched
+        dumped.pop("conditions", None)  # computed by the caller, from the previous ones
         return dumped
 
 
@@ -335,8 +394,7 @@ def _currency(document: Mapping[str, Any] | None) -> str:
     return str(((document or {}).get("spec") or {}).get("currency") or "USD")
 
 
-def _members(state: ClusterState, pool: PoolPolicy) -> list[Node]:
-    assignment = assign_pools(state.snapshot.nodes, state.pools)
+def _members(state: ClusterState, assignment: PoolAssignment, pool: PoolPolicy) -> list[Node]:
     return [n for n in state.snapshot.nodes if assignment.node_pool.get(n.name) == pool.name]
 
 
@@ -405,6 +463,19 @@ def _bins(demand: Sequence[Decimal], size: Decimal) -> int:
     return len(free)
 
 
+def _activity_missing(
+    state: ClusterState, members: Sequence[Node], activity: Mapping[str, Decimal]
+) -> str | None:
+    """Why the pool must hold although the query worked: its GPU pods run, yet not one of them has a
+    fresh sample (exporter down, scrape failing, pods not labelled). Some pods without samples is
+    normal (just started); all of them is an outage."""
+    names = {n.name for n in members}
+    gpu_pods = [p for p in state.snapshot.pods if p.node_name in names and not p.terminal and p.gpus() > 0]
+    if not gpu_pods or any(p.key in activity for p in gpu_pods):
+        return None
+    return f"no fresh GPU sample for any of the pool's {len(gpu_pods)} GPU pod(s)"
+
+
 def fleet_activity(
     source: GpuMetricsSource, max_age_seconds: float, clock: Callable[[], datetime]
 ) -> Callable[[], dict[str, Decimal]]:
@@ -462,6 +533,10 @@ def build_pool_manager(
             max_nodes_per_pass=options.max_nodes_per_pass,
             scale_up_cooldown=timedelta(seconds=options.scale_up_cooldown_seconds),
             dry_run=settings.dry_run,
+            drain_backoff=BackoffPolicy(
+                base=timedelta(seconds=options.drain_backoff_seconds),
+                cap=timedelta(seconds=max(options.drain_backoff_seconds, options.drain_backoff_cap_seconds)),
+            ),
         ),
         pool_selector=dict(options.pool_selector),
     )

@@ -37,6 +37,12 @@ class DcgmSettings(BaseModel):
     port: int = Field(9400, ge=1, le=65535)
     label_flavour: Literal["new", "old"] = "new"
     timeout_seconds: float = Field(5.0, gt=0, le=60)
+    max_series_per_scrape: int = Field(
+        200_000,
+        ge=100,
+        le=10_000_000,
+        description="An exporter serving more series than this is refused (a label explosion).",
+    )
 
 
 class PricingDefaults(BaseModel):
@@ -64,6 +70,15 @@ class ConsolidationSettings(BaseModel):
         description="Give a node up when evicted pods are not Running elsewhere by then.",
     )
     poll_seconds: float = Field(2.0, gt=0, le=60, description="How often a drain checks the replacements.")
+    drain_backoff_seconds: float = Field(
+        600.0,
+        ge=0,
+        le=86400,
+        description="After a failed drain, leave the node alone this long (doubling per failure in a row).",
+    )
+    drain_backoff_cap_seconds: float = Field(
+        7200.0, ge=0, le=86400, description="The longest a node is left alone after failed drains."
+    )
     max_nodes_per_pass: int = Field(1, ge=1, le=100, description="Nodes removed per pool and pass.")
     scale_up_cooldown_seconds: float = Field(
         60.0, ge=0, le=3600, description="Wait this long after adding nodes before adding more."

@@ -7,6 +7,7 @@ the workloads leaves the operator through this endpoint.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Iterable
@@ -76,6 +77,49 @@ class Metric:
         return lines
 
 
+# Seconds; fine below 50 ms, where a workload's own decision work should stay.
+RECONCILE_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+@dataclass
+class Histogram:
+    """An unlabelled Prometheus histogram: cumulative `_bucket{le=...}`, `_sum` and `_count`."""
+
+    name: str
+    help: str
+    buckets: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)  # per bucket, not cumulative; last is +Inf
+    total: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if list(self.buckets) != sorted(set(self.buckets)):
+            raise ValueError(f"{self.name}: buckets must be increasing, got {self.buckets}")
+        self.counts = [0] * (len(self.buckets) + 1)
+
+    def observe(self, value: float) -> None:
+        index = bisect.bisect_left(self.buckets, value)  # le: a value equal to a bound falls in it
+        with self.lock:
+            self.counts[index] += 1
+            self.total += value
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        with self.lock:
+            counts, total = list(self.counts), self.total
+        cumulative = 0
+        for bound, count in zip([*self.buckets, math.inf], counts, strict=True):
+            cumulative += count
+            le = "+Inf" if math.isinf(bound) else _number(bound)
+            lines.append(f'{self.name}_bucket{{le="{le}"}} {cumulative}')
+        lines.append(f"{self.name}_sum {_number(total)}")
+        lines.append(f"{self.name}_count {cumulative}")
+        return lines
+
+
 class Telemetry:
     """Every metric the operator exports, created once and passed to whoever records."""
 
@@ -121,6 +165,17 @@ class Telemetry:
             "rightsizer_reconcile_seconds_sum", "Total seconds spent reconciling workloads.", "counter"
         )
         self.passes = Metric("rightsizer_reconcile_total", "Workload reconciliations.", "counter")
+        self.reconcile_duration = Histogram(
+            "rightsizer_reconcile_duration_seconds",
+            "Wall-clock seconds of one workload reconciliation, API and metrics calls included.",
+            RECONCILE_BUCKETS,
+        )
+        self.reconcile_cpu = Histogram(
+            "rightsizer_reconcile_cpu_seconds",
+            "CPU seconds of one workload reconciliation in the operator's own code: observing, deciding "
+            "and describing, without the API and metrics calls.",
+            RECONCILE_BUCKETS,
+        )
         self.savings_per_hour = Metric(
             "rightsizer_savings_per_hour",
             "Cost per hour saved by actions taken, by kind.",
@@ -135,15 +190,15 @@ class Telemetry:
         )
         self.pool_nodes = Metric("rightsizer_pool_nodes", "Nodes in a GPU node pool.", "gauge", ("pool",))
 
-    def all(self) -> list[Metric]:
-        return [m for m in vars(self).values() if isinstance(m, Metric)]
+    def all(self) -> list[Metric | Histogram]:
+        return [m for m in vars(self).values() if isinstance(m, Metric | Histogram)]
 
     def render(self) -> str:
         return "\n".join(line for m in self.all() for line in m.render()) + "\n"
 
     def forget_workload(self, namespace: str, workload: str) -> None:
         for m in self.all():
-            if "namespace" in m.labels and "workload" in m.labels:
+            if isinstance(m, Metric) and "namespace" in m.labels and "workload" in m.labels:
                 m.remove_matching(namespace=namespace, workload=workload)
 
 

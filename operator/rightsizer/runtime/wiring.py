@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kubernetes import client, config
 
+from rightsizer.adapters.cluster_cache import ApiTransport, ClusterCache
 from rightsizer.adapters.kube import KubeWorkloads
 from rightsizer.adapters.metrics.base import NEW_LABELS, OLD_LABELS, GpuMetricsSource, PodLabels
 from rightsizer.adapters.metrics.dcgm import DcgmSource, static_endpoints
@@ -23,6 +24,7 @@ class Operator:
     telemetry: Telemetry
     workloads: WorkloadReconciler
     pools: PoolManager
+    cache: ClusterCache
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -57,6 +59,7 @@ def metrics_sources(settings: Settings, api: client.ApiClient) -> dict[str, GpuM
             static_endpoints(settings.dcgm.endpoints),
             pod_labels=flavours,
             timeout_seconds=settings.dcgm.timeout_seconds,
+            max_series_per_scrape=settings.dcgm.max_series_per_scrape,
         )
     return sources
 
@@ -68,7 +71,9 @@ def build(settings: Settings, kubeconfig: str | None = None) -> Operator:
     sources = metrics_sources(settings, api)
     reconciler = WorkloadReconciler(kube, sources, settings, telemetry)
     pools = build_pool_manager(api, settings, telemetry, sources.get(settings.metrics_source))
-    return Operator(settings, api, telemetry, reconciler, pools)
+    # Its own client: the long-lived watches must not hold the connections the passes' requests use.
+    cache = ClusterCache(ApiTransport(api_client(kubeconfig)), settings.namespaces)
+    return Operator(settings, api, telemetry, reconciler, pools, cache)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,10 +29,17 @@ from rightsizer.adapters.kube import (
     TargetNotScalable,
     TargetRef,
 )
-from rightsizer.adapters.metrics.base import FleetSamples, GpuMetricsSource, PodSamples
+from rightsizer.adapters.kube_retry import KubeApiUnavailable
+from rightsizer.adapters.metrics.base import (
+    FleetSamples,
+    GpuMetricsSource,
+    PodSamples,
+    name_failing_endpoints,
+)
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
 from rightsizer.core.cost import WorkloadUsage, accrue_cost, workload_cost
+from rightsizer.core.cost_annotations import allowed_lag, annotations_are_stale
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from rightsizer.core.gpu_catalog import find_gpu_model
 from rightsizer.core.gpu_fit import recommend_gpu_fit
@@ -48,6 +57,7 @@ from rightsizer.core.status import (
 )
 from rightsizer.core.wording import format_money
 from rightsizer.runtime import mapping
+from rightsizer.runtime.io_time import IoTime
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 
@@ -103,6 +113,40 @@ class SampleBuffer:
         self._by_workload.pop(key, None)
 
 
+class ScalingStateMemory:
+    """The scaling state this process last wrote, per workload.
+
+    kopf hands a timer the object as its watch last saw it. A pass that starts right after the
+    previous one (which overran its interval, e.g. retrying a throttled call) may get the object
+    before the watch has delivered that pass's own patch: read from there, the scaling state would
+    forget the last scale, and a second one could follow inside the same period. So the newer of the
+    object's state and the one last written wins (a later write by another replica is newer)."""
+
+    def __init__(self) -> None:
+        self._written: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def current(self, key: tuple[str, str], on_object: str | None) -> str | None:
+        with self._lock:
+            written = self._written.get(key)
+        if written is None or (on_object is not None and _newest(on_object) > _newest(written)):
+            return on_object
+        return written
+
+    def wrote(self, key: tuple[str, str], state: str) -> None:
+        with self._lock:
+            self._written[key] = state
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._written.pop(key, None)
+
+
+def _newest(state: str) -> datetime:
+    history, events = decode_scaling_state(state)
+    return max([r.time for r in history] + [e.time for e in events], default=datetime.min.replace(tzinfo=UTC))
+
+
 class FleetCache:
     """One query per metric per pass for every workload: the first workload of a pass fetches the
     whole fleet's samples, the others within `ttl` reuse them."""
@@ -111,14 +155,19 @@ class FleetCache:
         self._ttl = ttl
         self._entries: dict[tuple[int, str, int], tuple[datetime, FleetSamples]] = {}
         self._lock = threading.Lock()
+        # Always on the same thread: a fleet's answer is tens of MB of short-lived objects, and each
+        # thread that parses one keeps its own malloc arena that big (eight workers: eight arenas).
+        self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-metrics")
 
     def get(self, source: GpuMetricsSource, signal: str, window: int, now: datetime) -> FleetSamples:
         key = (id(source), signal, window)
         with self._lock:  # kopf runs sync timers on a thread pool
             cached = self._entries.get(key)
-            if cached is not None and timedelta(0) <= now - cached[0] < self._ttl:
+            # Either side of `now`: the workloads of one pass take their `now` when their timer fires,
+            # and a worker thread may get to the cache after a later-firing one has filled it.
+            if cached is not None and abs(now - cached[0]) < self._ttl:
                 return cached[1]
-            samples = source.fleet_samples(signal, window, "avg")
+            samples = self._fetcher.submit(source.fleet_samples, signal, window, "avg").result()
             self._entries[key] = (now, samples)
             return samples
 
@@ -144,12 +193,17 @@ class WorkloadReconciler:
         settings: Settings,
         telemetry: Telemetry,
     ) -> None:
-        self._kube = kube
-        self._sources = sources
+        # Adapter calls are timed, so each reconciliation's own CPU work is measured apart from its I/O.
+        self._io = IoTime()
+        self._kube = self._io.timed(kube)
+        self._sources = {name: self._io.timed(source) for name, source in sources.items()}
         self._settings = settings
         self._telemetry = telemetry
         self._buffer = SampleBuffer(horizon=timedelta(hours=1))
-        self._fleet = FleetCache(ttl=timedelta(seconds=max(1.0, settings.interval_seconds / 2)))
+        self._scaling = ScalingStateMemory()
+        # One fetch per interval: kopf runs each workload's timer on its own phase, so the workloads of
+        # one pass are spread over the whole interval and share what the first of them fetched.
+        self._fleet = FleetCache(ttl=timedelta(seconds=max(1.0, settings.interval_seconds)))
 
     @property
     def telemetry(self) -> Telemetry:
@@ -157,9 +211,24 @@ class WorkloadReconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self._buffer.forget((namespace, name))
+        self._scaling.forget((namespace, name))
         self._telemetry.forget_workload(namespace, name)
 
     def reconcile(self, body: Mapping[str, Any], now: datetime, view: ClusterView) -> WorkloadResult:
+        """One pass over one GPUWorkload, timed: wall clock, and the CPU of our own code."""
+        wall, cpu, io = time.perf_counter(), time.thread_time(), self._io.spent()
+        try:
+            return self._reconcile(body, now, view)
+        finally:
+            elapsed = time.perf_counter() - wall
+            own_cpu = (time.thread_time() - cpu) - (self._io.spent() - io)
+            t = self._telemetry
+            t.passes.inc()
+            t.pass_seconds.inc(by=elapsed)
+            t.reconcile_duration.observe(elapsed)
+            t.reconcile_cpu.observe(max(own_cpu, 0.0))
+
+    def _reconcile(self, body: Mapping[str, Any], now: datetime, view: ClusterView) -> WorkloadResult:
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         generation = int(meta.get("generation") or 0)
@@ -176,12 +245,17 @@ class WorkloadReconciler:
             return self._problem(previous, generation, problem, now)
 
         ref = TargetRef(spec.target_ref.api_version, spec.target_ref.kind, spec.target_ref.name)
+        reading = time.monotonic()
         try:
             scale = self._kube.read_scale(namespace, ref)
         except TargetNotFound as exc:
             return self._problem(previous, generation, Problem("TargetNotFound", str(exc)), now)
         except TargetNotScalable as exc:
             return self._problem(previous, generation, Problem("TargetNotScalable", str(exc)), now)
+        # A read that waited out throttling or an outage (retries) ends well after `now`: decide as of
+        # when the metrics are read, or samples fresher than `now` would look like the future.
+        if (waited := time.monotonic() - reading) > 1:
+            now += timedelta(seconds=waited)
 
         pods = view.pods(namespace, scale.selector)
         ready = [p.name for p in pods if p.ready]
@@ -201,6 +275,7 @@ class WorkloadReconciler:
                 decision = self._decide_inference(
                     spec=spec,
                     namespace=namespace,
+                    name=name,
                     ready=ready,
                     scale=scale,
                     metrics=metrics,
@@ -258,15 +333,21 @@ class WorkloadReconciler:
             idle_since=new_idle_since,
         )
         result.status = workload_status(previous, observation, now)
-        self._cost_annotations(
-            namespace=namespace,
-            workload=name,
-            ref=ref,
-            pods=pods,
-            scale=scale,
-            status=result.status,
-            currency=cost.currency if cost else None,
-        )
+        try:
+            self._cost_annotations(
+                namespace=namespace,
+                workload=name,
+                ref=ref,
+                pods=pods,
+                scale=scale,
+                status=result.status,
+                currency=cost.currency if cost else None,
+            )
+        except KubeApiUnavailable as exc:
+            # The pass may have scaled already: failing it here would lose the status and event that
+            # say so (the next pass finds nothing left to do). Annotations are rewritten next pass.
+            self._telemetry.errors.inc("annotations")
+            log.warning("%s/%s: cost annotations not written: %s", namespace, name, exc)
         self._events(previous, result, conflict, metrics)
         self._record(
             namespace=namespace,
@@ -304,7 +385,8 @@ class WorkloadReconciler:
             # The user's PromQL template is broken: say so in status; never send it to Prometheus.
             return Hold(HoldCode.INVALID, str(exc)), []
         gpu_samples = to_gpu_samples(samples)
-        return view_metrics(gpu_samples, ready, starting, now, self._max_age()), gpu_samples
+        metrics = view_metrics(gpu_samples, ready, starting, now, self._max_age())
+        return name_failing_endpoints(metrics, source), gpu_samples
 
     def _max_age(self) -> timedelta:
         return timedelta(seconds=self._settings.max_metric_age)
@@ -321,6 +403,7 @@ class WorkloadReconciler:
         *,
         spec: GPUWorkloadSpec,
         namespace: str,
+        name: str,
         ready: list[str],
         scale: Scale,
         metrics: UsableMetrics | Hold,
@@ -329,7 +412,8 @@ class WorkloadReconciler:
         now: datetime,
         result: WorkloadResult,
     ) -> Any:
-        history, events = decode_scaling_state(annotations.get(SCALING_STATE))
+        key = (namespace, name)
+        history, events = decode_scaling_state(self._scaling.current(key, annotations.get(SCALING_STATE)))
         wake_signal = None
         if spec.wake_up is not None:
             source = self._sources.get("Prometheus") or self._sources.get(str(spec.metric.source))
@@ -355,7 +439,9 @@ class WorkloadReconciler:
             self._kube.set_replicas(namespace, ref, decision.replicas)
             kept_events = outcome.scale_events  # a scale event counts only once it has happened
             result.events.append(Event("Normal", str(decision.action), decision.reason))
-        result.annotations[SCALING_STATE] = encode_scaling_state(outcome.history, kept_events)
+        state = encode_scaling_state(outcome.history, kept_events)
+        result.annotations[SCALING_STATE] = state
+        self._scaling.wrote(key, state)
         return decision
 
     def _act_training(
@@ -454,16 +540,22 @@ class WorkloadReconciler:
             GPU_EFFICIENCY: efficiency,
             CURRENCY: currency,
         }
-        if any(scale.annotations.get(k) != v for k, v in wanted.items()):
+        # The running total changes every pass: it is rewritten only once it lags by a few minutes of
+        # spending (status has the exact figure), so a steady fleet costs no annotation writes.
+        lag = allowed_lag(f"{namespace}/{workload}")
+        rate = Decimal(per_hour)
+        if annotations_are_stale(scale.annotations, wanted, to_date_key=COST_TO_DATE, per_hour=rate, lag=lag):
             self._kube.annotate_target(namespace, ref, {**wanted, MANAGED_BY: "gpu-rightsizer"})
-        # Pods get the same facts; cost-to-date in whole cents so pods are not patched every pass.
+        # Pods get the same facts, cost-to-date in whole cents.
         pod_values = {
             **wanted,
             COST_TO_DATE: format_money(Decimal(str(cost.get("toDate", 0))), 2),
             WORKLOAD_ANNOTATION: workload,
         }
         for pod in pods:
-            if any(pod.annotations.get(k) != v for k, v in pod_values.items()):
+            if annotations_are_stale(
+                pod.annotations, pod_values, to_date_key=COST_TO_DATE, per_hour=rate, lag=lag
+            ):
                 self._kube.annotate_pod(namespace, pod.name, pod_values)
 
     # -- describe ---------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from rightsizer.core.metrics_view import Hold, HoldCode, UsableMetrics
+
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 FB_USED = "DCGM_FI_DEV_FB_USED"
@@ -112,6 +114,29 @@ class GpuMetricsSource(Protocol):
     ) -> float | None:
         """One number (e.g. a wake-up request rate); None when the query matches nothing."""
         ...
+
+
+_LISTED_ERRORS = 3
+
+
+def name_failing_endpoints(metrics: UsableMetrics | Hold, source: object) -> UsableMetrics | Hold:
+    """A hold for missing samples, told which exporter endpoints failed: their pods' series are the
+    ones missing, and the endpoint's error (a parse error, a label explosion) is what to fix.
+
+    Sources that scrape several endpoints (one exporter per node) keep going when one fails, and
+    report it as ``last_errors`` (URL -> why); other sources raise instead and have none."""
+    if not isinstance(metrics, Hold) or metrics.code not in (HoldCode.NO_DATA, HoldCode.PARTIAL):
+        return metrics
+    errors = getattr(source, "last_errors", None)
+    if not isinstance(errors, Mapping) or not errors:
+        return metrics
+    failing = sorted((str(url), str(error)) for url, error in errors.items())
+    listed = "; ".join(f"{url}: {error}" for url, error in failing[:_LISTED_ERRORS])
+    more = f" (+{len(failing) - _LISTED_ERRORS} more)" if len(failing) > _LISTED_ERRORS else ""
+    plural = "s" if len(failing) > 1 else ""
+    return Hold(
+        metrics.code, f"{metrics.reason}; {len(failing)} exporter endpoint{plural} failing: {listed}{more}"
+    )
 
 
 @dataclass

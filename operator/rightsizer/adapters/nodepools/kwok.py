@@ -4,7 +4,9 @@ kwok: fake nodes for tests and the demo (kwok's controller marks them Ready and 
 static: nodes registered by something that only needs the Node object (the same code without the
 kwok annotation). Scale-up creates nodes from the pool's nodeTemplate, or from the known instance shape
 with the pool's GPU model and count; the pool's nodeSelector labels are always applied so the new
-node joins the pool. Removal deletes the Node object.
+node joins the pool. Removal deletes the Node object. Lists and deletes are retried on throttling,
+5xx and lost connections; a create only when it surely did not happen (names are random, a blind
+retry could add a second node).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.adapters.nodepools.base import ProviderError
 from rightsizer.adapters.nodepools.kwok_nodes import (
     GPU_COUNT_LABEL,
@@ -61,6 +64,7 @@ class KwokProvider:
         gpus_per_node: int,
         template: Mapping[str, Any] | None = None,
         static: bool = False,
+        retry: KubeRetry | None = None,
     ) -> None:
         if not node_selector:
             raise ProviderError(
@@ -73,6 +77,7 @@ class KwokProvider:
         self.gpus_per_node = gpus_per_node
         self.template = dict(template or {})
         self._static = static
+        self._retry = retry or KubeRetry()
 
     @property
     def type(self) -> str:
@@ -90,7 +95,11 @@ class KwokProvider:
         return ",".join(f"{k}={v}" for k, v in sorted(self.node_selector.items()))
 
     def desired_nodes(self) -> int:
-        return len(self._core.list_node(label_selector=self._selector()).items)
+        listed = self._retry.call(
+            f"LIST nodes of pool {self.pool}",
+            lambda: self._core.list_node(label_selector=self._selector()),
+        )
+        return len(listed.items)
 
     def manifest(self, name: str) -> dict[str, Any]:
         labels: dict[str, str] = dict(self.template.get("labels") or {})
@@ -125,13 +134,16 @@ class KwokProvider:
         names = []
         for _ in range(count):
             name = f"{self.pool}-{secrets.token_hex(3)}"
-            self._core.create_node(self.manifest(name))
+            self._create(name, self.manifest(name))
             names.append(name)
         return names
 
+    def _create(self, name: str, manifest: Mapping[str, Any]) -> None:
+        self._retry.call(f"POST node {name}", lambda: self._core.create_node(manifest), idempotent=False)
+
     def remove_node(self, node: str) -> None:
         try:
-            self._core.delete_node(node)
+            self._retry.call(f"DELETE node {node}", lambda: self._core.delete_node(node))
         except ApiException as exc:
             if exc.status != 404:
                 raise ProviderError(

@@ -9,13 +9,15 @@ from __future__ import annotations
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.adapters.nodepools.base import ProviderError, ScaleUpUnsupported
 
 
 class NoneProvider:
-    def __init__(self, api: client.ApiClient, *, pool: str) -> None:
+    def __init__(self, api: client.ApiClient, *, pool: str, retry: KubeRetry | None = None) -> None:
         self._core = client.CoreV1Api(api)
         self.pool = pool
+        self._retry = retry or KubeRetry()
 
     @property
     def type(self) -> str:
@@ -37,7 +39,11 @@ class NoneProvider:
 
     def remove_node(self, node: str) -> None:
         try:
-            self._core.patch_node(node, {"spec": {"unschedulable": True}})
+            # Absolute: cordoning twice is cordoning once, so it is retried like a read.
+            self._retry.call(
+                f"PATCH node {node} unschedulable",
+                lambda: self._core.patch_node(node, {"spec": {"unschedulable": True}}),
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise ProviderError(

@@ -137,6 +137,16 @@ Number = Annotated[Decimal, PlainSerializer(decimal_to_number, return_type=int |
 
 Money = Annotated[Number, Field(ge=0)]
 
+MAX_PRICE = Decimal(10_000_000)
+Price = Annotated[Number, Field(ge=0, le=MAX_PRICE)]
+"""An amount of money per hour (or per kWh) in the object's currency. The bound leaves room for
+currencies with large units (a GPU node-hour is over a million in some) and refuses the absurd, e.g.
+a price pasted with the wrong exponent, which would turn every cost figure into noise."""
+
+MAX_WATTS = Decimal(10_000)
+Watts = Annotated[Number, Field(ge=0, le=MAX_WATTS)]
+"""Power of one GPU in watts; the largest GPU modules draw a few kW, nothing draws 10 kW."""
+
 
 def _validate_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):

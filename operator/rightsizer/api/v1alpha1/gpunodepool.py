@@ -20,15 +20,16 @@ from rightsizer.api.v1alpha1.common import (
     Currency,
     Duration,
     Matches,
-    Money,
     Number,
     ObjectMeta,
+    Price,
     PrinterColumn,
     Quantity,
     ResourceInfo,
     Rule,
     SpecModel,
     StatusModel,
+    Watts,
 )
 
 LabelValue = Annotated[str, Field(max_length=63)]
@@ -197,7 +198,7 @@ class ReplacementType(SpecModel):
     gpu_memory_mib: int | None = Field(
         default=None, ge=1, alias="gpuMemoryMiB", description="Memory of one GPU, MiB."
     )
-    price_per_node_hour: Money = Field(description="Price of one node of the shape for one hour.")
+    price_per_node_hour: Price = Field(description="Price of one node of the shape for one hour.")
 
 
 class GPUNodePoolSpec(SpecModel):
@@ -217,19 +218,19 @@ class GPUNodePoolSpec(SpecModel):
         alias="gpuMemoryMiB",
         description="Memory of one GPU, MiB (for smaller-model and MIG recommendations).",
     )
-    price_per_gpu_hour: Money | None = Field(
+    price_per_gpu_hour: Price | None = Field(
         default=None, description="Price of one GPU for one hour. Set this or pricePerNodeHour."
     )
-    price_per_node_hour: Money | None = Field(
+    price_per_node_hour: Price | None = Field(
         default=None, description="Price of one node for one hour. Set this or pricePerGpuHour."
     )
-    cpu_core_price_per_hour: Money | None = Field(
+    cpu_core_price_per_hour: Price | None = Field(
         default=None, description="Price of one CPU core for one hour, for CPU requests of GPU pods."
     )
-    watts_per_gpu: Money | None = Field(
+    watts_per_gpu: Watts | None = Field(
         default=None, description="Rated power of one busy GPU, W; used when power draw is not measured."
     )
-    idle_watts_per_gpu: Money | None = Field(default=None, description="Power of one idle GPU, W.")
+    idle_watts_per_gpu: Watts | None = Field(default=None, description="Power of one idle GPU, W.")
     pue: Number = Field(
         default=Decimal(1),
         ge=1,
@@ -238,8 +239,8 @@ class GPUNodePoolSpec(SpecModel):
             "Power usage effectiveness of the data centre (1.0-3.0, typically 1.1-1.6); energy x PUE."
         ),
     )
-    energy_price_per_kwh: Money = Field(default=Decimal(0), description="Price of one kWh.")
-    overhead_per_hour: Money = Field(
+    energy_price_per_kwh: Price = Field(default=Decimal(0), description="Price of one kWh.")
+    overhead_per_hour: Price = Field(
         default=Decimal(0), description="Fixed cost per node-hour on top (operations, storage, bandwidth)."
     )
     currency: Currency = Field(default="USD", description="Currency of every price in this pool.")

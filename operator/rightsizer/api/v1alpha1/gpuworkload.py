@@ -20,6 +20,7 @@ from rightsizer.api.v1alpha1.common import (
     Money,
     Number,
     ObjectMeta,
+    Price,
     PrinterColumn,
     ResourceInfo,
     Rule,
@@ -223,8 +224,8 @@ class IdlePolicy(SpecModel):
 class WorkloadPricing(SpecModel):
     """Prices for this workload that override those of its GPUNodePool (e.g. a negotiated rate)."""
 
-    price_per_gpu_hour: Money | None = Field(default=None, description="Price of one GPU for one hour.")
-    cpu_core_price_per_hour: Money | None = Field(
+    price_per_gpu_hour: Price | None = Field(default=None, description="Price of one GPU for one hour.")
+    cpu_core_price_per_hour: Price | None = Field(
         default=None, description="Price of one CPU core for one hour."
     )
     currency: Currency | None = Field(default=None, description="Currency of these prices, e.g. USD.")

@@ -1,0 +1,171 @@
+"""The conditions of a GPUNodePool, computed from what one pass observed.
+
+- ``Ready``: True while the operator manages the pool's nodes; False with ``InvalidPool`` when the
+  pool cannot be read, or ``OverlappingSelectors`` while another pool selects some of its nodes.
+- ``Conflict``: True with ``OverlappingSelectors`` naming the other pools and the shared nodes. Those
+  nodes belong to no pool (see :func:`rightsizer.core.pools.assign_pools`) and the pool does not
+  consolidate or add nodes until its selector is disjoint again.
+- ``MetricsAvailable`` (only when a GPU activity source is configured): False with
+  ``MetricsUnavailable`` while GPU activity cannot be read; the pool then drains nothing (empty nodes
+  may still go, Pending pods still get nodes) until it can.
+
+Transition times move only when a condition's status does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rightsizer.core.status import format_time
+
+READY = "Ready"
+CONFLICT = "Conflict"
+OVERLAPPING_SELECTORS = "OverlappingSelectors"
+INVALID_POOL = "InvalidPool"
+METRICS_AVAILABLE = "MetricsAvailable"
+METRICS_UNAVAILABLE = "MetricsUnavailable"
+_LISTED_NODES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PoolObservation:
+    generation: int | None
+    nodes: int = 0
+    overlaps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # other pool -> shared nodes
+    problem: str | None = None  # why the pool cannot be read
+    metrics_configured: bool = False  # a GPU activity source is set up
+    metrics_hold: str | None = None  # why GPU activity could not be read this pass
+
+
+def overlap_message(overlaps: Mapping[str, tuple[str, ...]]) -> str | None:
+    """``node(s) a-0, a-1 also selected by GPUNodePool dup; …`` or None without overlaps."""
+    if not overlaps:
+        return None
+    parts = [
+        f"{_nodes(nodes)} also selected by GPUNodePool {other}" for other, nodes in sorted(overlaps.items())
+    ]
+    return (
+        f"{'; '.join(parts)}: nodes selected by two pools belong to neither, so they are not consolidated, "
+        "scaled or priced by a pool and this pool adds and removes no nodes; make the nodeSelectors disjoint"
+    )
+
+
+def pool_conditions(
+    previous: Sequence[Mapping[str, Any]] | None, observed: PoolObservation, now: datetime
+) -> list[dict[str, Any]]:
+    """The complete condition list for ``observed``; ``previous`` is the list currently stored."""
+    earlier = {c.get("type"): c for c in previous or () if isinstance(c, Mapping)}
+
+    def condition(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return _condition(earlier.get(kind) or {}, kind, status, reason, message, now, observed.generation)
+
+    if observed.problem is not None:
+        # Whether selectors overlap is unknown while the pool cannot be read: keep what was said.
+        kept = [dict(earlier[CONFLICT])] if CONFLICT in earlier else []
+        return [condition(READY, False, INVALID_POOL, observed.problem), *kept]
+    metrics: list[dict[str, Any]] = []
+    if observed.metrics_hold is not None:
+        message = f"GPU activity unavailable ({observed.metrics_hold}): holding, no node with pods is drained"
+        metrics = [condition(METRICS_AVAILABLE, False, METRICS_UNAVAILABLE, message)]
+    elif observed.metrics_configured:
+        metrics = [condition(METRICS_AVAILABLE, True, "ActivityRead", "GPU activity read this pass")]
+    overlap = overlap_message(observed.overlaps)
+    if overlap is not None:
+        return [
+            condition(READY, False, OVERLAPPING_SELECTORS, overlap),
+            condition(CONFLICT, True, OVERLAPPING_SELECTORS, overlap),
+            *metrics,
+        ]
+    plural = "" if observed.nodes == 1 else "s"
+    return [
+        condition(READY, True, "Managed", f"{observed.nodes} node{plural} managed"),
+        condition(CONFLICT, False, "DisjointSelectors", "no other GPUNodePool selects these nodes"),
+        *metrics,
+    ]
+
+
+def conflict_event(
+    previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
+) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the event a change of ``Conflict`` deserves, or None: a Warning
+    when pools start to overlap, a Normal event when they stop."""
+    return _transition_event(
+        previous,
+        current,
+        CONFLICT,
+        bad="True",
+        warning=OVERLAPPING_SELECTORS,
+        recovered=("SelectorsDisjoint", "no other GPUNodePool selects this pool's nodes any more"),
+    )
+
+
+def metrics_event(
+    previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
+) -> tuple[str, str, str] | None:
+    """(type, reason, message) when ``MetricsAvailable`` changes: a Warning when the pool starts to
+    hold for lack of GPU activity, a Normal event when it can read it again."""
+    return _transition_event(
+        previous,
+        current,
+        METRICS_AVAILABLE,
+        bad="False",
+        warning=METRICS_UNAVAILABLE,
+        recovered=("MetricsRecovered", "GPU activity is readable again; consolidation resumes"),
+    )
+
+
+def _transition_event(
+    previous: Sequence[Mapping[str, Any]] | None,
+    current: Sequence[Mapping[str, Any]],
+    kind: str,
+    *,
+    bad: str,
+    warning: str,
+    recovered: tuple[str, str],
+) -> tuple[str, str, str] | None:
+    # One event per change of a condition's status, never one per pass.
+    before, after = _find(previous, kind), _find(current, kind)
+    if not after or before.get("status") == after.get("status"):
+        return None
+    if after.get("status") == bad:
+        return "Warning", warning, str(after.get("message", ""))
+    if before.get("status") == bad:
+        return "Normal", *recovered
+    return None
+
+
+def _find(conditions: Sequence[Mapping[str, Any]] | None, kind: str) -> Mapping[str, Any]:
+    return next((c for c in conditions or () if isinstance(c, Mapping) and c.get("type") == kind), {})
+
+
+def _condition(  # noqa: PLR0917 (one call site, a closure that names them)
+    before: Mapping[str, Any],
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    text = "True" if status else "False"
+    since = before.get("lastTransitionTime")
+    unchanged = before.get("status") == text and isinstance(since, str)
+    condition: dict[str, Any] = {
+        "type": kind,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since if unchanged else format_time(now),
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def _nodes(nodes: tuple[str, ...]) -> str:
+    shown = ", ".join(nodes[:_LISTED_NODES])
+    more = f" (+{len(nodes) - _LISTED_NODES} more)" if len(nodes) > _LISTED_NODES else ""
+    return f"node{'s' if len(nodes) > 1 else ''} {shown}{more}"

@@ -1,0 +1,224 @@
+"""One consolidation pass of a GPUNodePool (PoolManager) against the in-memory API server: failed
+drains back off per node, and pools whose selectors overlap act on nothing and say so."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from rightsizer.adapters.cluster_snapshot import ClusterState
+from rightsizer.adapters.nodepools.fake import FakeProvider
+from rightsizer.core.drain_backoff import BackoffPolicy
+from rightsizer.core.errors import MetricsUnavailable
+from rightsizer.core.pools import parse_pool
+from rightsizer.core.snapshot import snapshot_from_document
+from rightsizer.runtime.consolidation import Executor, ExecutorSettings, Result
+from rightsizer.runtime.node_pools import PassSettings, PoolManager
+from rightsizer.runtime.telemetry import Telemetry
+from tests.unit.fake_drain import Clock, FakeDrain
+from tests.unit.planner_builders import L4, gpu_node, gpu_pool, kube_list, pod
+
+pytestmark = pytest.mark.unit
+
+FAST: dict[str, Any] = {
+    "consolidateAfter": "0s",
+    "scaleDownAfter": "0s",
+    "disruption": {"budgets": [{"nodes": "1"}]},
+}
+
+
+class Cluster:
+    """FakeDrain's nodes and pods plus GPUNodePool documents, read as the pass reads the cluster."""
+
+    def __init__(self, edge: FakeDrain, *pools: dict[str, Any]) -> None:
+        self.edge = edge
+        self.pools = {p["metadata"]["name"]: p for p in pools}
+
+    def read(self) -> ClusterState:
+        items = [*self.edge.nodes.values(), *self.edge.pods.values()]
+        return ClusterState(
+            snapshot=snapshot_from_document(kube_list(*items)),
+            pools=tuple(parse_pool(doc) for doc in self.pools.values()),
+            pool_documents=self.pools,
+            pool_errors={},
+            pods_raw=tuple(self.edge.pods.values()),
+        )
+
+
+def manager(cluster: Cluster, clock: Clock, providers: Mapping[str, FakeProvider]) -> PoolManager:
+    executor = Executor(
+        cluster.edge,
+        providers.get,
+        clock=clock,
+        sleep=clock.sleep,
+        settings=ExecutorSettings(drain_timeout=timedelta(seconds=10), poll_seconds=2),
+    )
+    return PoolManager(
+        reader=cluster,
+        executor=executor,
+        provider_for=lambda doc: providers[doc["metadata"]["name"]],
+        live_nodes=cluster.edge.nodes_list,
+        telemetry=Telemetry(),
+        clock=clock,
+        settings=PassSettings(
+            drain_backoff=BackoffPolicy(base=timedelta(seconds=60), cap=timedelta(minutes=10))
+        ),
+    )
+
+
+def evictions(edge: FakeDrain) -> list[str]:
+    return [call[1] for call in edge.calls if call[0] == "evict"]
+
+
+def test_a_node_whose_replacements_never_came_is_not_drained_again_until_its_back_off_ends() -> None:
+    edge = FakeDrain(
+        gpu_node("a-0"), gpu_node("a-1"), pod("web-1", "a-0", gpus=1), pod("big-1", "a-1", gpus=4)
+    )
+    edge.polls_until_ready = 10**6  # the evicted pod's replacement never becomes Ready
+    clock = Clock()
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST)),
+        clock,
+        {"a100": FakeProvider("a100", ["a-0", "a-1"])},
+    )
+
+    first = pools.run_pass("a100")
+    assert [o.result for o in first.outcomes] == [Result.TIMED_OUT]
+    timed_out = next(e for e in first.events if e.reason == "DrainTimedOut")
+    assert "default/web-1" in timed_out.message and "1 failed drain; next attempt in 1m" in timed_out.message
+    assert edge.tainted() == set()
+
+    # The replacement lands back on a-0, which makes a-0 a candidate again at once.
+    edge.add(pod("web-2", "a-0", gpus=1))
+    edge.calls.clear()
+    for _ in range(5):
+        clock.sleep(2)
+        assert pools.run_pass("a100").outcomes == ()
+    assert evictions(edge) == [], "drained again during its back-off"
+
+    clock.sleep(60)
+    again = pools.run_pass("a100")
+    assert evictions(edge) == ["default/web-2"]
+    assert [o.result for o in again.outcomes] == [Result.TIMED_OUT]
+    assert (
+        "2 failed drains; next attempt in 2m"
+        in next(e for e in again.events if e.reason == "DrainTimedOut").message
+    )
+
+
+def test_pools_that_select_the_same_nodes_act_on_nothing_while_other_pools_are_served() -> None:
+    edge = FakeDrain(
+        gpu_node("a-0"),
+        gpu_node("a-1"),
+        pod("web-1", "a-0", gpus=1),
+        pod("big-1", "a-1", gpus=4),
+        gpu_node("l-0", gpus=4, model=L4),
+        gpu_node("l-1", gpus=4, model=L4),
+        pod("chat-1", "l-0", gpus=1),
+        pod("chat-2", "l-1", gpus=1),
+    )
+    cluster = Cluster(
+        edge,
+        gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST),
+        gpu_pool("all-a100", selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, **FAST),
+        gpu_pool("l4", selector={"rightsizer.io/pool": "l4"}, **FAST),
+    )
+    providers = {name: FakeProvider(name, []) for name in ("a100", "all-a100")}
+    providers["l4"] = FakeProvider("l4", ["l-0", "l-1"])
+    pools = manager(cluster, Clock(), providers)
+
+    for name in ("a100", "all-a100"):
+        result = pools.run_pass(name)
+        assert result.outcomes == ()
+        conditions = {c["type"]: c for c in result.status["conditions"]}
+        assert conditions["Conflict"]["status"] == "True"
+        assert conditions["Ready"]["reason"] == "OverlappingSelectors"
+        other = "all-a100" if name == "a100" else "a100"
+        assert f"nodes a-0, a-1 also selected by GPUNodePool {other}" in conditions["Conflict"]["message"]
+        assert [e.reason for e in result.events] == ["OverlappingSelectors"]
+        assert result.status["nodes"] == 0, "shared nodes are counted in neither pool"
+    assert edge.calls == [], "no node of the overlapping pools was touched"
+
+    served = pools.run_pass("l4")
+    assert [o.result for o in served.outcomes] == [Result.REMOVED]
+    assert {c["type"]: c["status"] for c in served.status["conditions"]} == {
+        "Ready": "True",
+        "Conflict": "False",
+    }
+
+    # The overlap is fixed: the pool acts again, and says the conflict is over.
+    stored = pools.run_pass("a100").status
+    del cluster.pools["all-a100"]
+    fixed = pools.run_pass("a100", stored)
+    assert {c["type"]: c["status"] for c in fixed.status["conditions"]} == {
+        "Ready": "True",
+        "Conflict": "False",
+    }
+    assert "SelectorsDisjoint" in [e.reason for e in fixed.events]
+    assert [o.result for o in fixed.outcomes] == [Result.REMOVED]
+
+
+def unavailable() -> Mapping[str, Decimal]:
+    raise MetricsUnavailable("Prometheus", "connection refused", "check the Prometheus URL")
+
+
+def test_while_gpu_activity_cannot_be_read_no_node_with_pods_is_drained_but_empty_nodes_go() -> None:
+    edge = FakeDrain(
+        gpu_node("a-0"),
+        gpu_node("a-1"),
+        gpu_node("a-2"),
+        pod("web-1", "a-0", gpus=1),
+        pod("big-1", "a-1", gpus=4),
+    )
+    clock = Clock()
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST)),
+        clock,
+        {"a100": FakeProvider("a100", ["a-0", "a-1", "a-2"])},
+    )
+    pools.activity = unavailable
+
+    held = pools.run_pass("a100")
+    assert [(o.node, o.result) for o in held.outcomes] == [("a-2", Result.REMOVED)], "the empty node goes"
+    assert evictions(edge) == [] and not edge.tainted() & {"a-0", "a-1"}
+    metrics = next(c for c in held.status["conditions"] if c["type"] == "MetricsAvailable")
+    assert (metrics["status"], metrics["reason"]) == ("False", "MetricsUnavailable")
+    assert "connection refused" in metrics["message"]
+    assert [e.reason for e in held.events if e.type == "Warning"] == ["MetricsUnavailable"]
+    del edge.nodes["a-2"]  # what the provider's removal does to a real cluster
+
+    clock.sleep(5)
+    still = pools.run_pass("a100", held.status)
+    assert evictions(edge) == [] and still.outcomes == ()
+    assert "MetricsUnavailable" not in [e.reason for e in still.events], "one event per outage"
+
+    pools.activity = lambda: {"default/web-1": Decimal(3), "default/big-1": Decimal(80)}
+    back = pools.run_pass("a100", still.status)
+    assert evictions(edge) == ["default/web-1"], "drains resume once activity is readable"
+    assert "MetricsRecovered" in [e.reason for e in back.events]
+    assert {c["type"]: c["status"] for c in back.status["conditions"]}["MetricsAvailable"] == "True"
+
+
+def test_a_query_that_works_but_has_no_fresh_sample_for_any_gpu_pod_is_an_outage_too() -> None:
+    edge = FakeDrain(
+        gpu_node("a-0"), gpu_node("a-1"), pod("web-1", "a-0", gpus=1), pod("big-1", "a-1", gpus=4)
+    )
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST)),
+        Clock(),
+        {"a100": FakeProvider("a100", ["a-0", "a-1"])},
+    )
+    pools.activity = dict  # the exporter stopped: Prometheus answers, with nothing fresh
+
+    held = pools.run_pass("a100")
+    assert held.outcomes == () and evictions(edge) == []
+    metrics = next(c for c in held.status["conditions"] if c["type"] == "MetricsAvailable")
+    assert "no fresh GPU sample for any of the pool's 2 GPU pod(s)" in metrics["message"]
+
+    pools.activity = lambda: {"default/big-1": Decimal(80)}  # one pod reporting is enough to act on
+    pools.run_pass("a100", held.status)
+    assert evictions(edge) == ["default/web-1"]

@@ -1,0 +1,165 @@
+"""The operator measures itself: reconcile histograms (wall clock, and its own CPU without the I/O),
+and one fleet query per pass however the pass's threads interleave."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rightsizer.adapters.metrics.exposition import parse_exposition
+from rightsizer.devcluster.memory_cluster import MemoryCluster
+from rightsizer.runtime.io_time import IoTime
+from rightsizer.runtime.telemetry import Histogram, Telemetry
+from rightsizer.runtime.workloads import FleetCache
+
+pytestmark = pytest.mark.unit
+
+
+# -- Histogram -----------------------------------------------------------------------------------------
+
+
+def test_histogram_renders_cumulative_buckets_sum_and_count() -> None:
+    h = Histogram("x_seconds", "How long.", (0.01, 0.1))
+    for value in (0.005, 0.01, 0.05, 3.0):
+        h.observe(value)
+    assert h.render() == [
+        "# HELP x_seconds How long.",
+        "# TYPE x_seconds histogram",
+        'x_seconds_bucket{le="0.01"} 2',  # a value equal to a bound falls in its bucket
+        'x_seconds_bucket{le="0.1"} 3',
+        'x_seconds_bucket{le="+Inf"} 4',
+        "x_seconds_sum 3.065",
+        "x_seconds_count 4",
+    ]
+
+
+def test_histogram_buckets_must_increase() -> None:
+    with pytest.raises(ValueError, match="increasing"):
+        Histogram("x", "y", (0.1, 0.01))
+
+
+def test_the_operator_exports_both_reconcile_histograms_in_valid_exposition_format() -> None:
+    text = Telemetry().render()
+    names = {s.name for s in parse_exposition(text).series}
+    for histogram in ("rightsizer_reconcile_duration_seconds", "rightsizer_reconcile_cpu_seconds"):
+        assert {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"} <= names
+
+
+# -- IoTime ----------------------------------------------------------------------------------------------
+
+
+class Adapter:
+    name = "fake"
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+
+    def fetch(self, seconds: float) -> str:
+        self.clock[0] += seconds
+        return "done"
+
+
+def test_time_inside_a_timed_adapter_counts_as_io_of_the_calling_thread() -> None:
+    clock = [0.0]
+    io = IoTime(clock=lambda: clock[0])
+    adapter = io.timed(Adapter(clock))
+    assert adapter.fetch(0.25) == "done"
+    assert adapter.name == "fake"  # attributes pass through
+    assert io.spent() == 0.25
+    other: list[float] = []
+    thread = threading.Thread(target=lambda: other.append(io.spent()))
+    thread.start()
+    thread.join()
+    assert other == [0.0]
+
+
+def test_io_time_counts_calls_that_raise() -> None:
+    clock = [0.0]
+    io = IoTime(clock=lambda: clock[0])
+
+    def failing() -> None:
+        clock[0] += 1.0
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError):
+        io.call(failing)
+    assert io.spent() == 1.0
+
+
+def test_each_reconciliation_is_observed_in_both_histograms() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 2, util=60)
+    c.workload("ml", "chat")
+    c.reconcile("ml", "chat")
+    c.reconcile("ml", "chat")
+    t = c.telemetry
+    assert sum(t.reconcile_duration.counts) == 2
+    assert sum(t.reconcile_cpu.counts) == 2
+    assert t.passes.values[()] == 2
+    assert 0 <= t.reconcile_cpu.total <= t.reconcile_duration.total
+
+
+# -- FleetCache --------------------------------------------------------------------------------------
+
+
+class CountingSource:
+    def __init__(self) -> None:
+        self.fetches = 0
+
+    def fleet_samples(self, signal: str, window: int, over: str) -> dict[Any, Any]:
+        self.fetches += 1
+        return {}
+
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_one_fleet_query_per_pass_even_when_an_earlier_now_arrives_after_a_later_one() -> None:
+    cache = FleetCache(ttl=timedelta(seconds=15))
+    source = CountingSource()
+    # Two workloads of one pass: the later-firing one reaches the cache first.
+    cache.get(source, "DCGM_FI_DEV_GPU_UTIL", 60, T0 + timedelta(seconds=2))  # type: ignore[arg-type]
+    cache.get(source, "DCGM_FI_DEV_GPU_UTIL", 60, T0)  # type: ignore[arg-type]
+    assert source.fetches == 1
+    cache.get(source, "DCGM_FI_DEV_GPU_UTIL", 60, T0 + timedelta(seconds=30))  # type: ignore[arg-type]
+    assert source.fetches == 2  # the next pass fetches again
+
+
+def test_workloads_spread_over_an_interval_share_one_fleet_query() -> None:
+    c = MemoryCluster(interval=30)
+    for name in ("a", "b", "c"):
+        c.deployment("ml", name, 1, util=60)
+        c.workload("ml", name)
+    start = c.now
+    for offset, name in ((0, "a"), (12, "b"), (25, "c")):  # kopf fires each timer on its own phase
+        c.now = start + timedelta(seconds=offset)
+        c.reconcile("ml", name)
+    assert len(c.metrics.queries) == 1
+    c.now = start + timedelta(seconds=31)
+    c.reconcile("ml", "a")
+    assert len(c.metrics.queries) == 2
+
+
+def test_fleet_queries_run_on_one_thread_whichever_worker_asks() -> None:
+    names: list[str] = []
+
+    class NamingSource(CountingSource):
+        def fleet_samples(self, signal: str, window: int, over: str) -> dict[Any, Any]:
+            names.append(threading.current_thread().name)
+            return super().fleet_samples(signal, window, over)
+
+    cache = FleetCache(ttl=timedelta(seconds=1))
+    source = NamingSource()
+    workers = [
+        threading.Thread(
+            target=cache.get, args=(source, "DCGM_FI_DEV_GPU_UTIL", 60, T0 + timedelta(seconds=5 * i))
+        )
+        for i in range(3)
+    ]
+    for w in workers:
+        w.start()
+        w.join()
+    assert len(names) == 3 and len(set(names)) == 1
