@@ -291,14 +291,24 @@ class OperatorRun:
     """`rightsizer run` as a real process, logged to a file."""
 
     def __init__(self, args: Sequence[str], log_path: Path, metrics_port: int) -> None:
+        self.args = list(args)
         self.log_path = log_path
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        log_path.write_text("")
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZER_")}
-        with log_path.open("w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rightsizer.cli.main", "run", *args],
+        with self.log_path.open("a") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "rightsizer.cli.main", "run", *self.args],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
             )  # fmt: skip
+
+    def restart(self) -> None:
+        """Stop the process and start a new one with the same arguments (an operator restart)."""
+        self.stop()
+        self.proc = self._spawn()
 
     @property
     def pid(self) -> int:

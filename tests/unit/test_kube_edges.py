@@ -321,3 +321,19 @@ def test_a_deployment_is_read_with_one_request_its_scale_taken_from_the_object()
     assert (scale.desired, scale.current, scale.selector) == (3, 4, "app=web")
     assert scale.annotations == {"rightsizer.io/currency": "USD"}
     assert [s[1] for s in kube.sent if s[1] != "/apis/apps/v1"] == [PATH]  # no separate /scale read
+
+
+def test_a_pod_annotation_patch_does_not_decode_the_patched_pod() -> None:
+    drained: list[bool] = []
+    calls: list[dict[str, Any]] = []
+
+    class Core:
+        def patch_namespaced_pod(self, name: str, namespace: str, body: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return SimpleNamespace(drain_conn=lambda: drained.append(True))
+
+    kube = KubeWorkloads(api=SimpleNamespace(), retry=no_wait_retry()[0])  # type: ignore[arg-type]
+    kube._core = Core()
+    kube.annotate_pod("ml", "web-1", {"rightsizer.io/currency": "USD"})
+    assert calls[0]["_preload_content"] is False
+    assert drained == [True]  # the connection goes back to the pool
