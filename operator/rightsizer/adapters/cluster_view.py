@@ -1,8 +1,9 @@
-"""What the workload loop reads about the cluster, answered from kopf's in-memory indexes.
+"""What the workload loop reads about the cluster, answered from in-memory indexes.
 
-kopf keeps each index current from one watch stream per resource kind, so a pass over a thousand
-GPUWorkloads costs no list requests: only the /scale reads and the writes go to the API server.
-`live_view` answers the same questions from one list request per kind (commands, tests).
+`adapters/cluster_cache.py` keeps each index current from one list and one watch per resource kind,
+so a pass over a thousand GPUWorkloads costs no list requests: only the target reads and the writes go
+to the API server. `live_view` answers the same questions from one list request per kind (commands,
+tests).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def index_pool(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class IndexedView:
-    """A ClusterView over kopf indexes (mappings of key -> collection of values)."""
+    """A ClusterView over in-memory indexes (mappings of key -> collection of values)."""
 
     def __init__(
         self,
