@@ -351,8 +351,7 @@ class PoolManager:
         members: Sequence[Node],
         activity: Mapping[str, Decimal],
     ) -> dict[str, Any]:
-        names = {n.name for n in members}
-        pods = [p for p in state.snapshot.pods if p.node_name in names and not p.terminal]
+        pods = _pods_on(state, members)
         allocatable = sum((n.gpus() for n in members), Decimal(0))
         requested = sum((p.gpus() for p in pods), Decimal(0))
         known = [p for p in pods if p.gpus() > 0 and p.key in activity]
@@ -463,14 +462,19 @@ def _bins(demand: Sequence[Decimal], size: Decimal) -> int:
     return len(free)
 
 
+def _pods_on(state: ClusterState, members: Sequence[Node]) -> list[Pod]:
+    """The pool's pods that hold their node: bound to one of its nodes and not finished."""
+    names = {n.name for n in members}
+    return [p for p in state.snapshot.pods if p.node_name in names and not p.terminal]
+
+
 def _activity_missing(
     state: ClusterState, members: Sequence[Node], activity: Mapping[str, Decimal]
 ) -> str | None:
     """Why the pool must hold although the query worked: its GPU pods run, yet not one of them has a
     fresh sample (exporter down, scrape failing, pods not labelled). Some pods without samples is
     normal (just started); all of them is an outage."""
-    names = {n.name for n in members}
-    gpu_pods = [p for p in state.snapshot.pods if p.node_name in names and not p.terminal and p.gpus() > 0]
+    gpu_pods = [p for p in _pods_on(state, members) if p.gpus() > 0]
     if not gpu_pods or any(p.key in activity for p in gpu_pods):
         return None
     return f"no fresh GPU sample for any of the pool's {len(gpu_pods)} GPU pod(s)"
