@@ -3,7 +3,9 @@ re-keyed on every change, a fresh list when the watch is too old, and a missing 
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,6 +82,10 @@ def test_an_expired_watch_asks_for_a_fresh_list() -> None:
         cache.apply({"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": "too old"}})
 
 
+class Listed(dict[str, Any]):
+    """A listed object that can be weakly referenced (a plain dict cannot)."""
+
+
 class FakeTransport:
     """Serves lists from `objects` and the scripted watch streams, then blocks until stopped."""
 
@@ -89,12 +95,16 @@ class FakeTransport:
         self.lists: list[str] = []
         self.watched_from: list[tuple[str, str]] = []
         self.release = threading.Event()
+        self.served: dict[str, list[Listed]] = {}  # what the last list of each path handed out
 
-    def list(self, path: str) -> tuple[list[dict[str, Any]], str]:
+    def list(self, path: str) -> Iterator[cc.Page]:
         self.lists.append(path)
         if path not in self.objects:
             raise ApiException(status=404, reason="not installed")
-        return list(self.objects[path]), "100"
+        # One object per page, each a fresh copy the test can follow with a weak reference.
+        served = self.served[path] = [Listed(item) for item in self.objects[path]]
+        for item in served or [None]:
+            yield ([item] if item is not None else []), "100"
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
         self.watched_from.append((path, resource_version))
@@ -136,6 +146,30 @@ def test_the_cache_lists_every_kind_once_and_serves_the_view() -> None:
         assert view.pods("other", "") == []
         # KEDA is not installed: ScaledObjects are simply none, and the cache is still synced.
         assert "/apis/keda.sh/v1alpha1/scaledobjects" in transport.lists
+    finally:
+        cache.stop()
+        transport.release.set()
+
+
+def test_a_list_of_many_pages_is_indexed_whole_with_the_first_pages_version() -> None:
+    cache = cc.KindCache(cc.PODS, None, cc.WATCHED[cc.PODS])
+    cache.replace_pages([([pod("web-1")], "100"), ([pod("web-2"), pod("db-1", ns="data")], "100")])
+    assert sorted(p.name for p in cache.get("ml")) == ["web-1", "web-2"]
+    assert cache.resource_version == "100" and cache.synced.is_set()
+
+
+def test_listed_objects_are_not_kept_while_the_watch_runs() -> None:
+    # A list of every pod is tens of MiB at fleet scale: only the index entries may outlive it.
+    many = {**EVERYTHING, "/api/v1/pods": [pod(f"web-{i}") for i in range(20)]}
+    transport = FakeTransport(many, {})
+    cache = cc.ClusterCache(transport, absent_recheck_seconds=60)
+    cache.start()
+    try:
+        assert cache.wait_synced(timeout=5)
+        served = [weakref.ref(item) for item in transport.served.pop("/api/v1/pods")]
+        assert len(cache.view().pods("ml", "app=web")) == 20
+        gc.collect()
+        assert [ref for ref in served if ref() is not None] == []
     finally:
         cache.stop()
         transport.release.set()

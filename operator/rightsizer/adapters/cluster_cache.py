@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,9 +62,13 @@ class Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
 
+# One page of a list: its objects and the list's resourceVersion (the same on every page).
+Page = tuple[list[dict[str, Any]], str]
+
+
 class Transport(Protocol):
-    def list(self, path: str) -> tuple[list[dict[str, Any]], str]:
-        """Every object at `path` and the list's resourceVersion."""
+    def list(self, path: str) -> Iterator[Page]:
+        """Every object at `path`, page by page, each page with the list's resourceVersion."""
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
         """Watch events from `resource_version` on, until the server ends the watch."""
@@ -90,8 +94,8 @@ class ApiTransport:
             raise ApiException(http_resp=response)
         return response
 
-    def list(self, path: str) -> tuple[list[dict[str, Any]], str]:
-        items: list[dict[str, Any]] = []
+    def list(self, path: str) -> Iterator[Page]:
+        # Pages are handed on as they arrive: only one page of whole objects is in memory at a time.
         token = ""
         version = ""
         while True:
@@ -102,12 +106,12 @@ class ApiTransport:
                 if exc.status == 410:  # the continue token expired: start over
                     raise Gone(path) from exc
                 raise
-            items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
             version = version or str(meta.get("resourceVersion", ""))
             token = str(meta.get("continue") or "")
+            yield page.get("items") or [], version
             if not token:
-                return items, version
+                return
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
         query = [
@@ -150,7 +154,15 @@ class KindCache:
         return self.kind.path(self.namespace)
 
     def replace(self, items: Sequence[Mapping[str, Any]], resource_version: str) -> None:
-        by_uid = {_uid(item): self._index(item) for item in items}
+        self.replace_pages([(items, resource_version)])
+
+    def replace_pages(self, pages: Iterable[tuple[Sequence[Mapping[str, Any]], str]]) -> None:
+        """A whole new list, indexed page by page; the entries swap in at once when it is complete."""
+        by_uid: dict[str, Mapping[str, Any]] = {}
+        resource_version = ""
+        for items, version in pages:
+            by_uid.update((_uid(item), self._index(item)) for item in items)
+            resource_version = resource_version or version
         by_key: dict[str, dict[str, Any]] = {}
         for uid, entries in by_uid.items():
             for key, value in entries.items():
@@ -312,8 +324,8 @@ class ClusterCache:
 
     def sync_once(self, cache: KindCache) -> None:
         """List, then follow the watch until it breaks (Gone or an error) or the cache stops."""
-        items, version = self._transport.list(cache.path)
-        cache.replace(items, version)
+        # No local keeps the listed objects: this frame lives as long as the watch (minutes).
+        cache.replace_pages(self._transport.list(cache.path))
         while not self._stop.is_set():
             for event in self._transport.watch(cache.path, cache.resource_version, self._watch_seconds):
                 cache.apply(event)
