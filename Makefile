@@ -42,6 +42,7 @@ crds: venv
 bench: venv
 	$(VENV)/bin/python -m benchmarks.run
 	$(VENV)/bin/python -m benchmarks.reconcile
+	$(VENV)/bin/python -m benchmarks.history
 
 # The real operator on a local cluster of its own (rightsizer-bench): 500 GPU nodes, 1,000 GPUWorkloads,
 # 5,000 pods, about 15 minutes. Pass options with ARGS, e.g. `make bench-live ARGS="--scale 0.1"`.

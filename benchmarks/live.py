@@ -340,7 +340,7 @@ def measure(
     sampler = Sampler(
         {
             "reconciles": lambda: reconciles(operator),
-            "rss": lambda: float(memory_kib(operator.pid)["VmRSS"]),
+            "rss": lambda: float(memory_kib(operator.pid).get("VmRSS", 0)),  # 0 while restarting
             "queries": lambda: m.value(
                 scrape(prom_metrics, [QUERY_COUNTER]), QUERY_COUNTER, handler="/api/v1/query"
             ),

@@ -280,7 +280,11 @@ def cpu_seconds(pid: int) -> float:
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (now) and VmHWM (peak) of a process, KiB, from /proc/<pid>/status."""
     out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:  # the process has just exited (a restart): nothing to read
+        return out
+    for line in status.splitlines():
         key, _, rest = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(rest.split()[0])

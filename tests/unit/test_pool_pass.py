@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rightsizer.adapters.cluster_snapshot import ClusterState
+from rightsizer.adapters.cluster_snapshot import ClusterState, unschedulable
 from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.drain_backoff import BackoffPolicy
 from rightsizer.core.errors import MetricsUnavailable
@@ -45,7 +45,7 @@ class Cluster:
             pools=tuple(parse_pool(doc) for doc in self.pools.values()),
             pool_documents=self.pools,
             pool_errors={},
-            pods_raw=tuple(self.edge.pods.values()),
+            unschedulable=frozenset(unschedulable(self.edge.pods.values())),
         )
 
 

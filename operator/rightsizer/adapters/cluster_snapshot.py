@@ -1,17 +1,19 @@
 """The planner's Snapshot from the live API server: one list of nodes, pods, PDBs and GPUNodePools per pass.
 
-Objects are read as raw JSON (no client-side model deserialisation, which is slow on thousands of
-pods) and handed to the same parser as `rightsizer plan --snapshot`, so the dry run and the operator
-see the cluster identically. A GPUNodePool that cannot be read is reported, not silently dropped, and
-the others are still used: one bad pool must not stop consolidation of the rest. Every list is
-retried on throttling, 5xx and lost connections (:mod:`kube_retry`).
+Objects are read as raw JSON in pages (no client-side model deserialisation, which is slow on
+thousands of pods, and never the whole list at once) and handed to the same parser as
+`rightsizer plan --snapshot`, so the dry run and the operator see the cluster identically. A
+GPUNodePool that cannot be read is reported, not silently dropped, and the others are still used: one
+bad pool must not stop consolidation of the rest. Every page is retried on throttling, 5xx and lost
+connections (:mod:`kube_retry`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from kubernetes import client
@@ -20,9 +22,10 @@ from kubernetes.client.exceptions import ApiException
 from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.core.errors import InvalidPool
 from rightsizer.core.pools import PoolPolicy, parse_pool
-from rightsizer.core.snapshot import Snapshot, snapshot_from_document
+from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Snapshot, snapshot_from_document
 
 GROUP, VERSION, POOL_PLURAL = "rightsizer.io", "v1alpha1", "gpunodepools"
+WORKLOAD_PLURAL = "gpuworkloads"
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,10 @@ class ClusterState:
     pools: tuple[PoolPolicy, ...]
     pool_documents: Mapping[str, Mapping[str, Any]]  # GPUNodePool objects by name, as read
     pool_errors: Mapping[str, str]  # pools that could not be read, with why
-    pods_raw: tuple[Mapping[str, Any], ...]  # pods as read (status conditions for scale-up)
-    workloads: tuple[Mapping[str, Any], ...] = ()  # GPUWorkloads: what they say about their pods
+    unschedulable: frozenset[str] = frozenset()  # namespace/name of pods the scheduler could not place
+    workloads: tuple[
+        Mapping[str, Any], ...
+    ] = ()  # GPUWorkloads' metadata and spec: what they say of their pods
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -42,35 +47,85 @@ def _json(response: Any) -> dict[str, Any]:
     return document
 
 
+def unschedulable(pods: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Pods the scheduler has tried and failed to place (PodScheduled=False, reason Unschedulable)."""
+    keys = set()
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if (pod.get("spec") or {}).get("nodeName") or meta.get("deletionTimestamp"):
+            continue
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                keys.add(f"{meta.get('namespace')}/{meta.get('name')}")
+    return keys
+
+
 class ClusterReader:
+    """Lists in pages of PAGE and turns each page into planner objects before asking for the next: the
+    whole pod list as JSON objects would be ~60 MiB at 5,000 pods, and this runs every pass."""
+
+    PAGE = 500
+
     def __init__(self, api: client.ApiClient, retry: KubeRetry | None = None) -> None:
         self._core = client.CoreV1Api(api)
         self._policy = client.PolicyV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._retry = retry or KubeRetry()
 
+    def _pages(self, what: str, list_call: Callable[..., Any]) -> Iterator[list[dict[str, Any]]]:
+        # An expired continue token (410) fails this read; the pass is tried again at the next interval.
+        token: str | None = None
+        while True:
+            page = self._retry.call(f"LIST {what}", partial(self._page, list_call, token))
+            yield page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return
+
+    def _page(self, list_call: Callable[..., Any], token: str | None) -> dict[str, Any]:
+        return _json(list_call(limit=self.PAGE, _continue=token, _preload_content=False))
+
+    def _parsed(
+        self,
+        kind: str,
+        what: str,
+        list_call: Callable[..., Any],
+        also: Callable[[list[dict[str, Any]]], None] = lambda items: None,
+    ) -> Snapshot:
+        """Every page parsed as `kind`; `also` sees each page's raw objects before they are dropped."""
+        nodes: list[Node] = []
+        pods: list[Pod] = []
+        pdbs: list[PodDisruptionBudget] = []
+        for items in self._pages(what, list_call):
+            part = snapshot_from_document({"kind": f"{kind}List", "items": items})
+            nodes += part.nodes
+            pods += part.pods
+            pdbs += part.pdbs
+            also(items)
+        return Snapshot(nodes=tuple(nodes), pods=tuple(pods), pdbs=tuple(pdbs))
+
     def read(self) -> ClusterState:
-        call = self._retry.call
-        nodes = call("LIST nodes", lambda: _json(self._core.list_node(_preload_content=False)))
-        pods = call(
-            "LIST pods", lambda: _json(self._core.list_pod_for_all_namespaces(_preload_content=False))
+        waiting: set[str] = set()
+        nodes = self._parsed("Node", "nodes", self._core.list_node)
+        pods = self._parsed(
+            "Pod",
+            "pods",
+            self._core.list_pod_for_all_namespaces,
+            lambda items: waiting.update(unschedulable(items)),
         )
-        pdbs = call(
-            "LIST poddisruptionbudgets",
-            lambda: _json(self._policy.list_pod_disruption_budget_for_all_namespaces(_preload_content=False)),
+        pdbs = self._parsed(
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            self._policy.list_pod_disruption_budget_for_all_namespaces,
         )
-        pools = call(
-            "LIST gpunodepools",
-            lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, POOL_PLURAL),
-        )
-        items: list[dict[str, Any]] = []
-        for kind, listed in (("Node", nodes), ("Pod", pods), ("PodDisruptionBudget", pdbs)):
-            items.extend({**item, "kind": kind} for item in listed.get("items") or [])
-        snapshot = snapshot_from_document({"kind": "List", "items": items})
         policies: list[PoolPolicy] = []
         documents: dict[str, Mapping[str, Any]] = {}
         errors: dict[str, str] = {}
-        for doc in pools.get("items") or []:
+        for doc in self._items(POOL_PLURAL, self._list_pools):
             name = str(doc.get("metadata", {}).get("name", ""))
             try:
                 policies.append(parse_pool({**doc, "kind": "GPUNodePool"}))
@@ -78,20 +133,34 @@ class ClusterReader:
             except InvalidPool as exc:
                 errors[name] = str(exc)
         try:
-            listed = call(
-                "LIST gpuworkloads",
-                lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, "gpuworkloads"),
-            )
-            workloads = listed.get("items") or []
+            workloads = [
+                {"metadata": _name_of(doc), "spec": doc.get("spec") or {}}
+                for doc in self._items(WORKLOAD_PLURAL, self._list_workloads)
+            ]
         except ApiException as exc:
             if exc.status != 403:  # an operator restricted to some namespaces cannot list them all
                 raise
             workloads = []
         return ClusterState(
             workloads=tuple(workloads),
-            snapshot=snapshot,
+            snapshot=Snapshot(nodes=nodes.nodes, pods=pods.pods, pdbs=pdbs.pdbs),
             pools=tuple(policies),
             pool_documents=documents,
             pool_errors=errors,
-            pods_raw=tuple(pods.get("items") or []),
+            unschedulable=frozenset(waiting),
         )
+
+    def _items(self, what: str, list_call: Callable[..., Any]) -> Iterator[dict[str, Any]]:
+        for items in self._pages(what, list_call):
+            yield from items
+
+    def _list_pools(self, **kwargs: Any) -> Any:
+        return self._custom.list_cluster_custom_object(GROUP, VERSION, POOL_PLURAL, **kwargs)
+
+    def _list_workloads(self, **kwargs: Any) -> Any:
+        return self._custom.list_cluster_custom_object(GROUP, VERSION, WORKLOAD_PLURAL, **kwargs)
+
+
+def _name_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    meta = doc.get("metadata") or {}
+    return {"namespace": meta.get("namespace"), "name": meta.get("name")}

@@ -316,7 +316,7 @@ class PoolManager:
         last = self._last_scale_up.get(pool.name)
         if last is not None and now - last < self.settings.scale_up_cooldown:
             return []
-        waiting = _unschedulable(state.pods_raw)
+        waiting = state.unschedulable
         labels, taints = _new_node_shape(spec)
         demand = [
             pod.gpus()
@@ -405,23 +405,6 @@ def _scale_down_after(document: Mapping[str, Any]) -> timedelta:
         return parse_duration(raw, "spec.scaleDownAfter")
     except InvalidPool:
         return DEFAULT_SCALE_DOWN_AFTER
-
-
-def _unschedulable(pods: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Pods the scheduler has tried and failed to place (PodScheduled=False, reason Unschedulable)."""
-    keys = set()
-    for pod in pods:
-        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-        if (pod.get("spec") or {}).get("nodeName") or meta.get("deletionTimestamp"):
-            continue
-        for condition in status.get("conditions") or []:
-            if (
-                condition.get("type") == "PodScheduled"
-                and condition.get("status") == "False"
-                and condition.get("reason") == "Unschedulable"
-            ):
-                keys.add(f"{meta.get('namespace')}/{meta.get('name')}")
-    return keys
 
 
 def _new_node_shape(spec: Mapping[str, Any]) -> tuple[dict[str, str], tuple[Taint, ...]]:

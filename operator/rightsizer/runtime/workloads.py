@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from rightsizer.core.gpu_fit import recommend_gpu_fit
 from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
 from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, view_metrics
 from rightsizer.core.replicas import ReplicaAction, decide_replicas
+from rightsizer.core.sample_history import GpuHistory
 from rightsizer.core.status import (
     Problem,
     WorkloadObservation,
@@ -92,22 +92,19 @@ class WorkloadResult:
 
 
 class SampleBuffer:
-    """Recent per-pod samples of each workload, for GPU-fit advice (peaks over an observation window).
+    """Recent per-pod samples of each workload, for GPU-fit advice (peaks over an observation window),
+    stored compactly (core/sample_history.py).
 
     In memory only: after a restart the advice simply waits for enough history again."""
 
-    def __init__(self, horizon: timedelta, max_samples: int = 2048) -> None:
+    def __init__(self, horizon: timedelta) -> None:
         self._horizon = horizon
-        self._max = max_samples
-        self._by_workload: dict[tuple[str, str], deque[GpuSample]] = {}
+        self._by_workload: dict[tuple[str, str], GpuHistory] = {}
 
     def add(self, key: tuple[str, str], samples: Sequence[GpuSample], now: datetime) -> list[GpuSample]:
-        buf = self._by_workload.setdefault(key, deque(maxlen=self._max))
-        seen = {(s.pod, s.gpu, s.timestamp) for s in buf}
-        buf.extend(s for s in samples if (s.pod, s.gpu, s.timestamp) not in seen)
-        while buf and buf[0].timestamp < now - self._horizon:
-            buf.popleft()
-        return list(buf)
+        history = self._by_workload.setdefault(key, GpuHistory(self._horizon))
+        history.add(samples, now)
+        return history.samples()
 
     def forget(self, key: tuple[str, str]) -> None:
         self._by_workload.pop(key, None)
