@@ -219,3 +219,27 @@ def test_a_conflicting_taint_change_mid_drain_is_kept_and_the_drain_still_comple
         if drain in (e.message or "")
     ]
     assert not undone, undone
+
+
+def test_kopf_keeps_to_a_bounded_pool_of_connections_when_every_workload_is_due_at_once(
+    cluster: Cluster, namespace: str, world: World, proxy: ApiProxy
+) -> None:
+    # Every GPUWorkload exists before the operator starts, so all are due in its first second and
+    # kopf writes all their statuses at once. Unbounded, kopf opened a connection per write (each TLS
+    # connection holds a 256 KiB buffer: ~650 of them at 1,000 workloads).
+    count = 40
+    for i in range(count):
+        world.cluster.apply(gpu_workload(f"w{i:02d}", f"missing-{i:02d}"), namespace)
+    requests = 2
+    # --api-connections plus the watches of a cluster-wide operator (handlers/operator.py).
+    limit = requests + 4 + 4
+    with operator(cluster, namespace, proxy, "--api-connections", str(requests)) as op:
+        wait_for(
+            lambda: all(
+                (world.workload(f"w{i:02d}").get("status") or {}).get("observedGeneration") == 1
+                for i in range(count)
+            ),
+            timeout=120,
+            describe=lambda: op.log()[-3000:],
+        )
+    assert 1 <= proxy.peak_connections("kopf") <= limit, proxy.peak_connections("kopf")

@@ -13,6 +13,7 @@ the chart's ServiceAccount keeps exactly the chart's RBAC.
         proxy.drop_connections()              # every open connection at once, watches included
         with proxy.down(): ...                 # the port refuses connections meanwhile
         proxy.count("POST", r"/pods/web-1/eviction$")   # what reached the API server
+        proxy.peak_connections("kopf")        # most connections open at once, by User-Agent
 
 Rules are tried in the order they were added; the first one that acts on a request takes it. A held
 request whose client goes away (the operator was killed) is never forwarded: the client died
@@ -31,6 +32,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -140,6 +142,9 @@ class ApiProxy:
         self._rules: list[Rule] = []
         self._records: list[Record] = []
         self._sockets: set[socket.socket] = set()
+        self._agents: dict[socket.socket, str] = {}  # client connection -> its User-Agent's product
+        self._open: Counter[str] = Counter()
+        self._peak: Counter[str] = Counter()
         self._server: ThreadingHTTPServer | None = None
         self.port = port
         self.kubeconfig = ""  # written by write_kubeconfig
@@ -289,6 +294,26 @@ class ApiProxy:
         """Matching requests; by default only those that reached the API server."""
         return sum(1 for r in self.requests(method, path) if r.forwarded or not forwarded)
 
+    def peak_connections(self, product: str) -> int:
+        """Most client connections open at once whose requests came with User-Agent `product/...`."""
+        with self._lock:
+            return self._peak[product]
+
+    def _classify(self, sock: socket.socket, user_agent: str) -> None:
+        product = user_agent.split("/", 1)[0]
+        with self._lock:
+            if sock in self._agents:
+                return
+            self._agents[sock] = product
+            self._open[product] += 1
+            self._peak[product] = max(self._peak[product], self._open[product])
+
+    def _forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            product = self._agents.pop(sock, None)
+            if product is not None:
+                self._open[product] -= 1
+
     def _record(self, record: Record) -> Record:
         with self._lock:
             self._records.append(record)
@@ -340,6 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         self.owner._track(self.connection, False)
+        self.owner._forget(self.connection)
         self._close_upstream()
         with suppress(OSError):
             super().finish()
@@ -356,6 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding") or self.headers.get("Upgrade"):
             self._answer(411 if self.headers.get("Transfer-Encoding") else 501, None, "not supported")
             return
+        self.owner._classify(self.connection, self.headers.get("User-Agent") or "")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)

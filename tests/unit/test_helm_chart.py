@@ -260,6 +260,7 @@ CUSTOM: dict[str, Any] = {
     "dryRun": True,
     "metricsSource": "DCGM",
     "maxMetricAgeSeconds": 40,
+    "apiConnections": 9,
     "peering": {"name": "shared"},
     "prometheus": {
         "url": "https://prom.example:9091",
@@ -304,6 +305,7 @@ def test_every_value_reaches_the_operator_settings() -> None:
     assert settings.dry_run is True
     assert settings.metrics_source == "DCGM"
     assert settings.max_metric_age_seconds == 40
+    assert settings.api_connections == 9
     assert settings.peering_name == "shared"
     assert settings.standalone is False
     assert (settings.metrics_port, settings.health_port) == (9090, 9091)

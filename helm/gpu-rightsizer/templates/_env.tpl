@@ -22,6 +22,8 @@ once by rightsizer.runtime.settings.Settings.load. A unit test loads exactly the
 - name: RIGHTSIZER_MAX_METRIC_AGE_SECONDS
   value: {{ .Values.maxMetricAgeSeconds | toString | quote }}
 {{- end }}
+- name: RIGHTSIZER_API_CONNECTIONS
+  value: {{ .Values.apiConnections | toString | quote }}
 - name: RIGHTSIZER_METRICS_PORT
   value: {{ .Values.metrics.port | toString | quote }}
 - name: RIGHTSIZER_HEALTH_PORT

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--metrics-port", type=int, help="port of the operator's /metrics (8080)")
     p.add_argument("--metrics-address", help="address /metrics binds to (0.0.0.0)")
     p.add_argument("--health-port", type=int, help="port of /healthz (8081)")
+    p.add_argument(
+        "--api-connections",
+        type=int,
+        help="most connections kopf opens to the API server for requests, watches not counted (32)",
+    )
     p.add_argument("--standalone", action="store_true", default=None, help="no peering (one replica only)")
     p.add_argument("--peering-name", help="kopf peering object shared by the replicas (gpu-rightsizer)")
     p.add_argument("--peering-priority", type=int, help="this replica's priority (default: random)")
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             "metrics_address",
             "health_port",
             "standalone",
+            "api_connections",
         )
     }
     settings = Settings.load(**overrides)

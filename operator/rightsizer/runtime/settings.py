@@ -110,6 +110,13 @@ class Settings(BaseModel):
     peering_priority: int | None = Field(
         None, ge=0, description="Peering priority; default: random per process, so one replica leads."
     )
+    api_connections: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="Most connections kopf keeps open to the API server for requests; its watches "
+        "come on top.",
+    )
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     dcgm: DcgmSettings = Field(default_factory=DcgmSettings)
     pricing: PricingDefaults = Field(default_factory=PricingDefaults)
