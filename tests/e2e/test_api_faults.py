@@ -16,6 +16,8 @@ import pytest
 from kubernetes import client
 
 from rightsizer.adapters.nodepools.kwok_nodes import A100_80GB_X8
+from rightsizer.handlers.operator import connection_limit
+from rightsizer.runtime.settings import Settings
 from tests.support.apiproxy import ApiProxy, operator_proxy
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
 from tests.support.fleet import (
@@ -231,8 +233,7 @@ def test_kopf_keeps_to_a_bounded_pool_of_connections_when_every_workload_is_due_
     for i in range(count):
         world.cluster.apply(gpu_workload(f"w{i:02d}", f"missing-{i:02d}"), namespace)
     requests = 2
-    # --api-connections plus the watches of a cluster-wide operator (handlers/operator.py).
-    limit = requests + 4 + 4
+    limit = connection_limit(Settings(api_connections=requests))  # plus a cluster-wide operator's watches
     with operator(cluster, namespace, proxy, "--api-connections", str(requests)) as op:
         wait_for(
             lambda: all(

@@ -37,9 +37,7 @@ class ClusterState:
     pool_documents: Mapping[str, Mapping[str, Any]]  # GPUNodePool objects by name, as read
     pool_errors: Mapping[str, str]  # pools that could not be read, with why
     unschedulable: frozenset[str] = frozenset()  # namespace/name of pods the scheduler could not place
-    workloads: tuple[
-        Mapping[str, Any], ...
-    ] = ()  # GPUWorkloads' metadata and spec: what they say of their pods
+    workloads: tuple[Mapping[str, Any], ...] = ()  # GPUWorkloads' name and spec: what they say of pods
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """An hour of one workload's GPU samples, kept column-wise for GPU-fit advice.
 
-As objects (a GpuSample, its datetime and floats) a sample costs about 300 bytes; an hour of a fleet
-with 5,000 GPUs sampled every 30 s is 600,000 of them, so the operator's memory would grow by ~170 MiB
-in its first hour. Here a sample is 28 bytes in typed arrays (time, utilisation, memory as doubles,
-so values come back exactly as read, and the index of its pod/GPU series).
+As objects (a GpuSample, its datetime and floats) a sample costs about 400 bytes; an hour of a fleet
+with 5,000 GPUs sampled every 30 s is 600,000 of them, so the operator's memory would grow by ~230 MiB
+in its first hour (benchmarks/history.py). Here a sample is 28 bytes in typed arrays (time,
+utilisation, memory as doubles, so values come back exactly as read, and the index of its pod/GPU
+series).
 
 Pure and clock-free: callers pass `now`.
 """
