@@ -84,6 +84,7 @@ class Fleet:
             "consolidationPolicy": "WhenUnderutilized",
             "consolidateAfter": "0s",
             "scaleDownAfter": "0s",
+            "startupGracePeriod": "0s",  # the tests' pods are seconds old; the shield has its own test
             "disruption": {"budgets": [{"nodes": "1"}]},
             **spec,
         }

@@ -304,11 +304,13 @@ def test_consolidate_after_waits_for_quiet_nodes() -> None:
         pod("w-1", "a1", gpus=4, owner=None),
         pod("w-3", "a3", gpus=1, created="2026-03-02T09:58:00Z"),
     )
-    result = run(*items, pool_docs=pools(consolidateAfter="10m"))
+    # No startup shield here: w-3 started 2 minutes ago and would be shielded for 10.
+    quiet = pools(consolidateAfter="10m", startupGracePeriod="0s")
+    result = run(*items, pool_docs=quiet)
     assert not result.actions
     assert "consolidateAfter 10m not reached (5m left)" in reason(result, "a2")
     assert "(8m left)" in reason(result, "a3")
-    later = run(*items, pool_docs=pools(consolidateAfter="10m"), now=NOW + timedelta(minutes=10))
+    later = run(*items, pool_docs=quiet, now=NOW + timedelta(minutes=10))
     assert sorted(removed(later)) == ["a2", "a3"]
     told = run(
         *items, pool_docs=pools(consolidateAfter="10m"), candidate_since={"a2": NOW - timedelta(hours=1)}

@@ -542,6 +542,7 @@ CLIENT_CALLS: dict[tuple[str, str], tuple[str, str, str]] = {
     ),
     ("PolicyV1Api", "list_namespaced_pod_disruption_budget"): ("policy", "poddisruptionbudgets", "list"),
     ("AppsV1Api", "read_namespaced_replica_set"): ("apps", "replicasets", "get"),
+    ("AppsV1Api", "list_replica_set_for_all_namespaces"): ("apps", "replicasets", "list"),
     ("AppsV1Api", "read_namespaced_stateful_set"): ("apps", "statefulsets", "get"),
     ("AutoscalingV2Api", "list_namespaced_horizontal_pod_autoscaler"): (
         "autoscaling",

@@ -4,11 +4,13 @@ drains back off per node, and pools whose selectors overlap act on nothing and s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from rightsizer.adapters.cluster_snapshot import ClusterState, unschedulable
 from rightsizer.adapters.nodepools.fake import FakeProvider
@@ -148,6 +150,7 @@ def test_pools_that_select_the_same_nodes_act_on_nothing_while_other_pools_are_s
     assert {c["type"]: c["status"] for c in served.status["conditions"]} == {
         "Ready": "True",
         "Conflict": "False",
+        "InputsAvailable": "True",
     }
 
     # The overlap is fixed: the pool acts again, and says the conflict is over.
@@ -157,6 +160,7 @@ def test_pools_that_select_the_same_nodes_act_on_nothing_while_other_pools_are_s
     assert {c["type"]: c["status"] for c in fixed.status["conditions"]} == {
         "Ready": "True",
         "Conflict": "False",
+        "InputsAvailable": "True",
     }
     assert "SelectorsDisjoint" in [e.reason for e in fixed.events]
     assert [o.result for o in fixed.outcomes] == [Result.REMOVED]
@@ -219,6 +223,81 @@ def test_a_query_that_works_but_has_no_fresh_sample_for_any_gpu_pod_is_an_outage
     metrics = next(c for c in held.status["conditions"] if c["type"] == "MetricsAvailable")
     assert "no fresh GPU sample for any of the pool's 2 GPU pod(s)" in metrics["message"]
 
-    pools.activity = lambda: {"default/big-1": Decimal(80)}  # one pod reporting is enough to act on
+    # One pod reporting is enough to act on its node; web-1's node stays while web-1 is unknown.
+    pools.activity = lambda: {"default/big-1": Decimal(80)}
     pools.run_pass("a100", held.status)
+    assert evictions(edge) == ["default/big-1"]
+
+
+class Unreadable(Cluster):
+    """The same cluster, with some inputs unreadable (as the reader reports them) or nothing at all."""
+
+    def __init__(self, edge: FakeDrain, *pools: dict[str, Any]) -> None:
+        super().__init__(edge, *pools)
+        self.unreadable: dict[str, str] = {}
+        self.down = False
+
+    def read(self) -> ClusterState:
+        if self.down:
+            raise ApiException(status=403, reason="Forbidden")
+        return replace(super().read(), unreadable=dict(self.unreadable))
+
+
+def test_gpuworkloads_that_cannot_be_read_hold_every_drain_with_pods_and_say_so() -> None:
+    edge = FakeDrain(
+        gpu_node("a-0"), gpu_node("a-1"), pod("web-1", "a-0", gpus=1), pod("big-1", "a-1", gpus=4)
+    )
+    cluster = Unreadable(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST))
+    pools = manager(cluster, Clock(), {"a100": FakeProvider("a100", ["a-0", "a-1"])})
+    cluster.unreadable = {"GPUWorkloads": "HTTP 403 Forbidden"}
+
+    held = pools.run_pass("a100")
+    assert held.outcomes == () and evictions(edge) == []
+    inputs = next(c for c in held.status["conditions"] if c["type"] == "InputsAvailable")
+    assert inputs["status"] == "False" and inputs["reason"] == "InputsUnreadable"
+    assert "GPUWorkloads (HTTP 403 Forbidden)" in inputs["message"]
+    assert [e.reason for e in held.events] == ["InputsUnreadable"]
+    again = pools.run_pass("a100", held.status)
+    assert again.events == () and evictions(edge) == [], "one event per change, and still holding"
+
+    cluster.unreadable = {}
+    recovered = pools.run_pass("a100", again.status)
+    assert "InputsRecovered" in [e.reason for e in recovered.events]
     assert evictions(edge) == ["default/web-1"]
+
+
+def test_a_cluster_that_cannot_be_read_holds_and_keeps_the_other_conditions() -> None:
+    edge = FakeDrain(gpu_node("a-0"), gpu_node("a-1"), pod("web-1", "a-0", gpus=1))
+    cluster = Unreadable(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST))
+    pools = manager(cluster, Clock(), {"a100": FakeProvider("a100", ["a-0", "a-1"])})
+    cluster.unreadable = {"PodDisruptionBudgets": "HTTP 500"}
+    stored = pools.run_pass("a100").status  # the empty a-1 may still go: it evicts nothing
+    assert evictions(edge) == []
+    edge.calls.clear()
+    cluster.down = True
+    held = pools.run_pass("a100", stored)
+    conditions = {c["type"]: c for c in held.status["conditions"]}
+    assert conditions["InputsAvailable"]["status"] == "False"
+    assert "the cluster (HTTP 403 Forbidden)" in conditions["InputsAvailable"]["message"]
+    assert conditions["Ready"] == next(c for c in stored["conditions"] if c["type"] == "Ready")
+    assert held.events == () and edge.calls == []
+
+
+def test_an_unreadable_do_not_disrupt_until_is_reported_once_and_protects() -> None:
+    until = {"rightsizer.io/do-not-disrupt-until": "next week"}
+    edge = FakeDrain(
+        gpu_node("a-0"),
+        gpu_node("a-1"),
+        pod("web-1", "a-0", gpus=1, annotations=until),
+        pod("b-1", "a-1", gpus=4),
+    )
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST)),
+        Clock(),
+        {"a100": FakeProvider("a100", ["a-0", "a-1"])},
+    )
+    first = pools.run_pass("a100")
+    warned = [e for e in first.events if e.reason == "InvalidAnnotation"]
+    assert len(warned) == 1 and "pod default/web-1" in warned[0].message
+    assert "InvalidAnnotation" not in [e.reason for e in pools.run_pass("a100", first.status).events]
+    assert "default/web-1" not in evictions(edge)

@@ -63,6 +63,11 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: ["rightsizer.io"]
   resources: ["gpuworkloads"]
   verbs: ["list"]
+# Consolidation: ReplicaSets' owners tie a pod to its Deployment (and so to its GPUWorkload) from the
+# moment it exists.
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list"]
 # Consolidation: a drain waits until the evicted pods' controllers have their replicas back.
 - apiGroups: ["apps"]
   resources: ["replicasets", "statefulsets"]

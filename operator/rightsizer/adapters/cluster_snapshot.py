@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rightsizer.adapters.kube_retry import KubeRetry
-from rightsizer.core.errors import InvalidPool
+from rightsizer.adapters.kube import (
+    SCALE_IN_OBJECT,
+    KubeWorkloads,
+    TargetNotFound,
+    TargetNotScalable,
+    TargetRef,
+)
+from rightsizer.adapters.kube_retry import KubeApiUnavailable, KubeRetry
+from rightsizer.core.errors import InvalidPool, RightsizerError
+from rightsizer.core.ownership import Owners
 from rightsizer.core.pools import PoolPolicy, parse_pool
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Snapshot, snapshot_from_document
 
@@ -38,6 +46,11 @@ class ClusterState:
     pool_errors: Mapping[str, str]  # pools that could not be read, with why
     unschedulable: frozenset[str] = frozenset()  # namespace/name of pods the scheduler could not place
     workloads: tuple[Mapping[str, Any], ...] = ()  # GPUWorkloads' name and spec: what they say of pods
+    owners: Owners = field(default_factory=dict)  # ReplicaSets' controllers, for pods' owner chains
+    selectors: Mapping[str, str] = field(default_factory=dict)  # GPUWorkload → its target's /scale selector
+    unresolved: Mapping[str, str] = field(default_factory=dict)  # GPUWorkload → why its pods are unknown
+    # Inputs protection depends on that could not be read (kind → why): drain nothing with pods.
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -72,7 +85,9 @@ class ClusterReader:
         self._core = client.CoreV1Api(api)
         self._policy = client.PolicyV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        self._apps = client.AppsV1Api(api)
         self._retry = retry or KubeRetry()
+        self._targets = KubeWorkloads(api, self._retry)
 
     def _pages(self, what: str, list_call: Callable[..., Any]) -> Iterator[list[dict[str, Any]]]:
         # An expired continue token (410) fails this read; the pass is tried again at the next interval.
@@ -115,11 +130,16 @@ class ClusterReader:
             self._core.list_pod_for_all_namespaces,
             lambda items: waiting.update(unschedulable(items)),
         )
-        pdbs = self._parsed(
-            "PodDisruptionBudget",
-            "poddisruptionbudgets",
-            self._policy.list_pod_disruption_budget_for_all_namespaces,
-        )
+        unreadable: dict[str, str] = {}
+        try:
+            pdbs = self._parsed(
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                self._policy.list_pod_disruption_budget_for_all_namespaces,
+            )
+        except (ApiException, KubeApiUnavailable) as exc:
+            unreadable["PodDisruptionBudgets"] = _why(exc)
+            pdbs = Snapshot(nodes=(), pods=())
         policies: list[PoolPolicy] = []
         documents: dict[str, Mapping[str, Any]] = {}
         errors: dict[str, str] = {}
@@ -130,23 +150,55 @@ class ClusterReader:
                 documents[name] = doc
             except InvalidPool as exc:
                 errors[name] = str(exc)
+        # Never "could not read" as "none": what GPUWorkloads protect is unknown until they are read.
+        workloads: list[dict[str, Any]] = []
         try:
             workloads = [
                 {"metadata": _name_of(doc), "spec": doc.get("spec") or {}}
                 for doc in self._items(WORKLOAD_PLURAL, self._list_workloads)
             ]
-        except ApiException as exc:
-            if exc.status != 403:  # an operator restricted to some namespaces cannot list them all
-                raise
-            workloads = []
+        except (ApiException, KubeApiUnavailable) as exc:
+            unreadable["GPUWorkloads"] = _why(exc)
+        owners: dict[tuple[str, str, str], tuple[str, str]] = {}
+        try:
+            for rs in self._items("replicasets", self._list_replica_sets):
+                _add_owner(owners, "ReplicaSet", rs)
+        except (ApiException, KubeApiUnavailable) as exc:
+            unreadable["ReplicaSets"] = _why(exc)
+        selectors, unresolved = self._selectors(workloads)
         return ClusterState(
             workloads=tuple(workloads),
+            owners=owners,
+            selectors=selectors,
+            unresolved=unresolved,
+            unreadable=unreadable,
             snapshot=Snapshot(nodes=nodes.nodes, pods=pods.pods, pdbs=pdbs.pdbs),
             pools=tuple(policies),
             pool_documents=documents,
             pool_errors=errors,
             unschedulable=frozenset(waiting),
         )
+
+    def _selectors(self, workloads: Iterable[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+        """/scale selectors of targets whose pods the owner chain may not reach (every kind but apps/v1
+        ones, whose pods are found through ownerReferences), and why a target could not be read."""
+        selectors: dict[str, str] = {}
+        unresolved: dict[str, str] = {}
+        for gw in workloads:
+            meta, ref = gw["metadata"], (gw["spec"].get("targetRef") or {})
+            target = TargetRef(
+                str(ref.get("apiVersion", "")), str(ref.get("kind", "")), str(ref.get("name", ""))
+            )
+            if (target.group, target.kind) in SCALE_IN_OBJECT:
+                continue
+            key = f"{meta['namespace']}/{meta['name']}"
+            try:
+                selectors[key] = self._targets.read_scale(str(meta["namespace"]), target).selector
+            except (TargetNotFound, TargetNotScalable):
+                continue  # no target or no /scale: its pods are found through their owners
+            except (ApiException, RightsizerError) as exc:
+                unresolved[key] = _why(exc)
+        return selectors, unresolved
 
     def _items(self, what: str, list_call: Callable[..., Any]) -> Iterator[dict[str, Any]]:
         for items in self._pages(what, list_call):
@@ -155,8 +207,29 @@ class ClusterReader:
     def _list_pools(self, **kwargs: Any) -> Any:
         return self._custom.list_cluster_custom_object(GROUP, VERSION, POOL_PLURAL, **kwargs)
 
+    def _list_replica_sets(self, **kwargs: Any) -> Any:
+        return self._apps.list_replica_set_for_all_namespaces(**kwargs)
+
     def _list_workloads(self, **kwargs: Any) -> Any:
         return self._custom.list_cluster_custom_object(GROUP, VERSION, WORKLOAD_PLURAL, **kwargs)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    return str(exc)
+
+
+def _add_owner(
+    owners: dict[tuple[str, str, str], tuple[str, str]], kind: str, doc: Mapping[str, Any]
+) -> None:
+    meta = doc.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("controller"):
+            owners[(str(meta.get("namespace")), kind, str(meta.get("name")))] = (
+                str(ref.get("kind")),
+                str(ref.get("name")),
+            )
 
 
 def _name_of(doc: Mapping[str, Any]) -> dict[str, Any]:

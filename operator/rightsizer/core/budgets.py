@@ -18,7 +18,9 @@ How the planner learns that a pod is protected (first match wins, see :func:`pod
     the planner option allows local storage;
   - a PodDisruptionBudget with ``disruptionsAllowed: 0``, or more than one PDB (the Eviction API
     refuses those); budgets above zero are counted across the whole plan by the consolidator;
-  - required pod affinity (co-location with other pods is not simulated).
+  - required pod affinity (co-location with other pods is not simulated);
+  - with a ``now`` (see :mod:`rightsizer.core.protections`): ``rightsizer.io/do-not-disrupt-until`` in
+    the future or unreadable, a pod still in its startup grace period, a pod of a gang.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rightsizer.core.errors import InvalidSchedule
+from rightsizer.core.protections import gang_of, protected_until, shielded
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget
 
 if TYPE_CHECKING:
@@ -59,6 +62,17 @@ class PodPolicy:
     training: bool = False
     allow_disruption: bool = False
     allow_disruption_when_idle: bool = False
+    startup_grace: timedelta | None = None  # the GPUWorkload's; None: the pool's
+    workload: str = ""  # namespace/name of the GPUWorkload that says so, for reasons
+
+
+@dataclass(frozen=True, slots=True)
+class TimedRules:
+    """The protections that need the time and the pool: see :mod:`rightsizer.core.protections`."""
+
+    now: datetime
+    startup_grace: timedelta = timedelta(0)
+    gang_labels: tuple[str, ...] = ()
 
 
 class Mobility(StrEnum):
@@ -98,6 +112,7 @@ def pod_disposition(
     allow_training: bool,
     allow_local_storage: bool,
     gpu_idle: bool,
+    timed: TimedRules | None = None,
 ) -> Disposition:
     """Classify one bound pod: movable, stays without blocking, or blocks its node (with why)."""
     if pod.deleting:
@@ -113,7 +128,10 @@ def pod_disposition(
     if safe_to_evict == "false":
         return Disposition(Mobility.BLOCKS, f'annotated {SAFE_TO_EVICT}="false"')
     if policy is not None and policy.protected:
-        return Disposition(Mobility.BLOCKS, "protected by its GPUWorkload")
+        by = f" {policy.workload}" if policy.workload else ""
+        return Disposition(Mobility.BLOCKS, f"protected by its GPUWorkload{by}")
+    if timed is not None and (why := _timed_block(pod, policy, timed)) is not None:
+        return Disposition(Mobility.BLOCKS, why)
     if pod.controller is None:
         return Disposition(Mobility.BLOCKS, "no controller would recreate it (bare pod)")
     if is_training(pod, policy):
@@ -138,11 +156,25 @@ def pod_disposition(
     return MOVABLE
 
 
-def node_block_reason(node: Node) -> str | None:
+def _timed_block(pod: Pod, policy: PodPolicy | None, timed: TimedRules) -> str | None:
+    until = protected_until(pod.annotations, timed.now, "pod")
+    if until.protected:
+        return until.reason
+    grace = timed.startup_grace if policy is None or policy.startup_grace is None else policy.startup_grace
+    if (starting := shielded(pod, grace, timed.now)) is not None:
+        return starting
+    if (gang := gang_of(pod, timed.gang_labels)) is not None:
+        return f"member of gang {gang} (gangs move together or not at all: not moved)"
+    return None
+
+
+def node_block_reason(node: Node, now: datetime | None = None) -> str | None:
     """Why a node must not be disrupted by this plan regardless of its pods, or None."""
     for annotation in DO_NOT_DISRUPT:
         if _true(node.annotations.get(annotation)):
             return f"node annotated {annotation}=true"
+    if now is not None and (until := protected_until(node.annotations, now, "node")).protected:
+        return until.reason
     if _true(node.annotations.get(SCALE_DOWN_DISABLED)):
         return f"node annotated {SCALE_DOWN_DISABLED}=true"
     if node.deleting:

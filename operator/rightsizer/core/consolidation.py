@@ -44,6 +44,7 @@ from rightsizer.core.budgets import (
     Disposition,
     Mobility,
     PodPolicy,
+    TimedRules,
     allowed_disruptions,
     consolidation_due,
     is_disrupting,
@@ -58,6 +59,7 @@ from rightsizer.core.pools import (
     is_control_plane,
     node_price,
 )
+from rightsizer.core.protections import DEFAULT_STARTUP_GRACE
 from rightsizer.core.quantity import format_cpu
 from rightsizer.core.snapshot import (
     GPU_PRODUCT_LABEL,
@@ -85,6 +87,10 @@ class PlannerOptions:
     # CPU-only pods from CPU nodes may use GPU nodes' spare room when no CPU node has it. Off by default:
     # such pods later pin the GPU node ("CPU pod pins a GPU node"), which costs far more than a CPU node.
     cpu_pods_on_gpu_nodes: bool = False
+    # GPU activity is being measured (the operator has a source): a GPU pod missing from it is unknown,
+    # and its node is drained only where the pool allows consolidation on requests alone. Off for
+    # offline plans, which work on requests.
+    activity_measured: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +224,7 @@ class _Run:
                     or (pool is not None and pool.allow_training_disruption),
                     allow_local_storage=options.allow_local_storage,
                     gpu_idle=self.gpu_idle(pod),
+                    timed=timed_rules(pool, now),
                 )
                 if d.mobility is Mobility.MOVABLE:
                     self.movable[i].append(pod)
@@ -326,7 +333,9 @@ class _Run:
 
     def _may_drain(self, i: int) -> int:
         node = self.nodes[i]
-        blocked = self.pool[i] is None or node_block_reason(node) is not None or bool(self.blockers[i])
+        blocked = (
+            self.pool[i] is None or node_block_reason(node, self.now) is not None or bool(self.blockers[i])
+        )
         return 0 if blocked else 1
 
     def _since(self, i: int) -> datetime | None:
@@ -348,7 +357,7 @@ class _Run:
                 rivals = " and ".join(self.assignment.contested[node.name])
                 return f"selected by GPUNodePools {rivals}: it belongs to neither until they are disjoint"
             return "control-plane node" if is_control_plane(node) else "matches no GPUNodePool nodeSelector"
-        if (reason := node_block_reason(node)) is not None:
+        if (reason := node_block_reason(node, self.now)) is not None:
             return reason
         if i in self.pending_on:
             return f"capacity reserved for pending pod {self.pending_on[i]}"
@@ -364,9 +373,25 @@ class _Run:
             return (
                 f"consolidateAfter {_duration(pool.consolidate_after)} not reached ({_duration(left)} left)"
             )
+        if (unknown := self._unknown_activity(i, pool)) is not None:
+            return unknown
         if pool.consolidation_policy == WHEN_EMPTY and self.movable[i]:
             return f"pool {pool.name} consolidates only empty nodes (WhenEmpty); {len(self.movable[i])} pods"
         return None
+
+    def _unknown_activity(self, i: int, pool: PoolPolicy) -> str | None:
+        """Unknown is never idle: a node with a GPU pod nobody measured stays, unless the pool
+        consolidates on requests alone."""
+        if not self.options.activity_measured or pool.consolidate_unknown_activity:
+            return None
+        unknown = [p for p in self.movable[i] if self.gpus(p) > 0 and p.key not in self.activity]
+        if not unknown:
+            return None
+        more = f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        return (
+            f"GPU activity of pod {unknown[0].key}{more} is unknown; pool {pool.name} does not "
+            "consolidate on requests alone (consolidateWhenActivityUnknown)"
+        )
 
     # -- budgets ---------------------------------------------------------------------------------
 
@@ -731,6 +756,13 @@ class _Run:
             replaced={self.nodes[i].name: r for i, r in self.replaced.items()},
             pods_unplaceable=self.unplaceable,
         )
+
+
+def timed_rules(pool: PoolPolicy | None, now: datetime) -> TimedRules:
+    """The time-dependent protections of ``pool`` (a node outside every pool: the defaults)."""
+    if pool is None:
+        return TimedRules(now=now, startup_grace=DEFAULT_STARTUP_GRACE)
+    return TimedRules(now=now, startup_grace=pool.startup_grace_period, gang_labels=pool.gang_labels)
 
 
 def _targetable(node: Node) -> bool:

@@ -9,6 +9,10 @@
   ``MetricsUnavailable`` while GPU activity cannot be read; the pool then drains nothing (empty nodes
   may still go, Pending pods still get nodes) until it can.
 
+- ``InputsAvailable``: False with ``InputsUnreadable`` while something protection depends on cannot be
+  read (GPUWorkloads, PodDisruptionBudgets, ReplicaSets, the cluster itself): "could not read" is
+  never "none", so the pool drains nothing with pods until it can.
+
 Transition times move only when a condition's status does.
 """
 
@@ -27,6 +31,8 @@ OVERLAPPING_SELECTORS = "OverlappingSelectors"
 INVALID_POOL = "InvalidPool"
 METRICS_AVAILABLE = "MetricsAvailable"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
+INPUTS_AVAILABLE = "InputsAvailable"
+INPUTS_UNREADABLE = "InputsUnreadable"
 _LISTED_NODES = 5
 
 
@@ -38,6 +44,7 @@ class PoolObservation:
     problem: str | None = None  # why the pool cannot be read
     metrics_configured: bool = False  # a GPU activity source is set up
     metrics_hold: str | None = None  # why GPU activity could not be read this pass
+    inputs_hold: str | None = None  # what protection depends on and could not be read this pass
 
 
 def overlap_message(overlaps: Mapping[str, tuple[str, ...]]) -> str | None:
@@ -72,6 +79,13 @@ def pool_conditions(
         metrics = [condition(METRICS_AVAILABLE, False, METRICS_UNAVAILABLE, message)]
     elif observed.metrics_configured:
         metrics = [condition(METRICS_AVAILABLE, True, "ActivityRead", "GPU activity read this pass")]
+    if observed.inputs_hold is not None:
+        message = f"cannot read {observed.inputs_hold}: holding, no node with pods is drained"
+        metrics.append(condition(INPUTS_AVAILABLE, False, INPUTS_UNREADABLE, message))
+    else:
+        metrics.append(
+            condition(INPUTS_AVAILABLE, True, "InputsRead", "everything protection needs was read")
+        )
     overlap = overlap_message(observed.overlaps)
     if overlap is not None:
         return [
@@ -114,6 +128,20 @@ def metrics_event(
         bad="False",
         warning=METRICS_UNAVAILABLE,
         recovered=("MetricsRecovered", "GPU activity is readable again; consolidation resumes"),
+    )
+
+
+def inputs_event(
+    previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
+) -> tuple[str, str, str] | None:
+    """A Warning when the pool starts holding for unreadable inputs, a Normal event when it stops."""
+    return _transition_event(
+        previous,
+        current,
+        INPUTS_AVAILABLE,
+        bad="False",
+        warning=INPUTS_UNREADABLE,
+        recovered=("InputsRecovered", "everything protection needs is readable again; consolidation resumes"),
     )
 
 

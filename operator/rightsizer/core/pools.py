@@ -43,6 +43,7 @@ from rightsizer.core.budgets import (
     parse_cron,
 )
 from rightsizer.core.errors import InvalidPool, InvalidQuantity, InvalidSchedule
+from rightsizer.core.protections import DEFAULT_STARTUP_GRACE
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.snapshot import (
     GPU_PRODUCT_LABEL,
@@ -110,6 +111,9 @@ class PoolPolicy:
     allow_training_disruption: bool = False
     replacement_types: tuple[ReplacementType, ...] = ()
     provider: str = "none"
+    startup_grace_period: timedelta = DEFAULT_STARTUP_GRACE  # pods Ready for less are never moved
+    gang_labels: tuple[str, ...] = ()  # labels naming pod groups beyond the known ones
+    consolidate_unknown_activity: bool = False  # may nodes whose GPU activity is unknown be drained?
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +353,11 @@ def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
         allow_training_disruption=bool(spec.get("allowTrainingDisruption", False)),
         replacement_types=tuple(replacements),
         provider=str(provider.get("type", "none")),
+        startup_grace_period=parse_duration(
+            spec.get("startupGracePeriod", "10m"), f"{where}.startupGracePeriod"
+        ),
+        gang_labels=tuple(str(label) for label in spec.get("gangLabels") or ()),
+        consolidate_unknown_activity=bool(spec.get("consolidateWhenActivityUnknown", False)),
     )
 
 

@@ -153,6 +153,7 @@ class Pod:
     spread: tuple[SpreadConstraint, ...] = ()
     host_ports: tuple[tuple[str, int, str], ...] = ()  # (protocol, hostPort, hostIP)
     uid: str = ""  # tells this pod from a later one of the same name (StatefulSets reuse names)
+    ready_since: datetime | None = None  # when its Ready condition last became True; None: not Ready
 
     @property
     def key(self) -> str:
@@ -496,6 +497,14 @@ def _pod(item: Mapping[str, Any]) -> Pod:
                 )
     pod_affinity = _obj(affinity.get("podAffinity"), where)
     pod_anti = _obj(affinity.get("podAntiAffinity"), where)
+    ready_since = None
+    for raw in _list(status.get("conditions"), f"{where} status.conditions"):
+        condition = _obj(raw, f"{where} condition")
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            # A Ready pod without a transition time is treated as Ready since it started.
+            ready_since = parse_time(condition.get("lastTransitionTime"), f"{where} Ready condition") or (
+                parse_time(status.get("startTime"), f"{where} startTime")
+            )
     return Pod(
         namespace=namespace,
         name=name,
@@ -522,6 +531,7 @@ def _pod(item: Mapping[str, Any]) -> Pod:
         spread=spread,
         host_ports=tuple(host_ports),
         uid=str(meta.get("uid") or ""),
+        ready_since=ready_since,
     )
 
 

@@ -94,6 +94,8 @@ def pool(name: str, product: str, gpus: int, price: float, watts: int) -> dict[s
             "minNodes": 1,
             "consolidationPolicy": "WhenUnderutilized",
             "consolidateAfter": "30s",
+            # The demo's pods are minutes old when consolidation starts; real pools keep 10m.
+            "startupGracePeriod": "1m",
             "disruption": {"budgets": [{"nodes": "1"}]},
         },
     }

@@ -42,6 +42,7 @@ from rightsizer.core.budgets import (
     node_block_reason,
     pod_disposition,
 )
+from rightsizer.core.consolidation import timed_rules
 from rightsizer.core.planner import Plan
 from rightsizer.core.pools import PoolPolicy, assign_pools
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint, selector_matches
@@ -253,7 +254,8 @@ class Executor:
             return f"node {node.name} is selected by GPUNodePools {rivals}; it belongs to neither"
         if pool is None or pool.name != step.pool:
             return f"node {node.name} is no longer in GPUNodePool {step.pool}"
-        if (block := node_block_reason(node)) is not None:
+        now = self.clock()
+        if (block := node_block_reason(node, now)) is not None:
             return block
         if INTENT_ANNOTATION in node.annotations:
             return f"node {node.name} already carries a disruption intent"
@@ -272,6 +274,7 @@ class Executor:
                 allow_training=pool.allow_training_disruption,
                 allow_local_storage=False,
                 gpu_idle=False,
+                timed=timed_rules(pool, now),
             )
             if disposition.mobility is Mobility.STAYS:
                 continue

@@ -7,12 +7,15 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from rightsizer.api.annotations import WORKLOAD_ANNOTATION
-from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
+from pydantic import ValidationError
+
+from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec, WorkloadType
 from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.cost import PricingModel
 from rightsizer.core.idle import IdleAction, IdlePolicy
+from rightsizer.core.ownership import WorkloadClaim
 from rightsizer.core.replicas import ScalingPolicy, StepRule
+from rightsizer.core.selectors import parse_selector
 from rightsizer.runtime.settings import PricingDefaults
 
 
@@ -107,28 +110,56 @@ def max_history_gap(interval_seconds: float) -> timedelta:
     return timedelta(seconds=2 * interval_seconds)
 
 
-def pod_policies(
-    pods: Sequence[tuple[str, str, Mapping[str, str]]], workloads: Sequence[Mapping[str, Any]]
-) -> dict[str, PodPolicy]:
+def workload_claims(
+    workloads: Sequence[Mapping[str, Any]],
+    selectors: Mapping[str, str],
+    unresolved: Mapping[str, str],
+) -> list[WorkloadClaim]:
     """What each GPUWorkload says about its pods, for the consolidation planner: protected pods never
-    move; training pods move only when the workload allows consolidation. Pods are matched to their
-    GPUWorkload by the annotation the workload loop puts on them; `pods` are (namespace, name,
-    annotations)."""
-    by_key: dict[tuple[str, str], Mapping[str, Any]] = {}
+    move; training pods move only when the workload allows consolidation; its startup grace period.
+    ``workloads`` are GPUWorkloads' metadata and spec; ``selectors`` the /scale selectors read for
+    their targets and ``unresolved`` why a target's pods could not be found, both by namespace/name.
+    A spec that does not parse (the API server should have refused it) protects every pod it might
+    claim."""
+    claims = []
     for gw in workloads:
         meta = gw.get("metadata") or {}
-        by_key[(str(meta.get("namespace")), str(meta.get("name")))] = gw.get("spec") or {}
-    policies: dict[str, PodPolicy] = {}
-    for namespace, name, pod_annotations in pods:
-        spec = by_key.get((namespace, pod_annotations.get(WORKLOAD_ANNOTATION, "")))
-        if spec is None:
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        key = f"{namespace}/{name}"
+        try:
+            spec = GPUWorkloadSpec.model_validate(gw.get("spec") or {})
+        except ValidationError as exc:
+            raw_target = (gw.get("spec") or {}).get("targetRef") or {}
+            claims.append(
+                WorkloadClaim(
+                    namespace=namespace,
+                    name=name,
+                    target_kind=str(raw_target.get("kind", "")),
+                    target_name=str(raw_target.get("name", "")),
+                    policy=PodPolicy(protected=True, workload=key),
+                    annotation_value=name,
+                    unresolved=f"spec does not parse ({exc.error_count()} error(s))",
+                )
+            )
             continue
-        protection = spec.get("protection") or {}
-        training = spec.get("workloadType") == "Training"
-        allow = protection.get("allowConsolidation")
-        policies[f"{namespace}/{name}"] = PodPolicy(
-            protected=bool(protection.get("doNotDisrupt")),
-            training=training,
-            allow_disruption=bool(allow) if allow is not None else not training,
+        training = spec.workload_type is WorkloadType.TRAINING
+        selector_text = selectors.get(key)
+        claims.append(
+            WorkloadClaim(
+                namespace=namespace,
+                name=name,
+                target_kind=spec.target_ref.kind,
+                target_name=spec.target_ref.name,
+                policy=PodPolicy(
+                    protected=spec.protection.do_not_disrupt,
+                    training=training,
+                    allow_disruption=spec.consolidation_allowed,
+                    startup_grace=spec.protection.startup_grace_period,
+                    workload=key,
+                ),
+                annotation_value=name,
+                selector=parse_selector(selector_text) if selector_text else None,
+                unresolved=unresolved.get(key),
+            )
         )
-    return policies
+    return claims

@@ -27,19 +27,29 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState
 from rightsizer.adapters.metrics.base import GpuMetricsSource
 from rightsizer.adapters.node_drain import KubeNodeDrain
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.adapters.nodepools.registry import provider_for
+from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.api.v1alpha1.gpunodepool import GPUNodePoolStatus
-from rightsizer.core import drain_backoff
+from rightsizer.core import drain_backoff, ownership
+from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
 from rightsizer.core.errors import InvalidPool, RightsizerError
-from rightsizer.core.planner import PlanInput, plan
-from rightsizer.core.pool_status import PoolObservation, conflict_event, metrics_event, pool_conditions
+from rightsizer.core.planner import PlanInput, PlannerOptions, plan
+from rightsizer.core.pool_status import (
+    PoolObservation,
+    conflict_event,
+    inputs_event,
+    metrics_event,
+    pool_conditions,
+)
 from rightsizer.core.pools import PoolAssignment, PoolPolicy, assign_pools, node_price, parse_duration
+from rightsizer.core.protections import DO_NOT_DISRUPT_UNTIL, protected_until
 from rightsizer.core.snapshot import (
     GPU_PRODUCT_LABEL,
     Node,
@@ -111,6 +121,8 @@ class PoolManager:
     _last_scale_down: dict[str, datetime] = field(default_factory=dict)
     _saved_per_hour: dict[str, Decimal] = field(default_factory=dict)
     _failed_drains: dict[str, NodeFailures] = field(default_factory=dict)
+    # Per pool, the (object, value) pairs of unreadable do-not-disrupt-until already reported.
+    _reported_until: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
 
     def provider(self, pool: str) -> NodePoolProvider | None:
         document = self._documents.get(pool)
@@ -136,11 +148,23 @@ class PoolManager:
         """One pass; ``stored_status`` is the pool's status as the caller has it (the conditions
         keep their transition times even when the pool itself cannot be read)."""
         with self._lock:
-            return self._run_pass(pool_name, stored_status)
+            try:
+                return self._run_pass(pool_name, stored_status)
+            finally:
+                # Counted also when the pass failed: tests of "nothing happened" wait for passes.
+                self.telemetry.pool_passes.inc(pool_name)
 
     def _run_pass(self, pool_name: str, stored_status: Mapping[str, Any] | None) -> PassResult:
         events: list[PoolEvent] = []
-        state = self.reader.read()
+        try:
+            state = self.reader.read()
+        except (ApiException, RightsizerError) as exc:
+            # Nodes, pods or pools cannot be read: nothing is planned, let alone drained.
+            previous = list((stored_status or {}).get("conditions") or [])
+            hold = PoolObservation(generation=None, inputs_hold=f"the cluster ({_reason(exc)})")
+            conditions = _held_conditions(previous, pool_conditions(previous, hold, self.clock()))
+            change = inputs_event(previous, conditions)
+            return PassResult({"conditions": conditions}, (PoolEvent(*change),) if change else ())
         self._documents = dict(state.pool_documents)
         if stored_status is None:
             stored_status = (state.pool_documents.get(pool_name) or {}).get("status")
@@ -160,9 +184,9 @@ class PoolManager:
             return PassResult({})
         now = self.clock()
         activity, metrics_hold = self._activity()
-        policies = mapping.pod_policies(
-            [(p.namespace, p.name, p.annotations) for p in state.snapshot.pods], state.workloads
-        )
+        claims = mapping.workload_claims(state.workloads, state.selectors, state.unresolved)
+        policies = ownership.pod_policies(state.snapshot.pods, claims, state.owners, WORKLOAD_ANNOTATION)
+        inputs_hold = "; ".join(f"{what} ({why})" for what, why in sorted(state.unreadable.items())) or None
         result = plan(
             PlanInput(
                 snapshot=state.snapshot,
@@ -170,6 +194,7 @@ class PoolManager:
                 pools=state.pools,
                 gpu_activity=activity,
                 pod_policies=policies,
+                options=PlannerOptions(activity_measured=self.activity is not None),
             )
         )
         assignment = assign_pools(state.snapshot.nodes, state.pools)
@@ -184,9 +209,9 @@ class PoolManager:
         outcomes: list[StepOutcome] = []
         if not self.settings.dry_run and not overlaps:
             steps = self._due(node_steps(result), pool_name, _scale_down_after(document), now)
-            if metrics_hold is not None:
+            if metrics_hold is not None or inputs_hold is not None:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
-            outcomes = self._execute(steps, state.pools, pool, members)
+            outcomes = self._execute(steps, state.pools, pool, members, policies)
             events.extend(self._scale_up(state, pool, document, members, now))
         for outcome in outcomes:
             self.telemetry.decisions.inc(
@@ -209,15 +234,40 @@ class PoolManager:
             overlaps=overlaps,
             metrics_configured=self.activity is not None,
             metrics_hold=metrics_hold,
+            inputs_hold=inputs_hold,
         )
         status["conditions"] = pool_conditions(previous, observed, now)
+        events.extend(self._unreadable_until(pool.name, state, members, now))
         for change in (
             conflict_event(previous, status["conditions"]),
             metrics_event(previous, status["conditions"]),
+            inputs_event(previous, status["conditions"]),
         ):
             if change is not None:
                 events.append(PoolEvent(*change))
         return PassResult(status, tuple(events), tuple(outcomes))
+
+    def _unreadable_until(
+        self, pool: str, state: ClusterState, members: Sequence[Node], now: datetime
+    ) -> list[PoolEvent]:
+        """A Warning, once per object and value, for a do-not-disrupt-until that is not a time (it
+        protects meanwhile: fail closed)."""
+        names = {n.name for n in members}
+        found = [(f"node {n.name}", n.annotations) for n in members] + [
+            (f"pod {p.key}", p.annotations) for p in state.snapshot.pods if p.node_name in names
+        ]
+        events = []
+        seen: set[tuple[str, str]] = set()
+        for what, marks in found:
+            until = protected_until(marks, now, what)
+            if not until.unreadable:
+                continue
+            key = (what, marks.get(DO_NOT_DISRUPT_UNTIL, ""))
+            seen.add(key)
+            if key not in self._reported_until.get(pool, set()):
+                events.append(PoolEvent("Warning", "InvalidAnnotation", until.reason))
+        self._reported_until[pool] = seen
+        return events
 
     def _back_off(self, outcome: StepOutcome) -> str:
         """Record a failed drain; the event says when the node may be tried again."""
@@ -279,14 +329,19 @@ class PoolManager:
         return due
 
     def _execute(
-        self, steps: list[NodeStep], pools: Sequence[PoolPolicy], pool: PoolPolicy, members: Sequence[Node]
+        self,
+        steps: list[NodeStep],
+        pools: Sequence[PoolPolicy],
+        pool: PoolPolicy,
+        members: Sequence[Node],
+        policies: Mapping[str, PodPolicy],
     ) -> list[StepOutcome]:
         outcomes: list[StepOutcome] = []
         removed = 0
         for step in steps:
             if removed >= self.settings.max_nodes_per_pass:
                 break
-            outcome = self.executor.run(step, pools, self.live_nodes())
+            outcome = self.executor.run(step, pools, self.live_nodes(), policies)
             outcomes.append(outcome)
             if outcome.result is Result.REMOVED:
                 removed += 1
@@ -391,6 +446,23 @@ class PoolManager:
 
 def _currency(document: Mapping[str, Any] | None) -> str:
     return str(((document or {}).get("spec") or {}).get("currency") or "USD")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    return str(exc)
+
+
+def _held_conditions(
+    previous: Sequence[Mapping[str, Any]], computed: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """While nothing could be read, only InputsAvailable is known: the other conditions stay as stored."""
+    known = {str(c.get("type")): dict(c) for c in previous if isinstance(c, Mapping)}
+    for condition in computed:
+        if condition.get("type") == "InputsAvailable":
+            known["InputsAvailable"] = dict(condition)
+    return list(known.values())
 
 
 def _members(state: ClusterState, assignment: PoolAssignment, pool: PoolPolicy) -> list[Node]:

@@ -189,6 +189,9 @@ class Telemetry:
             ("pool", "currency"),
         )
         self.pool_nodes = Metric("rightsizer_pool_nodes", "Nodes in a GPU node pool.", "gauge", ("pool",))
+        self.pool_passes = Metric(
+            "rightsizer_pool_passes_total", "Consolidation passes of a GPU node pool.", "counter", ("pool",)
+        )
 
     def all(self) -> list[Metric | Histogram]:
         return [m for m in vars(self).values() if isinstance(m, Metric | Histogram)]

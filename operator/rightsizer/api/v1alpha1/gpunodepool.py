@@ -263,6 +263,28 @@ class GPUNodePoolSpec(SpecModel):
     allow_training_disruption: bool = Field(
         default=False, description="May training pods be moved to empty nodes (default no)?"
     )
+    startup_grace_period: Duration = Field(
+        default=timedelta(minutes=10),
+        description=(
+            "A pod Ready for less than this (or still starting within it) is never moved: large models "
+            "take minutes to load. A GPUWorkload's protection.startupGracePeriod overrides it."
+        ),
+    )
+    gang_labels: tuple[Annotated[str, Field(min_length=1, max_length=317)], ...] = Field(
+        default=(),
+        max_length=16,
+        description=(
+            "Labels naming pod groups that only work together, besides the known ones (JobSet, Kubeflow "
+            "jobs, LeaderWorkerSet, RayCluster, PodGroup, Kueue pod groups): such pods are never moved."
+        ),
+    )
+    consolidate_when_activity_unknown: bool = Field(
+        default=False,
+        description=(
+            "May a node holding a GPU pod whose GPU activity is unknown be drained on requests alone "
+            "(default no: unknown is never idle)?"
+        ),
+    )
     replacement_types: tuple[ReplacementType, ...] = Field(
         default=(),
         max_length=16,

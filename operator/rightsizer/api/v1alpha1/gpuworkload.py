@@ -253,6 +253,12 @@ class Protection(SpecModel):
             "(a moved training pod loses its progress since the last checkpoint)."
         ),
     )
+    startup_grace_period: Duration | None = Field(
+        default=None,
+        description=(
+            "Pods Ready for less than this are never moved; unset: the GPUNodePool's startupGracePeriod."
+        ),
+    )
 
     rules = (
         Rule(

@@ -1,0 +1,203 @@
+"""What users protect stays put, on the real API server and scheduler: a GPUWorkload's protection holds
+for a pod created a moment ago, GPUWorkloads that cannot be read mean hold, the startup shield and
+gangs. Negative checks wait for consolidation passes (rightsizer_pool_passes_total), never sleep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client
+
+from rightsizer.adapters.nodepools.kwok_nodes import A100_80GB_X8
+from tests.support.apiproxy import ApiProxy, operator_proxy
+from tests.support.cluster import Cluster, GpuUtilization, wait_for
+from tests.support.fleet import (
+    Fleet,
+    all_available,
+    deployments_summary,
+    gpu_app,
+    operator_args,
+    running_pods,
+)
+from tests.support.operator_process import OperatorProcess
+from tests.support.world import gpu_workload
+
+pytestmark = pytest.mark.e2e
+
+# The workload loop watches a namespace without GPUWorkloads, so it never annotates the test's pods:
+# only the consolidation pass (which lists GPUWorkloads cluster-wide) can know whom they belong to.
+# kopf then looks namespaces up, which the cluster-wide chart does not grant: an expected refusal.
+NO_WORKLOAD_LOOP = ("--namespace", "kube-public")
+NAMESPACES_REFUSED = 'cannot list resource "namespaces"'
+GPUWORKLOAD_LIST = r"^/apis/rightsizer\.io/v1alpha1/gpuworkloads$"  # cluster-wide: only consolidation
+
+
+@pytest.fixture
+def proxy(cluster: Cluster, tmp_path: Path) -> Iterator[ApiProxy]:
+    with operator_proxy(cluster, tmp_path) as running:
+        yield running
+
+
+def pool_passes(operator: OperatorProcess, pool: str) -> float:
+    prefix = f'rightsizer_pool_passes_total{{pool="{pool}"}} '
+    for line in requests.get(operator.metrics_url, timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_passes(operator: OperatorProcess, pool: str, count: int) -> None:
+    start = pool_passes(operator, pool)
+    wait_for(
+        lambda: pool_passes(operator, pool) >= start + count, timeout=30 + 5 * count, describe=operator.log
+    )
+
+
+def spread_apps(
+    cluster: Cluster, fleet: Fleet, namespace: str, apps: list[tuple[str, int]], **labels: str
+) -> dict[str, tuple[str, str]]:
+    """Deployments of one pod each, placed in order: the scheduler's spreading preference puts each on
+    the emptiest node. Returns the running pods."""
+    for name, gpus in apps:
+        app = gpu_app(fleet, name, "a100", gpus)
+        app["spec"]["template"]["metadata"]["labels"].update(labels)
+        cluster.apply(app, namespace)
+        wait_for(
+            lambda n=name: any(p.startswith(f"{n}-") for p in running_pods(cluster, namespace)), timeout=60
+        )
+    return running_pods(cluster, namespace)
+
+
+def inputs_condition(fleet: Fleet, kind: str) -> dict[str, Any]:
+    conditions = fleet.status(kind).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "InputsAvailable"), {})
+
+
+def test_a_new_pod_of_a_do_not_disrupt_workload_is_never_evicted(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    gpu_util.set(namespace, 50)
+    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    # guarded holds 1 GPU on one node, filler 2 on the other: guarded's node is the emptier one, the
+    # first the planner would drain.
+    before = spread_apps(cluster, fleet, namespace, [("guarded", 1), ("filler", 2)])
+    guarded = {name: where for name, where in before.items() if name.startswith("guarded-")}
+    assert len({node for _, node in before.values()}) == 2, deployments_summary(cluster, namespace)
+    cluster.apply(gpu_workload("guarded", "guarded", protection={"doNotDisrupt": True}), namespace)
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    with OperatorProcess.start(
+        cluster.kubeconfig,
+        namespace,
+        cluster.prometheus_url,
+        extra_args=(*operator_args(fleet), *NO_WORKLOAD_LOOP),
+        refusals_expected=NAMESPACES_REFUSED,
+    ) as operator:
+        # filler's node is drained instead: filler joins guarded, and the pool is one node.
+        wait_for(
+            lambda: len(fleet.nodes("a100")) == 1 and all_available(cluster, namespace),
+            timeout=180,
+            interval=2,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-3000:]}",
+        )
+    after = running_pods(cluster, namespace)
+    for name, where in guarded.items():
+        assert after.get(name) == where, f"protected pod {name} was evicted or moved"
+        annotations = client.CoreV1Api(cluster.api).read_namespaced_pod(name, namespace).metadata.annotations
+        assert "rightsizer.io/workload" not in (annotations or {}), "the workload loop saw the pod"
+
+
+def test_gpuworkloads_that_cannot_be_listed_mean_no_drain_and_a_condition(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization, proxy: ApiProxy
+) -> None:
+    gpu_util.set(namespace, 50)
+    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    before = spread_apps(cluster, fleet, namespace, [("small", 1), ("filler", 2)])
+    pool = fleet.pool("a100")
+    proxy.fail("GET", GPUWORKLOAD_LIST, 403, times=None)
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    with OperatorProcess.start(
+        cluster.kubeconfig,
+        namespace,
+        cluster.prometheus_url,
+        extra_args=(*operator_args(fleet), *NO_WORKLOAD_LOOP),
+        identity=proxy.kubeconfig,
+        cluster_wide=True,
+        refusals_expected=f"GPUWorkloads \\(HTTP 403 Forbidden\\)|{NAMESPACES_REFUSED}",
+    ) as operator:
+        # kopf spends up to two minutes on the namespace lookup it may not make before timers start.
+        wait_for(
+            lambda: inputs_condition(fleet, "a100").get("status") == "False",
+            timeout=240,
+            describe=lambda: (
+                f"{fleet.status('a100')} {pool_passes(operator, pool)}\n{operator.log()[-3000:]}"
+            ),
+        )
+        held = inputs_condition(fleet, "a100")
+        assert held["reason"] == "InputsUnreadable"
+        assert "GPUWorkloads (HTTP 403 Forbidden)" in held["message"]
+        wait_passes(operator, pool, 5)
+        assert running_pods(cluster, namespace) == before, "a pod was evicted while GPUWorkloads were unknown"
+        assert len(fleet.nodes("a100")) == 2
+        reasons = {
+            e.reason
+            for e in client.CoreV1Api(cluster.api)
+            .list_event_for_all_namespaces(field_selector=f"involvedObject.name={pool}")
+            .items
+        }
+        assert "InputsUnreadable" in reasons
+
+        proxy.clear()  # readable again: the pool consolidates
+        wait_for(
+            lambda: len(fleet.nodes("a100")) == 1 and all_available(cluster, namespace),
+            timeout=180,
+            interval=2,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-3000:]}",
+        )
+        wait_for(lambda: inputs_condition(fleet, "a100").get("status") == "True", timeout=30)
+
+
+def test_pods_in_their_startup_grace_period_are_not_moved_until_it_ends(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    gpu_util.set(namespace, 50)
+    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    before = spread_apps(cluster, fleet, namespace, [("fresh", 1), ("filler", 2)])
+    assert len({node for _, node in before.values()}) == 2
+    pool = fleet.pool("a100")
+    fleet.node_pool("a100", A100_80GB_X8, 3.0, startupGracePeriod="10m")
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as operator:
+        wait_passes(operator, pool, 5)
+        assert running_pods(cluster, namespace) == before, "a pod in its startup grace period was evicted"
+        assert len(fleet.nodes("a100")) == 2
+        fleet.node_pool("a100", A100_80GB_X8, 3.0, startupGracePeriod="0s")  # the period is over
+        wait_for(
+            lambda: len(fleet.nodes("a100")) == 1 and all_available(cluster, namespace),
+            timeout=180,
+            interval=2,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-3000:]}",
+        )
+
+
+def test_a_gang_of_four_over_two_nodes_is_never_split(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    gpu_util.set(namespace, 50)
+    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    # Four 1-GPU pods of one JobSet, two on each 8-GPU node: on requests, one node would do.
+    gang = {"jobset.sigs.k8s.io/jobset-name": "run-7"}
+    before = spread_apps(cluster, fleet, namespace, [(f"gang-{i}", 1) for i in range(4)], **gang)
+    assert len({node for _, node in before.values()}) == 2
+    pool = fleet.pool("a100")
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as operator:
+        wait_passes(operator, pool, 6)
+        assert running_pods(cluster, namespace) == before, "a gang pod was evicted"
+        assert len(fleet.nodes("a100")) == 2
