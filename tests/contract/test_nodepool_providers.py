@@ -274,7 +274,7 @@ def test_describe_names_the_provider(world: World) -> None:
 
 
 @pytest.mark.e2e
-def test_karpenter_removal_lowers_the_gpu_limit(cluster: Cluster) -> None:
+def test_karpenter_removal_deletes_the_nodeclaim_and_leaves_the_users_limits_alone(cluster: Cluster) -> None:
     owner = f"cp{secrets.token_hex(3)}"
     try:
         world = karpenter_world(cluster, owner)
@@ -283,7 +283,8 @@ def test_karpenter_removal_lowers_the_gpu_limit(cluster: Cluster) -> None:
         pool = client.CustomObjectsApi(cluster.api).get_cluster_custom_object(
             "karpenter.sh", "v1", "nodepools", owner
         )
-        assert pool["spec"]["limits"]["nvidia.com/gpu"] == "24"
+        assert pool["spec"]["limits"]["nvidia.com/gpu"] == "32"
+        assert not world.backed(node)
     finally:
         for kind in ("nodeclaims.karpenter.sh", "nodepools.karpenter.sh"):
             cluster.kubectl("delete", kind, "-l", f"{OWNER_LABEL}={owner}", "--wait=false", check=False)
@@ -302,3 +303,22 @@ def test_kwok_nodes_join_the_pool_with_its_gpus_and_template(cluster: Cluster) -
         assert "rightsizer.io/test" in [t.key for t in node.spec.taints]
     finally:
         cluster.kubectl("delete", "nodes", "-l", f"{OWNER_LABEL}={owner}", "--wait=false", check=False)
+
+
+@pytest.mark.e2e
+def test_clusterapi_removal_interrupted_after_marking_converges(cluster: Cluster, namespace: str) -> None:
+    owner = f"cp{secrets.token_hex(3)}"
+    world = clusterapi_world(cluster, owner, namespace)
+    first, second = world.make_node(), world.make_node()
+    provider = world.provider
+    assert isinstance(provider, ClusterApiProvider)
+    # A crash right after the Machine was marked: the replicas were never lowered.
+    set_replicas = provider._set_replicas
+    provider._set_replicas = lambda replicas: None  # type: ignore[method-assign]
+    provider.remove_node(first)
+    assert provider.desired_nodes() == 2 and not world.backed(first)
+    provider._set_replicas = set_replicas  # type: ignore[method-assign]
+    provider.remove_node(first)  # the restarted operator resumes the removal
+    assert provider.desired_nodes() == 1
+    provider.remove_node(first)  # and once more changes nothing
+    assert provider.desired_nodes() == 1 and world.backed(second)

@@ -72,6 +72,21 @@ def spread_apps(
     return running_pods(cluster, namespace)
 
 
+def two_busy_nodes(namespace: str, fleet: Fleet, gpu_util: GpuUtilization) -> None:
+    gpu_util.set(namespace, 50)  # every GPU pod busy: only requests and protection decide
+    fleet.add_nodes("a100", A100_80GB_X8, 2)
+
+
+def wait_for_one_node(cluster: Cluster, namespace: str, fleet: Fleet, operator: OperatorProcess) -> None:
+    """The pool consolidated to one node and every Deployment is available again."""
+    wait_for(
+        lambda: len(fleet.nodes("a100")) == 1 and all_available(cluster, namespace),
+        timeout=180,
+        interval=2,
+        describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-3000:]}",
+    )
+
+
 def inputs_condition(fleet: Fleet, kind: str) -> dict[str, Any]:
     conditions = fleet.status(kind).get("conditions") or []
     return next((c for c in conditions if c.get("type") == "InputsAvailable"), {})
@@ -80,8 +95,7 @@ def inputs_condition(fleet: Fleet, kind: str) -> dict[str, Any]:
 def test_a_new_pod_of_a_do_not_disrupt_workload_is_never_evicted(
     cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
 ) -> None:
-    gpu_util.set(namespace, 50)
-    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    two_busy_nodes(namespace, fleet, gpu_util)
     # guarded holds 1 GPU on one node, filler 2 on the other: guarded's node is the emptier one, the
     # first the planner would drain.
     before = spread_apps(cluster, fleet, namespace, [("guarded", 1), ("filler", 2)])
@@ -97,12 +111,7 @@ def test_a_new_pod_of_a_do_not_disrupt_workload_is_never_evicted(
         refusals_expected=NAMESPACES_REFUSED,
     ) as operator:
         # filler's node is drained instead: filler joins guarded, and the pool is one node.
-        wait_for(
-            lambda: len(fleet.nodes("a100")) == 1 and all_available(cluster, namespace),
-            timeout=180,
-            interval=2,
-            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-3000:]}",
-        )
+        wait_for_one_node(cluster, namespace, fleet, operator)
     after = running_pods(cluster, namespace)
     for name, where in guarded.items():
         assert after.get(name) == where, f"protected pod {name} was evicted or moved"
@@ -113,8 +122,7 @@ def test_a_new_pod_of_a_do_not_disrupt_workload_is_never_evicted(
 def test_gpuworkloads_that_cannot_be_listed_mean_no_drain_and_a_condition(
     cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization, proxy: ApiProxy
 ) -> None:
-    gpu_util.set(namespace, 50)
-    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    two_busy_nodes(namespace, fleet, gpu_util)
     before = spread_apps(cluster, fleet, namespace, [("small", 1), ("filler", 2)])
     pool = fleet.pool("a100")
     proxy.fail("GET", GPUWORKLOAD_LIST, 403, times=None)
@@ -151,20 +159,14 @@ def test_gpuworkloads_that_cannot_be_listed_mean_no_drain_and_a_condition(
         assert "InputsUnreadable" in reasons
 
         proxy.clear()  # readable again: the pool consolidates
-        wait_for(
-            lambda: len(fleet.nodes("a100")) == 1 and all_available(cluster, namespace),
-            timeout=180,
-            interval=2,
-            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-3000:]}",
-        )
+        wait_for_one_node(cluster, namespace, fleet, operator)
         wait_for(lambda: inputs_condition(fleet, "a100").get("status") == "True", timeout=30)
 
 
 def test_pods_in_their_startup_grace_period_are_not_moved_until_it_ends(
     cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
 ) -> None:
-    gpu_util.set(namespace, 50)
-    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    two_busy_nodes(namespace, fleet, gpu_util)
     before = spread_apps(cluster, fleet, namespace, [("fresh", 1), ("filler", 2)])
     assert len({node for _, node in before.values()}) == 2
     pool = fleet.pool("a100")
@@ -176,19 +178,13 @@ def test_pods_in_their_startup_grace_period_are_not_moved_until_it_ends(
         assert running_pods(cluster, namespace) == before, "a pod in its startup grace period was evicted"
         assert len(fleet.nodes("a100")) == 2
         fleet.node_pool("a100", A100_80GB_X8, 3.0, startupGracePeriod="0s")  # the period is over
-        wait_for(
-            lambda: len(fleet.nodes("a100")) == 1 and all_available(cluster, namespace),
-            timeout=180,
-            interval=2,
-            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{operator.log()[-3000:]}",
-        )
+        wait_for_one_node(cluster, namespace, fleet, operator)
 
 
 def test_a_gang_of_four_over_two_nodes_is_never_split(
     cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
 ) -> None:
-    gpu_util.set(namespace, 50)
-    fleet.add_nodes("a100", A100_80GB_X8, 2)
+    two_busy_nodes(namespace, fleet, gpu_util)
     # Four 1-GPU pods of one JobSet, two on each 8-GPU node: on requests, one node would do.
     gang = {"jobset.sigs.k8s.io/jobset-name": "run-7"}
     before = spread_apps(cluster, fleet, namespace, [(f"gang-{i}", 1) for i in range(4)], **gang)

@@ -301,3 +301,74 @@ def test_an_unreadable_do_not_disrupt_until_is_reported_once_and_protects() -> N
     assert len(warned) == 1 and "pod default/web-1" in warned[0].message
     assert "InvalidAnnotation" not in [e.reason for e in pools.run_pass("a100", first.status).events]
     assert "default/web-1" not in evictions(edge)
+
+
+def starting_node(name: str) -> dict[str, Any]:
+    """A node of the a100 pool that has registered but advertises no GPUs yet."""
+    return gpu_node(name, gpus=0, labels={"rightsizer.io/pool": "a100", "nvidia.com/gpu.product": "A100"})
+
+
+def waiting_pod(name: str, gpus: int) -> dict[str, Any]:
+    item = pod(name, None, gpus=gpus, phase="Pending")
+    item["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
+    return item
+
+
+def test_machines_are_ordered_once_for_the_same_pending_pods_while_they_provision() -> None:
+    # A provider that takes its time: the machine counts as ordered at once, its node registers a
+    # minute later and advertises its GPUs later still (the device plugin starting).
+    edge = FakeDrain(gpu_node("a-0"), pod("full-1", "a-0", gpus=8), waiting_pod("big-1", 8))
+    clock = Clock()
+    provider = FakeProvider("a100", ["a-0"])
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, gpusPerNode=8, **FAST)),
+        clock,
+        {"a100": provider},
+    )
+    first = pools.run_pass("a100")
+    assert [e.reason for e in first.events if e.reason == "ScaledUp"] == ["ScaledUp"]
+    assert len(provider.added) == 1
+    for _ in range(3):  # well past the scale-up cooldown, the node not registered yet
+        clock.sleep(61)
+        pools.run_pass("a100")
+    edge.add(starting_node(provider.added[0]))
+    for _ in range(3):
+        clock.sleep(61)
+        result = pools.run_pass("a100")
+        assert result.outcomes == (), "a node still starting is not empty"
+    assert len(provider.added) == 1, "the same Pending pod ordered a second machine"
+    assert provider.removed == []
+
+
+def test_a_gpu_node_without_advertised_gpus_is_not_a_consolidation_candidate() -> None:
+    edge = FakeDrain(gpu_node("a-0"), starting_node("a-1"), pod("web-1", "a-0", gpus=1))
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, gpusPerNode=8, **FAST)),
+        Clock(),
+        {"a100": FakeProvider("a100", ["a-0", "a-1"])},
+    )
+    assert pools.run_pass("a100").outcomes == ()
+    assert edge.calls == []
+
+
+def test_a_drain_stops_and_untaints_when_the_rest_no_longer_fits_elsewhere() -> None:
+    edge = FakeDrain(
+        gpu_node("a-0"),
+        gpu_node("a-1"),
+        pod("web-1", "a-0", gpus=1),
+        pod("web-2", "a-0", gpus=1),
+        pod("big-1", "a-1", gpus=5),
+    )
+    # Right after the first eviction another scheduler fills a-1: web-2 has nowhere to go any more.
+    edge.on_evict.append(lambda key: edge.add(pod("late-1", "a-1", gpus=3, owner=None)))
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST)),
+        Clock(),
+        {"a100": FakeProvider("a100", ["a-0", "a-1"])},
+    )
+    result = pools.run_pass("a100")
+    assert [o.result for o in result.outcomes] == [Result.BLOCKED]
+    assert len(evictions(edge)) == 1, "the second pod was evicted although it fits nowhere"
+    assert "no longer fits on any other node" in result.outcomes[0].message
+    assert edge.tainted() == set()
+    assert any(e[2] == "DrainReplanned" for e in edge.events)

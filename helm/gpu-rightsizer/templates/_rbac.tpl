@@ -91,14 +91,11 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
   verbs: ["list", "patch"]
 {{- end }}
 {{- if .Values.providers.karpenter }}
-# Consolidation, Karpenter provider: deletes the drained node's NodeClaim and lowers the NodePool's
-# GPU limit.
+# Consolidation, Karpenter provider: deletes the drained node's NodeClaim (Karpenter's termination
+# flow drains and deletes the node); the user's NodePool is never changed.
 - apiGroups: ["karpenter.sh"]
   resources: ["nodeclaims"]
   verbs: ["list", "delete"]
-- apiGroups: ["karpenter.sh"]
-  resources: ["nodepools"]
-  verbs: ["get", "patch"]
 {{- end }}
 {{- else }}
 - apiGroups: ["rightsizer.io"]

@@ -262,7 +262,7 @@ class _Run:
             self.nodes,
             self.space,
             constraints=self.constraints.values(),
-            targetable=[_targetable(n) for n in self.nodes],
+            targetable=[_targetable(n) and not self.gpus_pending(i) for i, n in enumerate(self.nodes)],
             rank=rank,
         )
         for i, pods in enumerate(self.bound):
@@ -303,6 +303,12 @@ class _Run:
     def node_idle(self, i: int) -> bool:
         gpu_pods = [p for p in self.bound[i] if self.gpus(p) > 0]
         return bool(gpu_pods) and all(self.gpu_idle(p) for p in gpu_pods)
+
+    def gpus_pending(self, i: int) -> bool:
+        """A node of a GPU pool that advertises no GPUs yet (its device plugin is starting): neither
+        empty nor a place for pods until it does."""
+        pool = self.pool[i]
+        return pool is not None and bool(pool.gpus_per_node) and self.node_gpus[i] <= 0
 
     def _pins(self, pod: Pod, node: Node) -> list[tuple[str, str | None]]:
         """Labels a moved pod must keep: GPU model, the zone of its volumes, the topology domain of
@@ -359,6 +365,11 @@ class _Run:
             return "control-plane node" if is_control_plane(node) else "matches no GPUNodePool nodeSelector"
         if (reason := node_block_reason(node, self.now)) is not None:
             return reason
+        if self.gpus_pending(i):
+            return (
+                f"advertises no GPUs yet (pool {pool.name} has {pool.gpus_per_node} per node): "
+                "its device plugin is starting"
+            )
         if i in self.pending_on:
             return f"capacity reserved for pending pod {self.pending_on[i]}"
         if self.blockers[i]:
@@ -756,6 +767,36 @@ class _Run:
             replaced={self.nodes[i].name: r for i, r in self.replaced.items()},
             pods_unplaceable=self.unplaceable,
         )
+
+
+def unplaceable_from(
+    snapshot: Snapshot,
+    assignment: PoolAssignment,
+    node: str,
+    *,
+    now: datetime,
+    policies: Mapping[str, PodPolicy] | None = None,
+    options: PlannerOptions | None = None,
+) -> str | None:
+    """Why the pods still on ``node`` would not all fit on the other nodes of ``snapshot`` (the live
+    cluster right before an eviction, Pending replacements placed first), or None when they do."""
+    run = _Run(
+        snapshot,
+        assignment,
+        now=now,
+        policies=policies or {},
+        activity={},
+        candidate_since={},
+        options=options or PlannerOptions(),
+    )
+    i = run.index.get(node)
+    if i is None:
+        return f"node {node} no longer exists"
+    run.place_pending()
+    _, stuck = run._try_drain(i)
+    if stuck is None:
+        return None
+    return f"pod {stuck.key} ({describe(stuck.requests)}) no longer fits on any other node"
 
 
 def timed_rules(pool: PoolPolicy | None, now: datetime) -> TimedRules:

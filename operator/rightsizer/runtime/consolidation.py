@@ -185,9 +185,11 @@ class Executor:
         pools: Sequence[PoolPolicy],
         live_nodes: Sequence[Node],
         policies: Mapping[str, PodPolicy] | None = None,
+        unplaceable: Callable[[str], str | None] | None = None,
     ) -> StepOutcome:
         """Re-validate, then drain and remove one node. ``live_nodes`` are the cluster's nodes as listed
-        right now (for pool membership and the budget)."""
+        right now (for pool membership and the budget). ``unplaceable(node)`` re-simulates on the live
+        cluster right before each eviction: why the node's remaining pods no longer fit elsewhere."""
         checked = self._check(step, pools, live_nodes, policies or {})
         if isinstance(checked, str):
             return StepOutcome(step.node, step.pool, Result.SKIPPED, checked)
@@ -203,6 +205,12 @@ class Executor:
         self.edge.set_taint(node.name, TAINT, True)
         evicted: list[Pod] = []
         for pod in movable:
+            if unplaceable is not None and (why := unplaceable(node.name)) is not None:
+                message = f"{why}; drain of {node.name} stopped before evicting {pod.key}, node kept"
+                self._rollback(node.name, "DrainReplanned", message)
+                return StepOutcome(
+                    node.name, pool.name, Result.BLOCKED, message, tuple(p.key for p in evicted)
+                )
             result = self.edge.evict(pod)
             if result.outcome is Eviction.BLOCKED:
                 message = f"eviction of {pod.key} refused ({result.message}); node {node.name} kept"

@@ -38,6 +38,7 @@ from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.api.v1alpha1.gpunodepool import GPUNodePoolStatus
 from rightsizer.core import drain_backoff, ownership
 from rightsizer.core.budgets import PodPolicy
+from rightsizer.core.consolidation import unplaceable_from
 from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
 from rightsizer.core.errors import InvalidPool, RightsizerError
 from rightsizer.core.planner import PlanInput, PlannerOptions, plan
@@ -184,8 +185,7 @@ class PoolManager:
             return PassResult({})
         now = self.clock()
         activity, metrics_hold = self._activity()
-        claims = mapping.workload_claims(state.workloads, state.selectors, state.unresolved)
-        policies = ownership.pod_policies(state.snapshot.pods, claims, state.owners, WORKLOAD_ANNOTATION)
+        policies = _policies(state)
         inputs_hold = "; ".join(f"{what} ({why})" for what, why in sorted(state.unreadable.items())) or None
         result = plan(
             PlanInput(
@@ -246,6 +246,18 @@ class PoolManager:
             if change is not None:
                 events.append(PoolEvent(*change))
         return PassResult(status, tuple(events), tuple(outcomes))
+
+    def _unplaceable(self, node: str) -> str | None:
+        """Re-simulated on the cluster as it is now: why the node's remaining pods would not fit
+        elsewhere (or why that cannot be known), or None."""
+        try:
+            state = self.reader.read()
+        except (ApiException, RightsizerError) as exc:
+            return f"the cluster cannot be read ({_reason(exc)})"
+        if state.unreadable:
+            return "cannot read " + ", ".join(sorted(state.unreadable))
+        assignment = assign_pools(state.snapshot.nodes, state.pools)
+        return unplaceable_from(state.snapshot, assignment, node, now=self.clock(), policies=_policies(state))
 
     def _unreadable_until(
         self, pool: str, state: ClusterState, members: Sequence[Node], now: datetime
@@ -341,7 +353,7 @@ class PoolManager:
         for step in steps:
             if removed >= self.settings.max_nodes_per_pass:
                 break
-            outcome = self.executor.run(step, pools, self.live_nodes(), policies)
+            outcome = self.executor.run(step, pools, self.live_nodes(), policies, self._unplaceable)
             outcomes.append(outcome)
             if outcome.result is Result.REMOVED:
                 removed += 1
@@ -378,13 +390,24 @@ class PoolManager:
             for pod in state.snapshot.pods
             if pod.key in waiting and 0 < pod.gpus() <= gpus_per_node and _would_fit(pod, labels, taints)
         ]
-        needed = _bins(demand, Decimal(gpus_per_node))
-        if pool.max_nodes is not None:
-            needed = min(needed, pool.max_nodes - len(members))
-        if needed <= 0:
+        wanted = _bins(demand, Decimal(gpus_per_node))
+        if wanted <= 0:
             return []
         provider = self.provider(pool.name)
         if provider is None or not provider.can_scale_up:
+            return []
+        try:
+            # Level-based: machines already ordered or still starting (not yet a node that advertises
+            # its GPUs) will take these pods, so the same Pending pods never order machines twice.
+            ordered = provider.desired_nodes()
+        except ProviderError as exc:
+            return [PoolEvent("Warning", "ScaleUpFailed", f"{exc}; ordering nothing until it can be read")]
+        serving = sum(1 for n in members if n.gpus() > 0 and not n.deleting)
+        coming = max((ordered if ordered is not None else len(members)) - serving, 0)
+        needed = wanted - coming
+        if pool.max_nodes is not None:
+            needed = min(needed, pool.max_nodes - max(len(members), ordered or 0))
+        if needed <= 0:
             return []
         try:
             names = provider.add_nodes(needed)
@@ -446,6 +469,12 @@ class PoolManager:
 
 def _currency(document: Mapping[str, Any] | None) -> str:
     return str(((document or {}).get("spec") or {}).get("currency") or "USD")
+
+
+def _policies(state: ClusterState) -> dict[str, PodPolicy]:
+    """What the GPUWorkloads say about every pod: planner and executor use the same."""
+    claims = mapping.workload_claims(state.workloads, state.selectors, state.unresolved)
+    return ownership.pod_policies(state.snapshot.pods, claims, state.owners, WORKLOAD_ANNOTATION)
 
 
 def _reason(exc: Exception) -> str:

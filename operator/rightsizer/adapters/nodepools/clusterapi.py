@@ -17,6 +17,9 @@ from rightsizer.adapters.nodepools.base import ProviderError
 
 GROUP = "cluster.x-k8s.io"
 VERSION = "v1beta1"
+# The MachineDeployment's replicas when this operator marked the Machine: a resumed removal lowers
+# them only if nobody has yet.
+REPLICAS_BEFORE_ANNOTATION = "rightsizer.io/replicas-before-removal"
 DELETE_MACHINE_ANNOTATION = "cluster.x-k8s.io/delete-machine"
 DEPLOYMENT_NAME_LABEL = "cluster.x-k8s.io/deployment-name"
 
@@ -88,13 +91,21 @@ class ClusterApiProvider:
         return None
 
     def remove_node(self, node: str) -> None:
+        """Mark the node's Machine for deletion, then lower the replicas by one. Both steps are
+        recorded on the Machine (the replicas it was marked at), so a crash between them converges:
+        a resumed removal lowers the replicas only if they are still what they were when marked."""
         machine = self.machine_of(node)
         if machine is None:
             return  # already gone with its Machine
         annotations = machine.get("metadata", {}).get("annotations") or {}
-        if DELETE_MACHINE_ANNOTATION in annotations:
-            return  # marked and scaled down before (a resumed removal)
         name = machine["metadata"]["name"]
+        if DELETE_MACHINE_ANNOTATION in annotations:
+            before = annotations.get(REPLICAS_BEFORE_ANNOTATION)
+            if before is not None and before.isdigit() and self.desired_nodes() == int(before):
+                self._set_replicas(int(before) - 1)  # marked, but the scale-down never happened
+            return
+        before_count = self.desired_nodes()
+        marks = {DELETE_MACHINE_ANNOTATION: "true", REPLICAS_BEFORE_ANNOTATION: str(before_count)}
         try:
             self._custom.patch_namespaced_custom_object(
                 GROUP,
@@ -102,11 +113,11 @@ class ClusterApiProvider:
                 self.namespace,
                 "machines",
                 name,
-                {"metadata": {"annotations": {DELETE_MACHINE_ANNOTATION: "true"}}},
+                {"metadata": {"annotations": marks}},
             )
         except ApiException as exc:
             raise self._error(f"marking Machine {name} of", exc) from exc
-        self._set_replicas(self.desired_nodes() - 1)
+        self._set_replicas(before_count - 1)
 
     def describe(self) -> str:
         return f"clusterapi: MachineDeployment {self.namespace}/{self.machine_deployment}"

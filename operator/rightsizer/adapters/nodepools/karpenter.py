@@ -1,9 +1,10 @@
 """Karpenter provider: the pool is one Karpenter NodePool (karpenter.sh/v1).
 
-Removing a node deletes its NodeClaim (Karpenter's termination controller then removes the instance
-and the Node) and, when the NodePool caps GPUs with ``spec.limits``, lowers that cap by the node's
-GPUs so Karpenter does not launch the capacity straight back. Karpenter launches nodes itself when
-pods are Pending, so this provider does not add nodes on request.
+Removing a node deletes its NodeClaim (Karpenter's termination controller then drains the node,
+removes the instance and the Node, possibly later: the drain intent completes once the node is
+gone). The user's NodePool, its limits included, is never changed: Karpenter launches nodes only for
+Pending pods, and a drained node leaves none behind. Karpenter launches nodes itself, so this provider
+does not add nodes on request.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from rightsizer.adapters.nodepools.base import ProviderError, ScaleUpUnsupported
-from rightsizer.core.quantity import parse_quantity
 
 GROUP = "karpenter.sh"
 VERSION = "v1"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 class KarpenterProvider:
@@ -67,25 +66,8 @@ class KarpenterProvider:
                 f"GPUNodePool {self.pool}: deleting NodeClaim {name} failed ({exc.status} {exc.reason}); "
                 "the operator needs delete on nodeclaims.karpenter.sh"
             ) from exc
-        self._lower_limit(claim)
-
-    def _lower_limit(self, claim: dict[str, Any]) -> None:
-        try:
-            pool = self._custom.get_cluster_custom_object(GROUP, VERSION, "nodepools", self.node_pool)
-        except ApiException as exc:
-            raise ProviderError(
-                f"GPUNodePool {self.pool}: Karpenter NodePool {self.node_pool} cannot be read "
-                f"({exc.status} {exc.reason}); fix spec.provider.nodePool"
-            ) from exc
-        limit = ((pool.get("spec") or {}).get("limits") or {}).get(GPU_RESOURCE)
-        if limit is None:
-            return
-        claimed = ((claim.get("status") or {}).get("capacity") or {}).get(GPU_RESOURCE)
-        gpus = parse_quantity(claimed) if claimed is not None else self.gpus_per_node
-        lowered = max(parse_quantity(limit) - gpus, 0)
-        self._custom.patch_cluster_custom_object(
-            GROUP, VERSION, "nodepools", self.node_pool, {"spec": {"limits": {GPU_RESOURCE: f"{lowered:f}"}}}
-        )
+        # The user's NodePool limits are theirs: Karpenter's termination flow drains and deletes the
+        # node, and it provisions again only for Pending pods, so no limit needs lowering.
 
     def describe(self) -> str:
         return f"karpenter: NodePool {self.node_pool}"
