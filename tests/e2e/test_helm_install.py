@@ -169,6 +169,7 @@ def allowed_calls(watched: str, release: HelmRelease) -> list[Access]:
         Access("create", "nodes"),  # providers.kwok
         Access("delete", "nodes"),  # providers.kwok
         Access("list", "pods"),  # every namespace: the packing simulation
+        Access("patch", "pods", "", "default"),  # every namespace: the checkpoint handshake
         Access("create", "pods", "", "kube-system", "eviction"),
         Access("list", "poddisruptionbudgets", "policy"),
         Access("get", "replicasets", apps, "default"),
@@ -202,7 +203,6 @@ def refused_calls(watched: str, release: HelmRelease) -> list[Access]:
         Access("create", "gpuworkloads", rs, watched),
         Access("patch", "deployments", apps, "default", "scale"),  # not a watched namespace
         Access("watch", "gpuworkloads", rs, "default"),  # consolidation may list them everywhere, no more
-        Access("patch", "pods", "", "default"),
         Access("create", "events", "", "kube-system"),
         Access("patch", "clusterkopfpeerings", "kopf.dev", name="someone-else"),
         Access("delete", "clusterkopfpeerings", "kopf.dev", name=release.fullname),

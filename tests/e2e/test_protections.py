@@ -197,3 +197,128 @@ def test_a_gang_of_four_over_two_nodes_is_never_split(
         wait_passes(operator, pool, 6)
         assert running_pods(cluster, namespace) == before, "a gang pod was evicted"
         assert len(fleet.nodes("a100")) == 2
+
+
+def test_a_pdb_refusal_in_the_middle_of_a_drain_rolls_it_back(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization, proxy: ApiProxy
+) -> None:
+    gpu_util.set(namespace, 50)
+    drained, kept = fleet.pool("a100") + "-0", fleet.pool("a100") + "-1"
+    fleet.add_node(drained, A100_80GB_X8, fleet.pool("a100"))
+    wait_for(lambda: fleet.ready(drained), timeout=60)
+    before = spread_apps(cluster, fleet, namespace, [("one", 1), ("two", 1)])
+    fleet.add_node(kept, A100_80GB_X8, fleet.pool("a100"))
+    wait_for(lambda: fleet.ready(kept), timeout=60)
+    cluster.apply(gpu_app(fleet, "filler", "a100", 3, node=kept), namespace)
+    wait_for(lambda: len(running_pods(cluster, namespace)) == 3, timeout=60)
+    assert {node for _, node in before.values()} == {drained}
+    two = next(name for name in before if name.startswith("two-"))
+    # The drain evicts one-…, then two-…: hold the second eviction while a PDB starts guarding two.
+    held = proxy.delay("POST", rf"/pods/{two}/eviction$", seconds=120)
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    policy = client.PolicyV1Api(cluster.api)
+    with OperatorProcess.start(
+        cluster.kubeconfig,
+        namespace,
+        cluster.prometheus_url,
+        extra_args=operator_args(fleet),
+        identity=proxy.kubeconfig,
+        cluster_wide=True,
+    ) as operator:
+        held.wait(timeout=120)
+        cluster.apply(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": "two"},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "two"}}},
+            },
+            namespace,
+        )
+        wait_for(
+            lambda: (
+                (policy.read_namespaced_pod_disruption_budget("two", namespace).status or {})
+                and policy.read_namespaced_pod_disruption_budget("two", namespace).status.current_healthy == 1
+            ),
+            timeout=60,
+        )
+        held.release()  # the real Eviction API now refuses: 429, the budget allows no disruption
+        wait_for(
+            lambda: drained not in fleet.tainted() and "DrainBlocked" in node_events(cluster, drained),
+            timeout=60,
+            describe=operator.log,
+        )
+    assert running_pods(cluster, namespace).get(two) == before[two], "the guarded pod was evicted"
+    assert drained in {n.metadata.name for n in fleet.nodes("a100")}
+
+
+def node_events(cluster: Cluster, node: str) -> set[str]:
+    events = client.CoreV1Api(cluster.api).list_event_for_all_namespaces(
+        field_selector=f"involvedObject.name={node}"
+    )
+    return {e.reason for e in events.items}
+
+
+CHECKPOINT = {"rightsizer.io/checkpoint-before-evict": "true"}
+
+
+def checkpoint_fleet(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> tuple[str, dict[str, tuple[str, str]]]:
+    """trainer (1 GPU, asks for a checkpoint) on the emptier node, filler (2 GPUs, do-not-disrupt) on
+    the other: only trainer's node can be drained."""
+    two_busy_nodes(namespace, fleet, gpu_util)
+    for name, gpus, marks in (
+        ("trainer", 1, CHECKPOINT),
+        ("filler", 2, {"rightsizer.io/do-not-disrupt": "true"}),
+    ):
+        cluster.apply(gpu_app(fleet, name, "a100", gpus, annotations=marks), namespace)
+        wait_for(
+            lambda n=name: any(p.startswith(f"{n}-") for p in running_pods(cluster, namespace)), timeout=60
+        )
+    before = running_pods(cluster, namespace)
+    assert len({node for _, node in before.values()}) == 2, deployments_summary(cluster, namespace)
+    return next(name for name in before if name.startswith("trainer-")), before
+
+
+def test_a_pod_that_asks_for_a_checkpoint_is_evicted_once_it_answers(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    trainer, _ = checkpoint_fleet(cluster, namespace, fleet, gpu_util)
+    core = client.CoreV1Api(cluster.api)
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as operator:
+        # Playing the training job: it sees the request, writes its checkpoint, and says so.
+        wait_for(
+            lambda: (
+                "rightsizer.io/evict-requested"
+                in (core.read_namespaced_pod(trainer, namespace).metadata.annotations or {})
+            ),
+            timeout=120,
+            describe=operator.log,
+        )
+        assert trainer in running_pods(cluster, namespace), "evicted before it answered"
+        core.patch_namespaced_pod(
+            trainer, namespace, {"metadata": {"annotations": {"rightsizer.io/checkpoint-done": "step-1200"}}}
+        )
+        wait_for_one_node(cluster, namespace, fleet, operator)
+    assert trainer not in running_pods(cluster, namespace)
+
+
+def test_a_pod_that_never_answers_the_checkpoint_request_is_never_evicted(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    trainer, before = checkpoint_fleet(cluster, namespace, fleet, gpu_util)
+    node = before[trainer][1]
+    fleet.node_pool("a100", A100_80GB_X8, 3.0, checkpointTimeout="5s")
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as operator:
+        wait_for(
+            lambda: "CheckpointTimedOut" in node_events(cluster, node), timeout=120, describe=operator.log
+        )
+        wait_passes(operator, fleet.pool("a100"), 3)
+        assert running_pods(cluster, namespace) == before, "a pod was evicted without its checkpoint"
+        assert node not in fleet.tainted()

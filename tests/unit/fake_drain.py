@@ -74,6 +74,20 @@ class FakeDrain:
             else:
                 current[key] = value
 
+    def annotate_pod(self, pod: Pod, annotations: Mapping[str, str | None]) -> None:
+        self.calls.append(
+            ("annotate-pod", pod.key, *sorted(f"{k}={v or '-'}" for k, v in annotations.items()))
+        )
+        raw = self.pods.get(pod.key)
+        if raw is None:
+            return
+        current = raw["metadata"].setdefault("annotations", {})
+        for key, value in annotations.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+
     def set_taint(self, node: str, taint: Taint, present: bool) -> None:
         self.calls.append(("taint" if present else "untaint", node))
         spec = self.nodes[node]["spec"]

@@ -240,3 +240,42 @@ def test_lookup_merges_namespaces_and_misses_raise_key_error() -> None:
     assert sorted(lookup) == ["data", "ml"]
     assert [p.name for p in lookup["data"]] == ["db-1"]
     assert lookup.get("nowhere", ()) == ()
+
+
+class Ticks:
+    """An injected monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_broken_watch_makes_the_view_stale_until_it_has_listed_again() -> None:
+    transport = FakeTransport({"/api/v1/pods": [pod("web-1")]}, {})
+    cache = cc.ClusterCache(transport, clock=Ticks())
+    kind = cache.caches[cc.PODS][0]
+    kind.replace([pod("web-1")], "100")
+    assert cache.stale() is None  # never failed, never listed: wait_synced guards that case
+    cache._failed(kind, ConnectionResetError("reset by peer"), failing=False)
+    stale = cache.stale()
+    assert stale is not None and "watch of /api/v1/pods broken" in stale and "reset by peer" in stale
+    transport.release.set()  # the next list succeeds; its watch ends at once
+    cache._stop.set()
+    cache.sync_once(kind)
+    assert cache.stale() is None
+
+
+def test_a_view_nobody_refreshed_for_too_long_is_stale() -> None:
+    ticks = Ticks()
+    transport = FakeTransport({"/api/v1/pods": [pod("web-1")]}, {"/api/v1/pods": [[]]})
+    cache = cc.ClusterCache(transport, watch_seconds=300, clock=ticks)
+    kind = cache.caches[cc.PODS][0]
+    cache._stop.set()  # one list and one watch, then return
+    cache.sync_once(kind)
+    ticks.now += 600
+    assert cache.stale() is None
+    ticks.now += 61  # longer than two watch timeouts and a minute: the watch must have hung
+    stale = cache.stale()
+    assert stale is not None and "/api/v1/pods not refreshed for 661s" in stale

@@ -372,3 +372,58 @@ def test_a_drain_stops_and_untaints_when_the_rest_no_longer_fits_elsewhere() -> 
     assert "no longer fits on any other node" in result.outcomes[0].message
     assert edge.tainted() == set()
     assert any(e[2] == "DrainReplanned" for e in edge.events)
+
+
+CHECKPOINT = {"rightsizer.io/checkpoint-before-evict": "true"}
+
+
+def checkpoint_cluster(answer_after_polls: int | None) -> tuple[FakeDrain, PoolManager, Clock]:
+    """web-1 asks for a checkpoint; its 'trainer' answers after that many polls (None: never)."""
+    edge = FakeDrain(
+        gpu_node("a-0"),
+        gpu_node("a-1"),
+        pod("web-1", "a-0", gpus=1, annotations=CHECKPOINT),
+        pod("b-1", "a-1", gpus=4),
+    )
+    clock = Clock()
+    pools = manager(
+        Cluster(
+            edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, checkpointTimeout="1m", **FAST)
+        ),
+        clock,
+        {"a100": FakeProvider("a100", ["a-0", "a-1"])},
+    )
+    polls = {"n": 0}
+    sleep = clock.sleep
+
+    def trainer(seconds: float) -> None:
+        sleep(seconds)
+        polls["n"] += 1
+        asked = edge.pods["default/web-1"]["metadata"]["annotations"].get("rightsizer.io/evict-requested")
+        if asked and answer_after_polls is not None and polls["n"] >= answer_after_polls:
+            edge.pods["default/web-1"]["metadata"]["annotations"]["rightsizer.io/checkpoint-done"] = (
+                "step-1200"
+            )
+
+    pools.executor.sleep = trainer
+    return edge, pools, clock
+
+
+def test_a_pod_that_asks_for_a_checkpoint_is_evicted_only_after_it_answers() -> None:
+    edge, pools, _ = checkpoint_cluster(answer_after_polls=3)
+    result = pools.run_pass("a100")
+    assert [o.result for o in result.outcomes] == [Result.REMOVED]
+    asked = next(i for i, c in enumerate(edge.calls) if c[0] == "annotate-pod")
+    evicted = next(i for i, c in enumerate(edge.calls) if c[0] == "evict")
+    assert asked < evicted, "evicted before it was asked"
+    assert any(e[2] == "CheckpointRequested" for e in edge.events)
+
+
+def test_a_pod_that_never_answers_is_never_evicted_and_its_node_is_kept() -> None:
+    edge, pools, _ = checkpoint_cluster(answer_after_polls=None)
+    result = pools.run_pass("a100")
+    assert [o.result for o in result.outcomes] == [Result.BLOCKED]
+    assert evictions(edge) == []
+    assert "did not answer rightsizer.io/checkpoint-done within 60s" in result.outcomes[0].message
+    assert edge.tainted() == set()
+    assert "rightsizer.io/evict-requested" not in edge.pods["default/web-1"]["metadata"]["annotations"]

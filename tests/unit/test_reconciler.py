@@ -90,3 +90,20 @@ def test_one_metrics_query_per_pass_whatever_the_number_of_workloads() -> None:
     for i in range(50):
         c.reconcile("ml", f"svc{i}")
     assert len(c.metrics.queries) == 1
+
+
+def test_a_pass_on_a_stale_view_holds_and_says_why_once() -> None:
+    from rightsizer.core.status import Problem
+
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 2, util=90)
+    c.workload("ml", "chat")
+    obj = c.objects[("ml", "chat")]
+    stale = Problem("CacheStale", "cluster view stale: watch of /api/v1/pods broken")
+    held = c.reconciler.hold(obj, c.now, stale)
+    assert c.replicas("ml", "chat") == 2 and not c.targets.writes
+    assert condition(held.status, "Ready")["reason"] == "CacheStale"
+    assert [e.reason for e in held.events] == ["CacheStale"]
+    obj["status"] = held.status
+    assert c.reconciler.hold(obj, c.now, stale).events == [], "one event per outage"
+    assert c.reconcile("ml", "chat").status["replicas"]["desired"] == 3  # listed again: it acts

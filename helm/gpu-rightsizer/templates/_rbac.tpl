@@ -47,10 +47,11 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: ["rightsizer.io"]
   resources: ["gpunodepools/status"]
   verbs: ["patch"]
-# Consolidation: the packing simulation reads every pod, and waits for evicted pods' replacements.
+# Consolidation: the packing simulation reads every pod, and waits for evicted pods' replacements;
+# the checkpoint handshake writes rightsizer.io/evict-requested on pods that ask for it.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "patch"]
 # Consolidation: evictions go through the Eviction API, so the API server enforces PDBs too.
 - apiGroups: [""]
   resources: ["pods/eviction"]

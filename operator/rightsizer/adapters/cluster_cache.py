@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -148,6 +149,10 @@ class KindCache:
         self._by_key: dict[str, dict[str, Any]] = {}
         self.resource_version = ""
         self.synced = threading.Event()
+        # When the API server last answered this list or watch (monotonic seconds), and why the watch
+        # is broken right now (None while it runs): the cache knows how far it can be trusted.
+        self.contact: float | None = None
+        self.broken: str | None = None
 
     @property
     def path(self) -> str:
@@ -242,12 +247,17 @@ class ClusterCache:
         retry_seconds: float = 1.0,
         max_retry_seconds: float = 30.0,
         absent_recheck_seconds: float = 60.0,
+        max_age_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
         self._watch_seconds = watch_seconds
         self._retry = retry_seconds
         self._max_retry = max_retry_seconds
         self._recheck = absent_recheck_seconds
+        # A healthy watch answers at least once per watch_seconds (events, or its timeout).
+        self._max_age = max_age_seconds if max_age_seconds is not None else 2 * watch_seconds + 60
+        self._clock = clock
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.caches: dict[Kind, list[KindCache]] = {
@@ -318,16 +328,33 @@ class ClusterCache:
                 delay = min(delay * 2, self._max_retry)
 
     def _failed(self, cache: KindCache, exc: Exception, failing: bool) -> bool:
-        if not failing:  # once per outage; the last known state keeps serving meanwhile
+        cache.broken = f"{type(exc).__name__}: {exc}"[:200]
+        if not failing:  # once per outage; decisions that depend on this kind hold meanwhile
             log.warning("cannot watch %s (%s); retrying with backoff", cache.path, exc)
         return True
+
+    def stale(self) -> str | None:
+        """Why the cached view cannot be trusted now (a broken watch, or no answer from the API
+        server for longer than ``max_age_seconds``), or None. Cleared by the next successful list."""
+        now = self._clock()
+        problems = []
+        for caches in self.caches.values():
+            for cache in caches:
+                if cache.broken is not None:
+                    problems.append(f"watch of {cache.path} broken ({cache.broken})")
+                elif cache.contact is not None and now - cache.contact > self._max_age:
+                    problems.append(f"{cache.path} not refreshed for {now - cache.contact:.0f}s")
+        return "; ".join(problems) or None
 
     def sync_once(self, cache: KindCache) -> None:
         """List, then follow the watch until it breaks (Gone or an error) or the cache stops."""
         # No local keeps the listed objects: this frame lives as long as the watch (minutes).
         cache.replace_pages(self._transport.list(cache.path))
+        cache.contact, cache.broken = self._clock(), None
         while not self._stop.is_set():
             for event in self._transport.watch(cache.path, cache.resource_version, self._watch_seconds):
                 cache.apply(event)
+                cache.contact = self._clock()
                 if self._stop.is_set():
                     return
+            cache.contact = self._clock()  # the server ended the watch at its timeout: still in touch

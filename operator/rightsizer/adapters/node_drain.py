@@ -147,6 +147,18 @@ class KubeNodeDrain:
             f"PATCH node {node} annotations", node, {"metadata": {"annotations": dict(annotations)}}
         )
 
+    def annotate_pod(self, pod: Pod, annotations: Mapping[str, str | None]) -> None:
+        """A merge patch of the pod's annotations (the checkpoint handshake); a pod gone is not an error."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            self._retry.call(
+                f"PATCH pod {pod.key} annotations",
+                lambda: self._core.patch_namespaced_pod(pod.name, pod.namespace, body),
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     def set_taint(self, node: str, taint: Taint, present: bool) -> None:
         """Add (or remove) our taint and leave every other taint as it is. The patch carries the
         resourceVersion it was computed from: a concurrent change makes it fail with 409 instead of

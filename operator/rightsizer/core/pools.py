@@ -43,7 +43,7 @@ from rightsizer.core.budgets import (
     parse_cron,
 )
 from rightsizer.core.errors import InvalidPool, InvalidQuantity, InvalidSchedule
-from rightsizer.core.protections import DEFAULT_STARTUP_GRACE
+from rightsizer.core.protections import DEFAULT_CHECKPOINT_TIMEOUT, DEFAULT_STARTUP_GRACE
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.snapshot import (
     GPU_PRODUCT_LABEL,
@@ -114,6 +114,7 @@ class PoolPolicy:
     startup_grace_period: timedelta = DEFAULT_STARTUP_GRACE  # pods Ready for less are never moved
     gang_labels: tuple[str, ...] = ()  # labels naming pod groups beyond the known ones
     consolidate_unknown_activity: bool = False  # may nodes whose GPU activity is unknown be drained?
+    checkpoint_timeout: timedelta = DEFAULT_CHECKPOINT_TIMEOUT  # how long a drain waits for a checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +359,7 @@ def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
         ),
         gang_labels=tuple(str(label) for label in spec.get("gangLabels") or ()),
         consolidate_unknown_activity=bool(spec.get("consolidateWhenActivityUnknown", False)),
+        checkpoint_timeout=parse_duration(spec.get("checkpointTimeout", "10m"), f"{where}.checkpointTimeout"),
     )
 
 

@@ -7,6 +7,10 @@ do-not-disrupt, and gangs.
   one that never became Ready long after starting is broken, and moving it harms nothing.
 * **Until a time.** ``rightsizer.io/do-not-disrupt-until: <RFC 3339>`` on a pod or a node protects it
   until then. A value that cannot be read protects (fail closed); callers report it in an event.
+* **Checkpoint handshake** (opt-in, ``rightsizer.io/checkpoint-before-evict: "true"``): the drain first
+  writes ``rightsizer.io/evict-requested: <time>`` on the pod and evicts it only once the pod answers
+  ``rightsizer.io/checkpoint-done``; without an answer in the pool's ``checkpointTimeout`` the drain
+  stops and the node is kept: such a pod is never evicted unasked.
 * **Gangs.** Pods that only work as a group (a JobSet, a Kubeflow job, a LeaderWorkerSet group, a
   RayCluster, a PodGroup or Kueue pod group, or pods sharing a label the pool names) are never moved:
   evicting one stops the others, and moving all of them at once is a restart, not a consolidation.
@@ -22,6 +26,12 @@ from rightsizer.core.snapshot import Pod
 
 DO_NOT_DISRUPT_UNTIL = "rightsizer.io/do-not-disrupt-until"
 DEFAULT_STARTUP_GRACE = timedelta(minutes=10)
+# The checkpoint handshake: a pod that asks for it is told before it is evicted, and evicted only once
+# it says its checkpoint is written.
+CHECKPOINT_BEFORE_EVICT = "rightsizer.io/checkpoint-before-evict"
+EVICT_REQUESTED = "rightsizer.io/evict-requested"
+CHECKPOINT_DONE = "rightsizer.io/checkpoint-done"
+DEFAULT_CHECKPOINT_TIMEOUT = timedelta(minutes=10)
 
 # Labels (and one annotation) that the group-scheduling controllers put on every pod of a group.
 GANG_LABELS = (
@@ -88,6 +98,14 @@ def shielded(pod: Pod, grace: timedelta, now: datetime) -> str | None:
     if started is not None and now - started < grace:
         return f"starting up (not Ready yet, started {_short(now - started)} ago)"
     return None
+
+
+def wants_checkpoint(pod: Pod) -> bool:
+    return pod.annotations.get(CHECKPOINT_BEFORE_EVICT, "").strip().lower() == "true"
+
+
+def checkpoint_done(pod: Pod) -> bool:
+    return bool(pod.annotations.get(CHECKPOINT_DONE, "").strip())
 
 
 def gang_of(pod: Pod, extra_labels: Iterable[str] = ()) -> str | None:

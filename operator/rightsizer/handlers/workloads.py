@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from rightsizer.adapters.cluster_cache import ClusterCache
+from rightsizer.core.status import Problem
 from rightsizer.runtime.workloads import WorkloadReconciler
 
 GROUP, VERSION, PLURAL = "rightsizer.io", "v1alpha1", "gpuworkloads"
@@ -49,7 +50,12 @@ def register(
         # list of every kind (seconds at start-up; at once afterwards).
         if not cache.wait_synced(timeout=interval_seconds):
             raise kopf.TemporaryError("the cluster has not been read yet", delay=interval_seconds)
-        result = reconciler.reconcile(body, now=clock(), view=cache.view())
+        stale = cache.stale()
+        if stale is not None:
+            # What the cache says may be minutes old: no decision on it until it has listed again.
+            result = reconciler.hold(body, clock(), Problem("CacheStale", f"cluster view stale: {stale}"))
+        else:
+            result = reconciler.reconcile(body, now=clock(), view=cache.view())
         patch.status.update(result.status)
         for key, value in result.annotations.items():
             patch.metadata.annotations[key] = value

@@ -45,7 +45,9 @@ from rightsizer.core.budgets import (
 from rightsizer.core.consolidation import timed_rules
 from rightsizer.core.planner import Plan
 from rightsizer.core.pools import PoolPolicy, assign_pools
+from rightsizer.core.protections import CHECKPOINT_DONE, EVICT_REQUESTED, checkpoint_done, wants_checkpoint
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint, selector_matches
+from rightsizer.core.status import format_time
 
 INTENT_ANNOTATION = "rightsizer.io/disruption-intent"
 TAINT = Taint(DISRUPTED_TAINT, "consolidation", "NoSchedule")
@@ -63,6 +65,7 @@ class DrainEdge(Protocol):
     def pods_on(self, node: str) -> tuple[Pod, ...]: ...
     def pdbs(self, namespaces: Sequence[str]) -> tuple[PodDisruptionBudget, ...]: ...
     def annotate(self, node: str, annotations: Mapping[str, str | None]) -> None: ...
+    def annotate_pod(self, pod: Pod, annotations: Mapping[str, str | None]) -> None: ...
     def set_taint(self, node: str, taint: Taint, present: bool) -> None: ...
     def evict(self, pod: Pod) -> EvictionResult: ...
     def replacements_ready(self, evicted: Sequence[Pod], drained_node: str) -> tuple[bool, str]: ...
@@ -203,6 +206,8 @@ class Executor:
         # Intent first: if we die after the taint, the restarted operator finds out why it is there.
         self.edge.annotate(node.name, {INTENT_ANNOTATION: intent.to_json()})
         self.edge.set_taint(node.name, TAINT, True)
+        if (unanswered := self._checkpoints(node.name, pool, movable)) is not None:
+            return StepOutcome(node.name, pool.name, Result.BLOCKED, unanswered)
         evicted: list[Pod] = []
         for pod in movable:
             if unplaceable is not None and (why := unplaceable(node.name)) is not None:
@@ -297,6 +302,42 @@ class Executor:
         if room <= 0:
             return f"disruption budget of pool {pool.name} exhausted ({disrupting} node(s) disrupted now)"
         return Validated(node, pool, tuple(movable))
+
+    def _checkpoints(self, node: str, pool: PoolPolicy, movable: Sequence[Pod]) -> str | None:
+        """Ask every pod that wants a checkpoint before eviction, and wait for all of them to answer
+        (bounded by the pool's checkpointTimeout). None when every one answered; else the drain is
+        rolled back before anything was evicted, and why is returned."""
+        asking = [p for p in movable if wants_checkpoint(p)]
+        if not asking:
+            return None
+        asked_at = format_time(self.clock())
+        for pod in asking:
+            if not checkpoint_done(pod):
+                self.edge.annotate_pod(pod, {EVICT_REQUESTED: asked_at})
+        names = ", ".join(p.key for p in asking)
+        self.edge.event(node, "Normal", "CheckpointRequested", f"asked {names} to checkpoint before eviction")
+        deadline = self.clock() + pool.checkpoint_timeout
+        while True:
+            # By name and UID: a pod recreated under the same name is another pod.
+            now_on_node = {(p.key, p.uid): p for p in self.edge.pods_on(node)}
+            waiting = [
+                p
+                for p in asking
+                if (p.key, p.uid) in now_on_node and not checkpoint_done(now_on_node[(p.key, p.uid)])
+            ]
+            if not waiting:
+                return None
+            if self.clock() >= deadline:
+                limit = int(pool.checkpoint_timeout.total_seconds())
+                for pod in waiting:
+                    self.edge.annotate_pod(pod, {EVICT_REQUESTED: None})
+                message = (
+                    f"pod(s) {', '.join(p.key for p in waiting)} did not answer {CHECKPOINT_DONE} within "
+                    f"{limit}s; nothing evicted, node {node} kept"
+                )
+                self._rollback(node, "CheckpointTimedOut", message)
+                return message
+            self.sleep(self.settings.poll_seconds)
 
     def _remove(
         self, node: str, pool: str, provider: NodePoolProvider, reason: str, evicted: tuple[str, ...]

@@ -225,6 +225,12 @@ class WorkloadReconciler:
             t.reconcile_duration.observe(elapsed)
             t.reconcile_cpu.observe(max(own_cpu, 0.0))
 
+    def hold(self, body: Mapping[str, Any], now: datetime, problem: Problem) -> WorkloadResult:
+        """A pass that decides nothing because what it would decide on cannot be trusted."""
+        meta = body.get("metadata") or {}
+        self._telemetry.passes.inc()
+        return self._problem(dict(body.get("status") or {}), int(meta.get("generation") or 0), problem, now)
+
     def _reconcile(self, body: Mapping[str, Any], now: datetime, view: ClusterView) -> WorkloadResult:
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))

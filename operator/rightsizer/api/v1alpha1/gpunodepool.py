@@ -278,6 +278,13 @@ class GPUNodePoolSpec(SpecModel):
             "jobs, LeaderWorkerSet, RayCluster, PodGroup, Kueue pod groups): such pods are never moved."
         ),
     )
+    checkpoint_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description=(
+            "How long a drain waits for pods annotated rightsizer.io/checkpoint-before-evict to answer "
+            "rightsizer.io/checkpoint-done; without an answer the drain stops and the node is kept."
+        ),
+    )
     consolidate_when_activity_unknown: bool = Field(
         default=False,
         description=(
