@@ -223,7 +223,11 @@ def test_while_prometheus_is_down_no_node_is_drained_and_the_pool_says_why(
                 timeout=120,
                 describe=lambda: f"{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}",
             )
-            assert condition(fleet.status("a100"), "MetricsAvailable").get("status") == "True"
+            # The pass that removed the node writes the pool's status when it ends.
+            wait_for(
+                lambda: condition(fleet.status("a100"), "MetricsAvailable").get("status") == "True",
+                timeout=30,
+            )
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

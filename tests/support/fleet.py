@@ -27,7 +27,8 @@ from tests.support.operator_process import ROOT
 TAINT_KEY = "rightsizer.io/test"
 OWNER_LABEL = "rightsizer.io/test-owner"
 DISRUPTED = "rightsizer.io/disrupted"
-OPERATOR_ARGS = ("--consolidation-interval", "2", "--drain-timeout", "90")
+# A short intent lease: a restarted operator takes over the dead one's drain after seconds, not minutes.
+OPERATOR_ARGS = ("--consolidation-interval", "2", "--drain-timeout", "90", "--intent-lease", "10")
 
 
 def operator_args(fleet: Fleet) -> tuple[str, ...]:

@@ -90,6 +90,10 @@ once by rightsizer.runtime.settings.Settings.load. A unit test loads exactly the
   value: {{ .Values.consolidation.pollSeconds | toString | quote }}
 - name: RIGHTSIZER_CONSOLIDATION__MAX_NODES_PER_PASS
   value: {{ .Values.consolidation.maxNodesPerPass | toString | quote }}
+- name: RIGHTSIZER_CONSOLIDATION__DRAIN_WORKERS
+  value: {{ .Values.consolidation.drainWorkers | toString | quote }}
+- name: RIGHTSIZER_CONSOLIDATION__INTENT_LEASE_SECONDS
+  value: {{ .Values.consolidation.intentLeaseSeconds | toString | quote }}
 - name: RIGHTSIZER_CONSOLIDATION__SCALE_UP_COOLDOWN_SECONDS
   value: {{ .Values.consolidation.scaleUpCooldownSeconds | toString | quote }}
 {{- end -}}

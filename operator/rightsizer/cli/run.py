@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import sys
 
 import kopf
+from pydantic import ValidationError
 
 from rightsizer.adapters.kube import ensure_cluster_peering
 from rightsizer.handlers import consolidation as consolidation_handlers
@@ -49,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--consolidation-interval", type=float, help="seconds between passes per GPUNodePool (60)")
     p.add_argument("--drain-timeout", type=float, help="seconds a drain waits for replacements (300)")
+    p.add_argument("--drain-workers", type=int, help="drains running at once, on their own threads (2)")
+    p.add_argument(
+        "--intent-lease",
+        type=float,
+        help="seconds a drain intent stays this replica's without renewal; then another may take over (120)",
+    )
     p.add_argument(
         "--drain-backoff",
         type=float,
@@ -116,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             ("enabled", args.consolidation),
             ("interval_seconds", args.consolidation_interval),
             ("drain_timeout_seconds", args.drain_timeout),
+            ("drain_workers", args.drain_workers),
+            ("intent_lease_seconds", args.intent_lease),
             ("drain_backoff_seconds", args.drain_backoff),
             (
                 "pool_selector",
@@ -125,9 +135,16 @@ def run(args: argparse.Namespace) -> int:
         if value is not None
     }
     if consolidation:
-        settings = settings.model_copy(
-            update={"consolidation": settings.consolidation.model_copy(update=consolidation)}
-        )
+        # Validated like the environment's values: a bad flag is refused with the setting named.
+        merged = {**settings.consolidation.model_dump(), **consolidation}
+        try:
+            checked = settings.consolidation.model_validate(merged)
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(part) for part in error["loc"])
+                print(f"rightsizer run: consolidation.{where}: {error['msg']}", file=sys.stderr)
+            return 2
+        settings = settings.model_copy(update={"consolidation": checked})
     op = wiring.build(settings, kubeconfig=args.kubeconfig)
     registry = kopf.OperatorRegistry()
     operator_handlers.register(

@@ -21,10 +21,9 @@ tainted forever. Time is injected (clock and sleep) so all of this is tested wit
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -48,11 +47,15 @@ from rightsizer.core.pools import PoolPolicy, assign_pools
 from rightsizer.core.protections import CHECKPOINT_DONE, EVICT_REQUESTED, checkpoint_done, wants_checkpoint
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint, selector_matches
 from rightsizer.core.status import format_time
+from rightsizer.runtime.drain_intent import (
+    INTENT_ANNOTATION,
+    PHASE_DRAINING,
+    PHASE_REMOVING,
+    Intent,
+    process_holder,
+)
 
-INTENT_ANNOTATION = "rightsizer.io/disruption-intent"
 TAINT = Taint(DISRUPTED_TAINT, "consolidation", "NoSchedule")
-PHASE_DRAINING = "draining"
-PHASE_REMOVING = "removing"
 
 log = logging.getLogger(__name__)
 
@@ -70,43 +73,6 @@ class DrainEdge(Protocol):
     def evict(self, pod: Pod) -> EvictionResult: ...
     def replacements_ready(self, evicted: Sequence[Pod], drained_node: str) -> tuple[bool, str]: ...
     def event(self, node: str, type_: str, reason: str, message: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Intent:
-    """What the operator is doing to a node, written on the node before it acts."""
-
-    plan: str
-    pool: str
-    phase: str
-    started: datetime
-    pods: tuple[str, ...] = ()
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "plan": self.plan,
-                "pool": self.pool,
-                "phase": self.phase,
-                "started": self.started.isoformat(),
-                "pods": list(self.pods),
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Intent | None:
-        try:
-            raw = json.loads(text)
-            return cls(
-                plan=str(raw.get("plan", "")),
-                pool=str(raw["pool"]),
-                phase=str(raw["phase"]),
-                started=datetime.fromisoformat(str(raw["started"])),
-                pods=tuple(str(p) for p in raw.get("pods") or ()),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
 
 
 @dataclass(frozen=True)
@@ -148,6 +114,7 @@ class Result(StrEnum):
     FAILED = "failed"  # the provider could not remove the node; rolled back
     ROLLED_BACK = "rolledBack"  # recovery: an interrupted drain undone
     RESUMED = "resumed"  # recovery: an interrupted removal finished
+    TAKEN_OVER = "takenOver"  # another operator process holds the drain now; this one stopped
 
 
 @dataclass(frozen=True)
@@ -170,6 +137,8 @@ class Validated:
 class ExecutorSettings:
     drain_timeout: timedelta = timedelta(minutes=5)
     poll_seconds: float = 2.0
+    # How long a drain intent stays this process's without renewal; renewed at every step and poll.
+    lease: timedelta = timedelta(minutes=2)
 
 
 @dataclass
@@ -179,6 +148,32 @@ class Executor:
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
     settings: ExecutorSettings = field(default_factory=ExecutorSettings)
+    holder: str = field(default_factory=process_holder)
+
+    # -- the lease --------------------------------------------------------------------------------
+
+    def _claim(self, node: str, intent: Intent) -> Intent:
+        claimed = intent.renewed(self.holder, self.clock(), self.settings.lease)
+        self.edge.annotate(node, {INTENT_ANNOTATION: claimed.to_json()})
+        return claimed
+
+    def _keep(self, node: str) -> Intent | None:
+        """Before each step: the intent as it stands if it is still ours (its lease renewed when half
+        gone), or None when another process took it over (or it went): then stop, touching nothing."""
+        live = self.edge.node(node)
+        raw = live.annotations.get(INTENT_ANNOTATION) if live is not None else None
+        current = Intent.from_json(raw) if raw else None
+        if current is None or current.holder != self.holder:
+            return None
+        now = self.clock()
+        if current.lease_until is None or current.lease_until - now < self.settings.lease / 2:
+            return self._claim(node, current)
+        return current
+
+    def _lost(self, node: str, pool: str, evicted: Sequence[Pod]) -> StepOutcome:
+        message = f"drain of {node} was taken over by another operator process; stopped without acting"
+        log.warning("DrainTakenOver: %s", message)
+        return StepOutcome(node, pool, Result.TAKEN_OVER, message, tuple(p.key for p in evicted))
 
     # -- one node ---------------------------------------------------------------------------------
 
@@ -202,14 +197,16 @@ class Executor:
             return StepOutcome(
                 step.node, pool.name, Result.SKIPPED, f"pool {pool.name} has no usable provider"
             )
-        intent = Intent(step.reason, pool.name, PHASE_DRAINING, self.clock(), tuple(p.key for p in movable))
+        planned = Intent(step.reason, pool.name, PHASE_DRAINING, self.clock(), tuple(p.key for p in movable))
         # Intent first: if we die after the taint, the restarted operator finds out why it is there.
-        self.edge.annotate(node.name, {INTENT_ANNOTATION: intent.to_json()})
+        intent: Intent | None = self._claim(node.name, planned)
         self.edge.set_taint(node.name, TAINT, True)
         if (unanswered := self._checkpoints(node.name, pool, movable)) is not None:
             return StepOutcome(node.name, pool.name, Result.BLOCKED, unanswered)
         evicted: list[Pod] = []
         for pod in movable:
+            if (intent := self._keep(node.name)) is None:
+                return self._lost(node.name, pool.name, evicted)
             if unplaceable is not None and (why := unplaceable(node.name)) is not None:
                 message = f"{why}; drain of {node.name} stopped before evicting {pod.key}, node kept"
                 self._rollback(node.name, "DrainReplanned", message)
@@ -231,6 +228,8 @@ class Executor:
             while True:
                 if self.edge.node(node.name) is None:
                     return self._gone(node.name, pool.name, evicted_keys)
+                if (intent := self._keep(node.name)) is None:
+                    return self._lost(node.name, pool.name, evicted)
                 ready, status = self.edge.replacements_ready(evicted, node.name)
                 if ready:
                     break
@@ -245,7 +244,9 @@ class Executor:
                 self.sleep(self.settings.poll_seconds)
         if self.edge.node(node.name) is None:
             return self._gone(node.name, pool.name, evicted_keys)
-        removing = Intent(step.reason, pool.name, PHASE_REMOVING, intent.started, intent.pods)
+        if (intent := self._keep(node.name)) is None:
+            return self._lost(node.name, pool.name, evicted)
+        removing = replace(intent, phase=PHASE_REMOVING)
         self.edge.annotate(node.name, {INTENT_ANNOTATION: removing.to_json()})
         return self._remove(node.name, pool.name, provider, step.reason, evicted_keys)
 
@@ -327,6 +328,8 @@ class Executor:
             ]
             if not waiting:
                 return None
+            if self._keep(node) is None:
+                return f"drain of {node} was taken over by another operator process"
             if self.clock() >= deadline:
                 limit = int(pool.checkpoint_timeout.total_seconds())
                 for pod in waiting:
@@ -381,15 +384,23 @@ class Executor:
 
     # -- after a restart --------------------------------------------------------------------------
 
-    def recover(self, manages: Callable[[str], bool] = lambda pool: True) -> list[StepOutcome]:
+    def recover(
+        self, manages: Callable[[str], bool] = lambda pool: True, busy: Collection[str] = ()
+    ) -> list[StepOutcome]:
         """Undo interrupted drains and finish interrupted removals, from what the nodes say.
-        Intents of pools this operator does not manage (``manages``) are left to their owner."""
+        Intents of pools this operator does not manage (``manages``), of this process's drains still
+        running (``busy``), and of other processes whose lease has not run out are left alone; any
+        other is first claimed (so its old holder stops), then resumed or rolled back."""
         outcomes: list[StepOutcome] = []
         for node in self.edge.nodes_annotated(INTENT_ANNOTATION):
             intent = Intent.from_json(node.annotations[INTENT_ANNOTATION])
             pool = intent.pool if intent else ""
-            if intent is not None and not manages(pool):
+            if node.name in busy or (intent is not None and not manages(pool)):
                 continue
+            if intent is not None:
+                if intent.held_by_other(self.holder, self.clock()):
+                    continue
+                intent = self._claim(node.name, intent)
             provider = self.provider_of(pool) if intent else None
             if intent is not None and intent.phase == PHASE_REMOVING and provider is not None:
                 outcomes.append(self._remove(node.name, pool, provider, intent.plan, ()))

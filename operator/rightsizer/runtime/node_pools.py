@@ -69,6 +69,7 @@ from rightsizer.runtime.consolidation import (
     StepOutcome,
     node_steps,
 )
+from rightsizer.runtime.drain_runner import DrainRunner
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 
@@ -115,6 +116,7 @@ class PoolManager:
     activity: Callable[[], Mapping[str, Decimal]] | None = None
     settings: PassSettings = field(default_factory=PassSettings)
     pool_selector: Mapping[str, str] = field(default_factory=dict)  # GPUNodePools this operator manages
+    drains: DrainRunner = field(default_factory=lambda: DrainRunner(0))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _documents: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _empty_since: dict[str, datetime] = field(default_factory=dict)
@@ -143,7 +145,7 @@ class PoolManager:
         """Undo or finish drains a previous operator process left on nodes."""
         with self._lock:
             self._documents = dict(self.reader.read().pool_documents)
-            return self.executor.recover(self.manages)
+            return self.executor.recover(self.manages, self.drains.busy())
 
     def run_pass(self, pool_name: str, stored_status: Mapping[str, Any] | None = None) -> PassResult:
         """One pass; ``stored_status`` is the pool's status as the caller has it (the conditions
@@ -175,7 +177,7 @@ class PoolManager:
             observed = PoolObservation(generation=None, problem=problem)
             status = {"conditions": pool_conditions(previous, observed, self.clock())}
             return PassResult(status, (PoolEvent("Warning", "InvalidPool", problem),))
-        for outcome in self.executor.recover(self.manages):
+        for outcome in self.executor.recover(self.manages, self.drains.busy()):
             events.append(PoolEvent("Warning", "DrainRecovered", outcome.message))
         if events:
             state = self.reader.read()  # recovery changed nodes: plan on what is there now
@@ -213,7 +215,9 @@ class PoolManager:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
             outcomes = self._execute(steps, state.pools, pool, members, policies)
             events.extend(self._scale_up(state, pool, document, members, now))
+        outcomes = [*self.drains.finished(pool.name), *outcomes]
         for outcome in outcomes:
+            self._account(outcome, pool, members)
             self.telemetry.decisions.inc(
                 f"node{outcome.result.value[:1].upper()}{outcome.result.value[1:]}", "consolidation"
             )
@@ -348,25 +352,40 @@ class PoolManager:
         members: Sequence[Node],
         policies: Mapping[str, PodPolicy],
     ) -> list[StepOutcome]:
+        """Hand the due steps to the drain runner: inline, until max_nodes_per_pass nodes went; on
+        workers, as many as max_nodes_per_pass allows beside this pool's drains still running."""
         outcomes: list[StepOutcome] = []
-        removed = 0
+        started = self.drains.running_in(pool.name)
         for step in steps:
-            if removed >= self.settings.max_nodes_per_pass:
+            if started >= self.settings.max_nodes_per_pass or self.drains.free() <= 0:
                 break
-            outcome = self.executor.run(step, pools, self.live_nodes(), policies, self._unplaceable)
+            live = self.live_nodes()
+
+            def drain(step: NodeStep = step, live: Sequence[Node] = live) -> StepOutcome:
+                return self.executor.run(step, pools, live, policies, self._unplaceable)
+
+            outcome = self.drains.submit(pool.name, step.node, drain)
+            if outcome is None:
+                started += 1
+                continue
             outcomes.append(outcome)
             if outcome.result is Result.REMOVED:
-                removed += 1
-                self._last_scale_down[pool.name] = self.clock()
-                node = next((n for n in members if n.name == step.node), None)
-                if node is not None:
-                    saved = node_price(node, pool)
-                    self._saved_per_hour[pool.name] = self._saved_per_hour.get(pool.name, Decimal(0)) + saved
-                    total = sum(self._saved_per_hour.values(), Decimal(0))
-                    self.telemetry.savings_per_hour.set(
-                        float(total), "consolidation", _currency(self._documents.get(pool.name))
-                    )
+                started += 1
         return outcomes
+
+    def _account(self, outcome: StepOutcome, pool: PoolPolicy, members: Sequence[Node]) -> None:
+        """What a removed node saves, once its drain has ended."""
+        if outcome.result is not Result.REMOVED:
+            return
+        self._last_scale_down[pool.name] = self.clock()
+        node = next((n for n in members if n.name == outcome.node), None)
+        if node is not None:
+            saved = node_price(node, pool)
+            self._saved_per_hour[pool.name] = self._saved_per_hour.get(pool.name, Decimal(0)) + saved
+            total = sum(self._saved_per_hour.values(), Decimal(0))
+            self.telemetry.savings_per_hour.set(
+                float(total), "consolidation", _currency(self._documents.get(pool.name))
+            )
 
     def _scale_up(
         self,
@@ -602,7 +621,9 @@ def build_pool_manager(
         clock=clock,
         sleep=time.sleep,
         settings=ExecutorSettings(
-            drain_timeout=timedelta(seconds=options.drain_timeout_seconds), poll_seconds=options.poll_seconds
+            drain_timeout=timedelta(seconds=options.drain_timeout_seconds),
+            poll_seconds=options.poll_seconds,
+            lease=timedelta(seconds=options.intent_lease_seconds),
         ),
     )
     manager = PoolManager(
@@ -627,5 +648,6 @@ def build_pool_manager(
             ),
         ),
         pool_selector=dict(options.pool_selector),
+        drains=DrainRunner(options.drain_workers),
     )
     return manager

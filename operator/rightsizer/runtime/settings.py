@@ -80,6 +80,12 @@ class ConsolidationSettings(BaseModel):
         7200.0, ge=0, le=86400, description="The longest a node is left alone after failed drains."
     )
     max_nodes_per_pass: int = Field(1, ge=1, le=100, description="Nodes removed per pool and pass.")
+    drain_workers: int = Field(
+        2, ge=1, le=32, description="Drains running at once, on their own threads (never kopf's workers)."
+    )
+    intent_lease_seconds: float = Field(
+        120.0, ge=10, le=3600, description="How long a drain intent stays its process's without renewal."
+    )
     scale_up_cooldown_seconds: float = Field(
         60.0, ge=0, le=3600, description="Wait this long after adding nodes before adding more."
     )
