@@ -111,3 +111,33 @@ def test_a_pass_hands_the_drain_to_its_own_thread_and_a_later_pass_reports_it() 
     assert [o.result for o in reported.outcomes] == [Result.REMOVED]
     assert "NodeRemoved" in [e.reason for e in reported.events]
     assert evictions(edge) == ["default/web-1"]
+
+
+def wait_idle(runner: DrainRunner) -> None:
+    for _ in range(200):
+        if not runner.busy():
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the drain did not end")
+
+
+def test_a_drain_that_failed_on_its_thread_backs_off_from_the_next_pass_on() -> None:
+    edge = FakeDrain(
+        gpu_node("a-0"), gpu_node("a-1"), pod("web-1", "a-0", gpus=1), pod("big-1", "a-1", gpus=4)
+    )
+    edge.polls_until_ready = 10**6  # the replacement never becomes Ready: the drain times out
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST)),
+        Clock(),
+        {"a100": FakeProvider("a100", ["a-0", "a-1"])},
+    )
+    pools.drains = DrainRunner(1)
+    pools.run_pass("a100")
+    wait_idle(pools.drains)
+    edge.add(pod("web-2", "a-0", gpus=1))  # the replacement lands back on a-0
+    reported = pools.run_pass("a100")
+    assert [o.result for o in reported.outcomes] == [Result.TIMED_OUT]
+    assert "next attempt in 1m" in next(e.message for e in reported.events if e.reason == "DrainTimedOut")
+    wait_idle(pools.drains)
+    pools.run_pass("a100")
+    assert evictions(edge) == ["default/web-1"], "drained again during its back-off"

@@ -208,29 +208,23 @@ class PoolManager:
         self._failed_drains = drain_backoff.prune(
             self._failed_drains, {n.name for n in state.snapshot.nodes}, now, self.settings.drain_backoff
         )
-        outcomes: list[StepOutcome] = []
+        # Drains that ended since the last pass first: a failed one's back-off must hold this pass.
+        outcomes = self.drains.finished(pool.name)
+        started: list[StepOutcome] = []
         if not self.settings.dry_run and not overlaps:
+            for outcome in outcomes:
+                self._report(outcome, pool, members, events)
             steps = self._due(node_steps(result), pool_name, _scale_down_after(document), now)
             if metrics_hold is not None or inputs_hold is not None:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
-            outcomes = self._execute(steps, state.pools, pool, members, policies)
+            started = self._execute(steps, state.pools, pool, members, policies)
             events.extend(self._scale_up(state, pool, document, members, now))
-        outcomes = [*self.drains.finished(pool.name), *outcomes]
-        for outcome in outcomes:
-            self._account(outcome, pool, members)
-            self.telemetry.decisions.inc(
-                f"node{outcome.result.value[:1].upper()}{outcome.result.value[1:]}", "consolidation"
-            )
-            if outcome.result is Result.REMOVED:
-                events.append(PoolEvent("Normal", "NodeRemoved", outcome.message))
-            elif outcome.result is not Result.SKIPPED:
-                events.append(
-                    PoolEvent(
-                        "Warning",
-                        f"Drain{outcome.result.value[:1].upper()}{outcome.result.value[1:]}",
-                        self._back_off(outcome),
-                    )
-                )
+        else:
+            for outcome in outcomes:
+                self._report(outcome, pool, members, events)
+        for outcome in started:
+            self._report(outcome, pool, members, events)
+        outcomes = [*outcomes, *started]
         status = self._status(state, pool, document, members, activity)
         observed = PoolObservation(
             generation=(document.get("metadata") or {}).get("generation"),
@@ -372,6 +366,20 @@ class PoolManager:
             if outcome.result is Result.REMOVED:
                 started += 1
         return outcomes
+
+    def _report(
+        self, outcome: StepOutcome, pool: PoolPolicy, members: Sequence[Node], events: list[PoolEvent]
+    ) -> None:
+        """Count, account and explain one drain's outcome; a failed one starts the node's back-off."""
+        self._account(outcome, pool, members)
+        self.telemetry.decisions.inc(
+            f"node{outcome.result.value[:1].upper()}{outcome.result.value[1:]}", "consolidation"
+        )
+        if outcome.result is Result.REMOVED:
+            events.append(PoolEvent("Normal", "NodeRemoved", outcome.message))
+        elif outcome.result is not Result.SKIPPED:
+            name = f"Drain{outcome.result.value[:1].upper()}{outcome.result.value[1:]}"
+            events.append(PoolEvent("Warning", name, self._back_off(outcome)))
 
     def _account(self, outcome: StepOutcome, pool: PoolPolicy, members: Sequence[Node]) -> None:
         """What a removed node saves, once its drain has ended."""
