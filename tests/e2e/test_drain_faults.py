@@ -1,5 +1,6 @@
 """Drains that go wrong, against the real API server, scheduler and controllers: the node is deleted
-by someone else mid-drain, or an evicted pod's replacement never becomes Ready.
+by someone else mid-drain, or an evicted pod's replacement never becomes Ready; and a long drain
+holds up neither the GPUWorkloads nor the pools' passes.
 
 Both hold the drain in its wait phase the same deterministic way: the workload's pod template carries
 a scheduling gate, so every replacement the ReplicaSet creates stays Pending until the test lifts
@@ -13,10 +14,11 @@ import time
 from typing import Any
 
 import pytest
+import requests
 from kubernetes import client
 
 from rightsizer.adapters.nodepools.kwok_nodes import A100_80GB_X8
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import Cluster, GpuUtilization, wait_for
 from tests.support.fleet import (
     Fleet,
     all_available,
@@ -27,6 +29,7 @@ from tests.support.fleet import (
     watch_taints,
 )
 from tests.support.operator_process import OperatorProcess, PrivatePrometheus, prometheus_sees
+from tests.support.world import World, gpu_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -232,3 +235,50 @@ def test_while_prometheus_is_down_no_node_is_drained_and_the_pool_says_why(
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((dict(c) for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def metric(operator: OperatorProcess, name: str, labels: str = "") -> float:
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    for line in requests.get(operator.metrics_url, timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_long_drain_stalls_neither_the_workloads_nor_the_pools(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    drained = two_apps_on_two_nodes(cluster, namespace, fleet)
+    world = World(cluster, namespace)
+    for i in range(3):
+        world.run_gpu_app(gpu_util, f"serve-{i}", 1, 50)
+        cluster.apply(gpu_workload(f"serve-{i}", f"serve-{i}", mode="Recommend"), namespace)
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    for i in range(8):  # as many pools as kopf has workers: each one's pass must still run
+        fleet.node_pool(f"idle{i}", A100_80GB_X8, 3.0)
+    pool = fleet.pool("a100")
+    args = (*operator_args(fleet), "--drain-timeout", "120")
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, interval=2, extra_args=args
+    ) as op:
+        # held's replacement is gated: the drain waits for it, up to two minutes.
+        wait_for(lambda: fleet.tainted() == [drained], timeout=60, interval=0.5, describe=op.log)
+        reconciles, passes = (
+            metric(op, "rightsizer_reconcile_total"),
+            metric(op, "rightsizer_pool_passes_total", f'pool="{pool}"'),
+        )
+        started = time.monotonic()
+        wait_for(
+            lambda: metric(op, "rightsizer_reconcile_total") >= reconciles + 3 * 5,
+            timeout=40,
+            describe=lambda: f"{metric(op, 'rightsizer_reconcile_total') - reconciles} reconciles",
+        )
+        wait_for(
+            lambda: metric(op, "rightsizer_pool_passes_total", f'pool="{pool}"') >= passes + 3, timeout=30
+        )
+        elapsed = time.monotonic() - started
+        assert fleet.tainted() == [drained], "the drain should still be waiting"
+        # Every workload was reconciled about every 2 s, and the draining pool planned again, meanwhile.
+        assert elapsed < 40, f"reconciles stalled during the drain: {elapsed:.0f}s for 15"
+        ungate(cluster, namespace, "held")
+        wait_for(lambda: drained not in {n.metadata.name for n in fleet.nodes("a100")}, timeout=120)
