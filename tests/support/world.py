@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import requests
 from kubernetes import client
 
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
@@ -112,3 +113,16 @@ class World:
         wait_for(
             lambda: prometheus_sees(self.cluster.prometheus_url, self.namespace, name, replicas), timeout=60
         )
+        # And at that value for a whole metric window: on a loaded machine the first samples can lag
+        # the scenario, and a pass deciding on them would not make the decision the test expects.
+        wait_for(lambda: self._steady(name, replicas, util), timeout=60)
+
+    def _steady(self, name: str, replicas: int, util: float) -> bool:
+        series = f'DCGM_FI_DEV_GPU_UTIL{{namespace="{self.namespace}", pod=~"{name}-.*"}}'
+        query = (
+            f"count((abs(min_over_time({series}[10s]) - {util}) < 1)"
+            f" and (abs(max_over_time({series}[10s]) - {util}) < 1))"
+        )
+        rsp = requests.get(f"{self.cluster.prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+        result = rsp.json()["data"]["result"]
+        return bool(result) and int(float(result[0]["value"][1])) >= replicas
