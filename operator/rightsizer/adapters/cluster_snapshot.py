@@ -52,6 +52,10 @@ class ClusterState:
     # Inputs protection depends on that could not be read (kind → why): drain nothing with pods.
     unreadable: Mapping[str, str] = field(default_factory=dict)
 
+    def unreadable_summary(self) -> str | None:
+        """``GPUWorkloads (HTTP 403 Forbidden); …`` for what could not be read, or None."""
+        return "; ".join(f"{what} ({why})" for what, why in sorted(self.unreadable.items())) or None
+
 
 def _json(response: Any) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(response.data)
@@ -138,7 +142,7 @@ class ClusterReader:
                 self._policy.list_pod_disruption_budget_for_all_namespaces,
             )
         except (ApiException, KubeApiUnavailable) as exc:
-            unreadable["PodDisruptionBudgets"] = _why(exc)
+            unreadable["PodDisruptionBudgets"] = failure_reason(exc)
             pdbs = Snapshot(nodes=(), pods=())
         policies: list[PoolPolicy] = []
         documents: dict[str, Mapping[str, Any]] = {}
@@ -158,13 +162,13 @@ class ClusterReader:
                 for doc in self._items(WORKLOAD_PLURAL, self._list_workloads)
             ]
         except (ApiException, KubeApiUnavailable) as exc:
-            unreadable["GPUWorkloads"] = _why(exc)
+            unreadable["GPUWorkloads"] = failure_reason(exc)
         owners: dict[tuple[str, str, str], tuple[str, str]] = {}
         try:
             for rs in self._items("replicasets", self._list_replica_sets):
                 _add_owner(owners, "ReplicaSet", rs)
         except (ApiException, KubeApiUnavailable) as exc:
-            unreadable["ReplicaSets"] = _why(exc)
+            unreadable["ReplicaSets"] = failure_reason(exc)
         selectors, unresolved = self._selectors(workloads)
         return ClusterState(
             workloads=tuple(workloads),
@@ -197,7 +201,7 @@ class ClusterReader:
             except (TargetNotFound, TargetNotScalable):
                 continue  # no target or no /scale: its pods are found through their owners
             except (ApiException, RightsizerError) as exc:
-                unresolved[key] = _why(exc)
+                unresolved[key] = failure_reason(exc)
         return selectors, unresolved
 
     def _items(self, what: str, list_call: Callable[..., Any]) -> Iterator[dict[str, Any]]:
@@ -214,7 +218,8 @@ class ClusterReader:
         return self._custom.list_cluster_custom_object(GROUP, VERSION, WORKLOAD_PLURAL, **kwargs)
 
 
-def _why(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
+    """A failed API call in a few words, for conditions and events."""
     if isinstance(exc, ApiException):
         return f"HTTP {exc.status} {exc.reason or ''}".strip()
     return str(exc)

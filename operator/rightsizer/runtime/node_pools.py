@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState
+from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState, failure_reason
 from rightsizer.adapters.metrics.base import GpuMetricsSource
 from rightsizer.adapters.node_drain import KubeNodeDrain
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
@@ -43,6 +43,7 @@ from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
 from rightsizer.core.errors import InvalidPool, RightsizerError
 from rightsizer.core.planner import PlanInput, PlannerOptions, plan
 from rightsizer.core.pool_status import (
+    INPUTS_AVAILABLE,
     PoolObservation,
     conflict_event,
     inputs_event,
@@ -164,7 +165,7 @@ class PoolManager:
         except (ApiException, RightsizerError) as exc:
             # Nodes, pods or pools cannot be read: nothing is planned, let alone drained.
             previous = list((stored_status or {}).get("conditions") or [])
-            hold = PoolObservation(generation=None, inputs_hold=f"the cluster ({_reason(exc)})")
+            hold = PoolObservation(generation=None, inputs_hold=f"the cluster ({failure_reason(exc)})")
             conditions = _held_conditions(previous, pool_conditions(previous, hold, self.clock()))
             change = inputs_event(previous, conditions)
             return PassResult({"conditions": conditions}, (PoolEvent(*change),) if change else ())
@@ -188,7 +189,7 @@ class PoolManager:
         now = self.clock()
         activity, metrics_hold = self._activity()
         policies = _policies(state)
-        inputs_hold = "; ".join(f"{what} ({why})" for what, why in sorted(state.unreadable.items())) or None
+        inputs_hold = state.unreadable_summary()
         result = plan(
             PlanInput(
                 snapshot=state.snapshot,
@@ -210,18 +211,15 @@ class PoolManager:
         )
         # Drains that ended since the last pass first: a failed one's back-off must hold this pass.
         outcomes = self.drains.finished(pool.name)
+        for outcome in outcomes:
+            self._report(outcome, pool, members, events)
         started: list[StepOutcome] = []
         if not self.settings.dry_run and not overlaps:
-            for outcome in outcomes:
-                self._report(outcome, pool, members, events)
             steps = self._due(node_steps(result), pool_name, _scale_down_after(document), now)
             if metrics_hold is not None or inputs_hold is not None:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
             started = self._execute(steps, state.pools, pool, members, policies)
             events.extend(self._scale_up(state, pool, document, members, now))
-        else:
-            for outcome in outcomes:
-                self._report(outcome, pool, members, events)
         for outcome in started:
             self._report(outcome, pool, members, events)
         outcomes = [*outcomes, *started]
@@ -251,9 +249,9 @@ class PoolManager:
         try:
             state = self.reader.read()
         except (ApiException, RightsizerError) as exc:
-            return f"the cluster cannot be read ({_reason(exc)})"
-        if state.unreadable:
-            return "cannot read " + ", ".join(sorted(state.unreadable))
+            return f"the cluster cannot be read ({failure_reason(exc)})"
+        if (unreadable := state.unreadable_summary()) is not None:
+            return f"cannot read {unreadable}"
         assignment = assign_pools(state.snapshot.nodes, state.pools)
         return unplaceable_from(state.snapshot, assignment, node, now=self.clock(), policies=_policies(state))
 
@@ -504,20 +502,14 @@ def _policies(state: ClusterState) -> dict[str, PodPolicy]:
     return ownership.pod_policies(state.snapshot.pods, claims, state.owners, WORKLOAD_ANNOTATION)
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
-    return str(exc)
-
-
 def _held_conditions(
     previous: Sequence[Mapping[str, Any]], computed: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """While nothing could be read, only InputsAvailable is known: the other conditions stay as stored."""
     known = {str(c.get("type")): dict(c) for c in previous if isinstance(c, Mapping)}
     for condition in computed:
-        if condition.get("type") == "InputsAvailable":
-            known["InputsAvailable"] = dict(condition)
+        if condition.get("type") == INPUTS_AVAILABLE:
+            known[INPUTS_AVAILABLE] = dict(condition)
     return list(known.values())
 
 
