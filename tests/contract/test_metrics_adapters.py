@@ -17,10 +17,11 @@ import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from rightsizer.adapters.metrics import dcgm as dcgm_module
-from rightsizer.adapters.metrics.base import OLD_LABELS, PodLabels, Sample
+from rightsizer.adapters.metrics.base import Sample
 from rightsizer.adapters.metrics.dcgm import DcgmSource
 from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
+from rightsizer.adapters.metrics.series_shapes import LabelShape
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from tests.contract.test_metrics_contract import NOW, FleetWorld
 
@@ -47,27 +48,40 @@ class CannedClient:
 # -- Prometheus: the queries ---------------------------------------------------------------------
 
 
-def test_pod_query_selects_raw_samples_for_exactly_those_pods_in_both_label_flavours() -> None:
+NAMES = (
+    '__name__=~"^(?:DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_GPU_UTIL|DCGM_FI_DEV_POWER_USAGE|dcgm_fb_used|'
+    'dcgm_fi_dev_fb_used|dcgm_fi_dev_gpu_util|dcgm_fi_dev_power_usage|dcgm_gpu_utilization|dcgm_power_usage)$"'
+)
+
+
+def test_pod_query_selects_raw_samples_for_exactly_those_pods_in_every_label_shape() -> None:
     client = CannedClient()
     PrometheusSource(client).pod_samples("ml", ["web-2", "web-1"])
-    names = '__name__=~"^(?:DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_GPU_UTIL|DCGM_FI_DEV_POWER_USAGE)$"'
     assert client.queries == [
-        "{" + names + ',namespace="ml",pod=~"^(?:web-1|web-2)$"}[120s]',
-        "{" + names + ',pod_namespace="ml",pod_name=~"^(?:web-1|web-2)$"}[120s]',
+        "{" + NAMES + ',exported_namespace="ml",exported_pod=~"^(?:web-1|web-2)$"}[120s]',
+        "{" + NAMES + ',pod_namespace="ml",pod_name=~"^(?:web-1|web-2)$"}[120s]',
+        "{" + NAMES + ',namespace="ml",pod=~"^(?:web-1|web-2)$"}[120s]',
     ]
 
 
-def test_fleet_query_asks_for_every_attributed_series_with_the_window() -> None:
+def test_fleet_query_under_auto_is_one_query_that_lets_each_series_show_its_shape() -> None:
     client = CannedClient()
-    relabelled = PodLabels("exported_namespace", "exported_pod", "exported_container")
-    PrometheusSource(client, pod_labels=[relabelled]).fleet_samples(window_seconds=300)
+    PrometheusSource(client, series_selector='job="dcgm-exporter"').fleet_samples(window_seconds=300)
+    assert client.queries == ["{" + NAMES + ',job="dcgm-exporter"}[300s]']
+
+
+def test_fleet_query_of_a_fixed_shape_asks_for_every_attributed_series_with_the_window() -> None:
+    client = CannedClient()
+    PrometheusSource(client, pod_labels=LabelShape.parse("exported")).fleet_samples(window_seconds=300)
     (query,) = client.queries
     assert query.endswith(',exported_namespace!="",exported_pod!=""}[300s]')
 
 
 def test_pod_names_cannot_inject_promql() -> None:
     client = CannedClient()
-    PrometheusSource(client, pod_labels=[OLD_LABELS]).pod_samples('x"} or vector(1) #', ['"} or vector(1) #'])
+    PrometheusSource(client, pod_labels=LabelShape.parse("old")).pod_samples(
+        'x"} or vector(1) #', ['"} or vector(1) #']
+    )
     (query,) = client.queries
     assert 'pod_namespace="x\\"} or vector(1) #"' in query
     assert 'pod_name=~"^(?:\\"\\\\} or vector\\\\(1\\\\) #)$"' in query
@@ -115,7 +129,7 @@ def test_custom_template_is_rendered_escaped_and_attributed_per_pod() -> None:
     template = 'avg by (namespace, pod) (my_util{namespace="{{namespace}}", pod=~"{{pods}}"})'
     samples = PrometheusSource(client).custom_pod_samples(template, "ml", ["web-1"])
     assert client.queries == ['avg by (namespace, pod) (my_util{namespace="ml", pod=~"^(?:web-1)$"})']
-    assert samples == {"web-1": Sample(value=61, timestamp=NOW, gpus=1, since=NOW, points=1)}
+    assert samples == {"web-1": Sample(value=61, timestamp=NOW, gpus=1, since=NOW, points=1, per_gpu=(61,))}
 
 
 def test_custom_template_with_unknown_placeholder_never_reaches_prometheus() -> None:
@@ -269,7 +283,7 @@ def test_bearer_token_file_is_read_on_every_query_so_rotation_needs_no_restart(
         bearer_token_file=str(token),
         headers={"X-Scope-OrgID": "gpu"},
         retries=0,
-        pod_labels=[OLD_LABELS],
+        pod_labels=LabelShape.parse("old"),
     )
     assert source.fleet_samples() == {}
     token.write_text("second")

@@ -67,7 +67,7 @@ def test_defaults_are_the_safe_ones() -> None:
     spec = GPUWorkload.parse(workload()).spec
     assert spec.mode is Mode.RECOMMEND  # changes nothing until the user opts into Enforce
     assert spec.metric.source is MetricSource.PROMETHEUS
-    assert spec.metric.signal is GpuSignal.DCGM_FI_DEV_GPU_UTIL
+    assert spec.metric.signal is GpuSignal.AUTO  # MIG reports no GPU_UTIL; Auto reads it anyway
     assert spec.metric.window == timedelta(minutes=5)
     assert spec.target_utilization == Decimal(60)
     assert spec.min_replicas == 1
@@ -182,11 +182,6 @@ def test_consolidation_allowed_defaults_by_type_and_protection_wins(
     if workload_type == "Training":
         del obj["spec"]["maxReplicas"]
     assert GPUWorkload.parse(obj).spec.consolidation_allowed is allowed
-
-
-def test_profiling_signals_are_ratios() -> None:
-    assert not GpuSignal.DCGM_FI_DEV_GPU_UTIL.is_ratio
-    assert GpuSignal.DCGM_FI_PROF_GR_ENGINE_ACTIVE.is_ratio
 
 
 def test_idle_policy_defaults() -> None:

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from rightsizer.adapters.cluster_cache import WATCHED
+from rightsizer.adapters.metrics.base import PodLabels
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 from tests.support.chart import CHART, helm_bin
@@ -162,7 +163,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("prometheus_url_without_scheme", {"prometheus": {"url": "prometheus:9090"}}, "at '/prometheus/url'"),
     ("namespace_not_a_dns_label", {"namespaces": ["Team_A"]}, "at '/namespaces/0'"),
     ("dcgm_service_without_namespace", {"dcgm": {"service": "exporter"}}, "at '/dcgm/service'"),
-    ("label_flavour", {"dcgm": {"labelFlavour": "newest"}}, "at '/dcgm/labelFlavour'"),
+    ("pod_labels", {"dcgm": {"podLabels": "newest"}}, "at '/dcgm/podLabels'"),
     ("port_out_of_range", {"metrics": {"port": 70000}}, "at '/metrics/port'"),
     ("bad_alert_duration", {"prometheusRule": {"drainStuckFor": "half an hour"}}, "drainStuckFor"),
     ("scale_target_without_resources", {"rbac": {"scaleTargets": [{"apiGroup": "apps"}]}}, "resources"),
@@ -265,6 +266,7 @@ CUSTOM: dict[str, Any] = {
     "prometheus": {
         "url": "https://prom.example:9091",
         "timeoutSeconds": 7,
+        "seriesSelector": 'job="dcgm-exporter"',
         "insecureSkipVerify": True,
         "bearerToken": {"secretName": "tok"},
         "ca": {"configMapName": "ca"},
@@ -273,7 +275,7 @@ CUSTOM: dict[str, Any] = {
         "endpoints": ["http://a:9400/metrics", "http://b:9400/metrics"],
         "service": "gpu-operator/dcgm",
         "port": 9500,
-        "labelFlavour": "old",
+        "podLabels": "namespace=k8s_ns,pod=k8s_pod,container=k8s_container",
         "timeoutSeconds": 3,
     },
     "pricing": {
@@ -314,7 +316,9 @@ def test_every_value_reaches_the_operator_settings() -> None:
     assert p.bearer_token_file and p.ca_file
     d = settings.dcgm
     assert d.endpoints == ["http://a:9400/metrics", "http://b:9400/metrics"]
-    assert (d.service, d.port, d.label_flavour, d.timeout_seconds) == ("gpu-operator/dcgm", 9500, "old", 3)
+    assert (d.service, d.port, d.timeout_seconds) == ("gpu-operator/dcgm", 9500, 3)
+    assert d.label_shape.fixed == PodLabels("k8s_ns", "k8s_pod", "k8s_container")
+    assert p.series_selector == 'job="dcgm-exporter"'
     pr = settings.pricing
     assert (pr.currency, pr.gpu_hour, pr.cpu_core_hour) == ("EUR", Decimal("3.10"), Decimal("0.05"))
     assert (pr.energy_kwh, pr.pue, pr.gpu_watts) == (Decimal("0.25"), Decimal("1.2"), Decimal("400"))

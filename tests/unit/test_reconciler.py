@@ -107,3 +107,24 @@ def test_a_pass_on_a_stale_view_holds_and_says_why_once() -> None:
     obj["status"] = held.status
     assert c.reconciler.hold(obj, c.now, stale).events == [], "one event per outage"
     assert c.reconcile("ml", "chat").status["replicas"]["desired"] == 3  # listed again: it acts
+
+
+@pytest.mark.parametrize(("busy_gpu_percent", "suspended"), [(30.0, False), (0.0, True)])
+def test_an_eight_gpu_pod_with_one_busy_gpu_is_never_suspended(
+    busy_gpu_percent: float, suspended: bool
+) -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "train", 1, util=None, gpus=8)
+    c.workload(
+        "ml",
+        "train",
+        workloadType="Training",
+        idlePolicy={"thresholdPercent": 5, "idleFor": "10m", "action": "Suspend"},
+    )
+    for _ in range(3):
+        for gpu in range(8):
+            c.metrics.record("ml", "train-0", busy_gpu_percent if gpu == 3 else 0.0, at=c.now, gpu=str(gpu))
+        c.reconcile("ml", "train")
+        c.now += timedelta(minutes=6)
+    # The pod's mean is 3.75%, below the threshold; its busiest GPU is not.
+    assert (c.replicas("ml", "train") == 0) is suspended

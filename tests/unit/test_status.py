@@ -31,12 +31,13 @@ STAMP = "2026-11-25T10:00:00Z"
 METRICS = UsableMetrics(
     aggregate=90.0,
     per_pod=(
-        PodUtilization("web-0", 92.04, 92.04, 1, 20000.4, 310.0, T0 - timedelta(seconds=20)),
+        PodUtilization("web-0", 92.04, 97.5, 2, 20000.4, 310.0, T0 - timedelta(seconds=20)),
         PodUtilization("web-1", 87.96, 87.96, 1, None, None, T0 - timedelta(seconds=10)),
     ),
     not_ready=(),
     sampled_at=T0 - timedelta(seconds=20),
     reason="2 of 2 Ready pods reported, mean 90%",
+    signal="DCGM_FI_PROF_GR_ENGINE_ACTIVE",
 )
 SCALE_UP = Decision(ReplicaAction.SCALE_UP, 3, 2, "util 90% > target 60% (+10% tolerance) → ceil(2*90/60)=3")
 
@@ -63,11 +64,12 @@ def test_status_reports_utilisation_replicas_and_the_decision() -> None:
     assert status["utilization"] == {
         "aggregate": 90.0,
         "perReplica": [
-            {"pod": "web-0", "percent": 92.0, "memoryUsedMiB": 20000},
-            {"pod": "web-1", "percent": 88.0, "memoryUsedMiB": None},
+            {"pod": "web-0", "percent": 92.0, "peakPercent": 97.5, "memoryUsedMiB": 20000},
+            {"pod": "web-1", "percent": 88.0, "peakPercent": 88.0, "memoryUsedMiB": None},
         ],
         "peakMemoryUsedMiB": 20000,
         "sampledAt": "2026-11-25T09:59:40Z",
+        "signal": "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
     }
     assert status["replicas"] == {"current": 2, "desired": 3}
     assert status["lastDecision"] == {

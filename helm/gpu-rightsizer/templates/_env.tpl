@@ -38,6 +38,10 @@ once by rightsizer.runtime.settings.Settings.load. A unit test loads exactly the
   value: {{ .Values.prometheus.url | quote }}
 - name: RIGHTSIZER_PROMETHEUS__TIMEOUT_SECONDS
   value: {{ .Values.prometheus.timeoutSeconds | toString | quote }}
+{{- with .Values.prometheus.seriesSelector }}
+- name: RIGHTSIZER_PROMETHEUS__SERIES_SELECTOR
+  value: {{ . | quote }}
+{{- end }}
 - name: RIGHTSIZER_PROMETHEUS__INSECURE_SKIP_VERIFY
   value: {{ .Values.prometheus.insecureSkipVerify | toString | quote }}
 {{- if .Values.prometheus.bearerToken.secretName }}
@@ -58,8 +62,8 @@ once by rightsizer.runtime.settings.Settings.load. A unit test loads exactly the
 {{- end }}
 - name: RIGHTSIZER_DCGM__PORT
   value: {{ .Values.dcgm.port | toString | quote }}
-- name: RIGHTSIZER_DCGM__LABEL_FLAVOUR
-  value: {{ .Values.dcgm.labelFlavour | quote }}
+- name: RIGHTSIZER_DCGM__POD_LABELS
+  value: {{ .Values.dcgm.podLabels | quote }}
 - name: RIGHTSIZER_DCGM__TIMEOUT_SECONDS
   value: {{ .Values.dcgm.timeoutSeconds | toString | quote }}
 - name: RIGHTSIZER_DCGM__MAX_SERIES_PER_SCRAPE

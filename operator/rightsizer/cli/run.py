@@ -28,6 +28,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--prometheus-timeout", type=float, help="seconds a Prometheus query may take; slower means hold (10)"
     )
+    p.add_argument(
+        "--prometheus-series-selector",
+        help='label matchers every GPU query adds, e.g. job="dcgm-exporter" (none)',
+    )
+    p.add_argument(
+        "--pod-labels",
+        help="series labels naming a GPU's pod: auto, new, old, exported or "
+        "namespace=LABEL,pod=LABEL,container=LABEL (auto)",
+    )
     p.add_argument("--dcgm-endpoint", action="append", help="dcgm-exporter /metrics URL (repeatable)")
     p.add_argument(
         "--dcgm-max-series", type=int, help="refuse an exporter scrape with more series than this (200000)"
@@ -72,6 +81,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
+class _BadFlag(Exception):
+    def __init__(self, section: str, error: ValidationError) -> None:
+        super().__init__(section)
+        self.section = section
+        self.error = error
+
+
+def _with_flags(settings: Settings, section: str, flags: dict[str, object]) -> Settings:
+    """Flags given on the command line, validated like the environment's values, so a bad flag is
+    refused with the setting named."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given:
+        return settings
+    current = getattr(settings, section)
+    try:
+        checked = current.model_validate({**current.model_dump(), **given})
+    except ValidationError as exc:
+        raise _BadFlag(section, exc) from exc
+    return settings.model_copy(update={section: checked})
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -96,55 +126,37 @@ def run(args: argparse.Namespace) -> int:
         )
     }
     settings = Settings.load(**overrides)
-    prometheus = {
-        key: value
-        for key, value in (("url", args.prometheus_url), ("timeout_seconds", args.prometheus_timeout))
-        if value is not None
+    sections = {
+        "prometheus": {
+            "url": args.prometheus_url,
+            "timeout_seconds": args.prometheus_timeout,
+            "series_selector": args.prometheus_series_selector,
+        },
+        "dcgm": {
+            "endpoints": args.dcgm_endpoint,
+            "max_series_per_scrape": args.dcgm_max_series,
+            "pod_labels": args.pod_labels,
+        },
+        "consolidation": {
+            "enabled": args.consolidation,
+            "interval_seconds": args.consolidation_interval,
+            "drain_timeout_seconds": args.drain_timeout,
+            "drain_workers": args.drain_workers,
+            "intent_lease_seconds": args.intent_lease,
+            "drain_backoff_seconds": args.drain_backoff,
+            "pool_selector": dict(s.split("=", 1) for s in args.pool_selector)
+            if args.pool_selector
+            else None,
+        },
     }
-    if prometheus:
-        settings = settings.model_copy(
-            update={
-                "prometheus": settings.prometheus.model_validate(
-                    {**settings.prometheus.model_dump(), **prometheus}
-                )
-            }
-        )
-    dcgm = {
-        key: value
-        for key, value in (("endpoints", args.dcgm_endpoint), ("max_series_per_scrape", args.dcgm_max_series))
-        if value is not None
-    }
-    if dcgm:
-        settings = settings.model_copy(
-            update={"dcgm": settings.dcgm.model_validate({**settings.dcgm.model_dump(), **dcgm})}
-        )
-    consolidation = {
-        key: value
-        for key, value in (
-            ("enabled", args.consolidation),
-            ("interval_seconds", args.consolidation_interval),
-            ("drain_timeout_seconds", args.drain_timeout),
-            ("drain_workers", args.drain_workers),
-            ("intent_lease_seconds", args.intent_lease),
-            ("drain_backoff_seconds", args.drain_backoff),
-            (
-                "pool_selector",
-                dict(s.split("=", 1) for s in args.pool_selector) if args.pool_selector else None,
-            ),
-        )
-        if value is not None
-    }
-    if consolidation:
-        # Validated like the environment's values: a bad flag is refused with the setting named.
-        merged = {**settings.consolidation.model_dump(), **consolidation}
-        try:
-            checked = settings.consolidation.model_validate(merged)
-        except ValidationError as exc:
-            for error in exc.errors():
-                where = ".".join(str(part) for part in error["loc"])
-                print(f"rightsizer run: consolidation.{where}: {error['msg']}", file=sys.stderr)
-            return 2
-        settings = settings.model_copy(update={"consolidation": checked})
+    try:
+        for section, values in sections.items():
+            settings = _with_flags(settings, section, values)
+    except _BadFlag as bad:
+        for error in bad.error.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"rightsizer run: {bad.section}.{where}: {error['msg']}", file=sys.stderr)
+        return 2
     op = wiring.build(settings, kubeconfig=args.kubeconfig)
     registry = kopf.OperatorRegistry()
     operator_handlers.register(

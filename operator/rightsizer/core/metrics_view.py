@@ -44,6 +44,8 @@ class GpuSample:
     gpu: str = ""
     memory_used_mib: float | None = None
     power_watts: float | None = None
+    signal: str = ""
+    """The DCGM field read, when the source says (Auto resolves per GPU)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class UsableMetrics:
     sampled_at: datetime
     """Oldest sample used: the data is at least this fresh."""
     reason: str
+    signal: str | None = None
+    """The DCGM field(s) read, joined by + when the GPUs differ; None when the source did not say."""
 
     @property
     def ready_count(self) -> int:
@@ -176,7 +180,9 @@ def view_metrics(
     aggregate = sum(pod.percent for pod in per_pod) / len(per_pod)
     sampled_at = min(pod.sampled_at for pod in per_pod)
     starting_note = f"; starting, not counted: {', '.join(starting)}" if starting else ""
+    fields = sorted({part for s in latest.values() if s.signal for part in s.signal.split("+")})
     return UsableMetrics(
+        signal="+".join(fields) or None,
         aggregate=aggregate,
         per_pod=per_pod,
         not_ready=starting,

@@ -207,12 +207,14 @@ def _utilization(metrics: UsableMetrics | Hold) -> dict[str, Any] | None:
             {
                 "pod": pod.pod,
                 "percent": round(pod.percent, 1),
+                "peakPercent": round(pod.peak_gpu_percent, 1),
                 "memoryUsedMiB": round(pod.memory_used_mib) if pod.memory_used_mib is not None else None,
             }
             for pod in metrics.per_pod
         ],
         "peakMemoryUsedMiB": round(max(memories)) if memories else None,
         "sampledAt": format_time(metrics.sampled_at),
+        "signal": metrics.signal,
     }
 
 

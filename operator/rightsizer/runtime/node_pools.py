@@ -18,6 +18,7 @@ shared nodes belong to neither, and both pools say so in their ``Conflict`` cond
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -586,16 +587,17 @@ def _activity_missing(
 def fleet_activity(
     source: GpuMetricsSource, max_age_seconds: float, clock: Callable[[], datetime]
 ) -> Callable[[], dict[str, Decimal]]:
-    """Per-pod GPU utilisation (percent) from one fleet query; stale or NaN samples are left out,
-    so those pods count as unknown (never idle)."""
+    """Per-pod GPU utilisation (percent) of each pod's busiest GPU, from one fleet query: a pod is
+    idle only when all its GPUs are. Stale or NaN samples are left out, so those pods count as
+    unknown (never idle)."""
 
     def read() -> dict[str, Decimal]:
         now = clock()
         samples = source.fleet_samples()
         return {
-            f"{namespace}/{pod}": Decimal(str(round(sample.value, 3)))
+            f"{namespace}/{pod}": Decimal(str(round(sample.peak, 3)))
             for (namespace, pod), sample in samples.items()
-            if sample.is_fresh(now, max_age_seconds)
+            if sample.is_fresh(now, max_age_seconds) and not math.isnan(sample.peak)
         }
 
     return read

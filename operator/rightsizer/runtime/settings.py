@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rightsizer.adapters.metrics.promql import parse_matchers
+from rightsizer.adapters.metrics.series_shapes import LabelShape
 from rightsizer.core.errors import RightsizerError
 
 ENV_PREFIX = "RIGHTSIZER_"
@@ -27,6 +29,17 @@ class PrometheusSettings(BaseModel):
     ca_file: str | None = Field(None, description="CA bundle that verifies Prometheus' TLS certificate.")
     insecure_skip_verify: bool = Field(False, description="Skip TLS verification (never in production).")
     timeout_seconds: float = Field(10.0, gt=0, le=120)
+    series_selector: str = Field(
+        "",
+        description='Label matchers every GPU query adds, e.g. job="dcgm-exporter",cluster="eu-1": '
+        "keeps out other scrapes of the same GPUs.",
+    )
+
+    @field_validator("series_selector")
+    @classmethod
+    def _matchers(cls, value: str) -> str:
+        parse_matchers(value)
+        return value
 
 
 class DcgmSettings(BaseModel):
@@ -35,7 +48,12 @@ class DcgmSettings(BaseModel):
     endpoints: list[str] = Field(default_factory=list, description="Static exporter /metrics URLs.")
     service: str | None = Field(None, description="namespace/name of the dcgm-exporter Service to discover.")
     port: int = Field(9400, ge=1, le=65535)
-    label_flavour: Literal["new", "old"] = "new"
+    pod_labels: str = Field(
+        "auto",
+        description="Which series labels name a GPU's pod: auto (each series' shape), new "
+        "(namespace/pod), old (pod_namespace/pod_name), exported (exported_namespace/exported_pod, a "
+        "ServiceMonitor with honorLabels false) or namespace=LABEL,pod=LABEL,container=LABEL.",
+    )
     timeout_seconds: float = Field(5.0, gt=0, le=60)
     max_series_per_scrape: int = Field(
         200_000,
@@ -43,6 +61,15 @@ class DcgmSettings(BaseModel):
         le=10_000_000,
         description="An exporter serving more series than this is refused (a label explosion).",
     )
+
+    @field_validator("pod_labels")
+    @classmethod
+    def _shape(cls, value: str) -> str:
+        return LabelShape.parse(value).name
+
+    @property
+    def label_shape(self) -> LabelShape:
+        return LabelShape.parse(self.pod_labels)
 
 
 class PricingDefaults(BaseModel):

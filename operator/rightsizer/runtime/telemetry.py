@@ -158,6 +158,12 @@ class Telemetry:
             "gauge",
             wl,
         )
+        self.samples_rejected = Metric(
+            "rightsizer_metric_samples_rejected_total",
+            "GPU metric values refused as not readings (DCGM blanks, out of range), by reason.",
+            "counter",
+            ("reason",),
+        )
         self.errors = Metric(
             "rightsizer_errors_total", "Errors by where they happened.", "counter", ("where",)
         )

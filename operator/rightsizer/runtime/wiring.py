@@ -8,9 +8,15 @@ from kubernetes import client, config
 
 from rightsizer.adapters.cluster_cache import ApiTransport, ClusterCache
 from rightsizer.adapters.kube import KubeWorkloads
-from rightsizer.adapters.metrics.base import NEW_LABELS, OLD_LABELS, GpuMetricsSource, PodLabels
-from rightsizer.adapters.metrics.dcgm import DcgmSource, static_endpoints
+from rightsizer.adapters.metrics.base import GpuMetricsSource
+from rightsizer.adapters.metrics.dcgm import (
+    DcgmSource,
+    EndpointLister,
+    endpoint_slice_lister,
+    static_endpoints,
+)
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
+from rightsizer.adapters.metrics.readings import Rejection
 from rightsizer.runtime.node_pools import PoolManager, build_pool_manager
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
@@ -38,10 +44,14 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
         return config.new_client_from_config()
 
 
-def metrics_sources(settings: Settings, api: client.ApiClient) -> dict[str, GpuMetricsSource]:
-    flavours: tuple[PodLabels, ...] = (
-        (NEW_LABELS, OLD_LABELS) if settings.dcgm.label_flavour == "new" else (OLD_LABELS, NEW_LABELS)
-    )
+def metrics_sources(
+    settings: Settings, api: client.ApiClient, telemetry: Telemetry
+) -> dict[str, GpuMetricsSource]:
+    shape = settings.dcgm.label_shape
+
+    def rejected(reason: Rejection) -> None:
+        telemetry.samples_rejected.inc(reason.value)
+
     prom = settings.prometheus
     sources: dict[str, GpuMetricsSource] = {
         "Prometheus": PrometheusSource.connect(
@@ -51,24 +61,39 @@ def metrics_sources(settings: Settings, api: client.ApiClient) -> dict[str, GpuM
             ca_file=prom.ca_file,
             insecure_skip_verify=prom.insecure_skip_verify,
             timeout_seconds=prom.timeout_seconds,
-            pod_labels=flavours,
+            pod_labels=shape,
+            series_selector=prom.series_selector,
+            on_rejected=rejected,
         )
     }
-    if settings.dcgm.endpoints:
+    lister = dcgm_endpoints(settings, api)
+    if lister is not None:
         sources["DCGM"] = DcgmSource(
-            static_endpoints(settings.dcgm.endpoints),
-            pod_labels=flavours,
+            lister,
+            pod_labels=shape,
+            on_rejected=rejected,
             timeout_seconds=settings.dcgm.timeout_seconds,
             max_series_per_scrape=settings.dcgm.max_series_per_scrape,
         )
     return sources
 
 
+def dcgm_endpoints(settings: Settings, api: client.ApiClient) -> EndpointLister | None:
+    """Static URLs, else the ready endpoints of the configured Service (its EndpointSlices)."""
+    dcgm = settings.dcgm
+    if dcgm.endpoints:
+        return static_endpoints(dcgm.endpoints)
+    if dcgm.service:
+        namespace, _, name = dcgm.service.partition("/")
+        return endpoint_slice_lister(api, namespace, name, port=dcgm.port)
+    return None
+
+
 def build(settings: Settings, kubeconfig: str | None = None) -> Operator:
     api = api_client(kubeconfig)
     telemetry = Telemetry()
     kube = KubeWorkloads(api)
-    sources = metrics_sources(settings, api)
+    sources = metrics_sources(settings, api, telemetry)
     reconciler = WorkloadReconciler(kube, sources, settings, telemetry)
     pools = build_pool_manager(api, settings, telemetry, sources.get(settings.metrics_source))
     # Its own client: the long-lived watches must not hold the connections the passes' requests use.

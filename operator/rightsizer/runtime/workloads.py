@@ -170,13 +170,15 @@ class FleetCache:
 
 
 def to_gpu_samples(samples: PodSamples) -> list[GpuSample]:
-    """The adapter's per-pod summaries as per-GPU samples (a pod's GPUs share its mean)."""
+    """The adapter's per-pod summaries as per-GPU samples: each GPU keeps its own value, so one busy
+    GPU of eight keeps its pod busy (a source without per-GPU detail gives each GPU the mean)."""
     out: list[GpuSample] = []
     for pod, s in samples.items():
         gpus = max(s.gpus, 1)
+        values = s.per_gpu if len(s.per_gpu) == gpus else (s.value,) * gpus
         power = s.power_watts / gpus if s.power_watts is not None else None
-        for i in range(gpus):
-            out.append(GpuSample(pod, s.value, s.timestamp, str(i), s.memory_used_mib, power))
+        for i, value in enumerate(values):
+            out.append(GpuSample(pod, value, s.timestamp, str(i), s.memory_used_mib, power, s.signal or ""))
     return out
 
 

@@ -6,7 +6,10 @@ timestamps, NaN included, so the caller judges staleness and holds on bad data.
 
 How a pod's GPUs become one sample (the same for every source):
 - per GPU, the points inside the window are reduced with `over` (latest point when the window is 0);
-- `value` is the mean over the pod's GPUs; NaN on any GPU makes it NaN;
+- `value` is the mean over the pod's GPUs; NaN on any GPU makes it NaN; `per_gpu` keeps each GPU's
+  value (a pod is idle only when its busiest GPU is);
+- a GPU whose signal values were all refused (DCGM blanks, out of range) makes the whole pod unknown:
+  the refused GPU may be the busy one;
 - `timestamp` is the *oldest* of the GPUs' latest points, so one silent GPU makes the pod look stale;
 - `since` is the newest of the GPUs' first points: the stretch every GPU has data for;
 - `memory_used_mib` is the peak per-GPU framebuffer use (what decides whether a smaller GPU fits);
@@ -28,6 +31,9 @@ GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 FB_USED = "DCGM_FI_DEV_FB_USED"
 FB_FREE = "DCGM_FI_DEV_FB_FREE"
 POWER_USAGE = "DCGM_FI_DEV_POWER_USAGE"
+# Not a field: GR_ENGINE_ACTIVE where the GPU reports it (always for MIG, which has no GPU_UTIL),
+# else GPU_UTIL, chosen per GPU.
+AUTO_SIGNAL = "Auto"
 
 # Profiling fields are ratios 0..1; everything we decide on is a percentage.
 RATIO_SIGNALS = frozenset(
@@ -70,6 +76,16 @@ class Sample:
     points: int = 1
     memory_used_mib: float | None = None
     power_watts: float | None = None
+    per_gpu: tuple[float, ...] = ()
+    signal: str | None = None
+    """The field read (Auto resolves per GPU; two fields joined by "+" when a pod's GPUs differ)."""
+
+    @property
+    def peak(self) -> float:
+        """The busiest GPU's value (the mean when per-GPU values are not known)."""
+        if not self.per_gpu:
+            return self.value
+        return math.nan if any(math.isnan(v) for v in self.per_gpu) else max(self.per_gpu)
 
     def age_seconds(self, now: datetime) -> float:
         return (now - self.timestamp).total_seconds()
@@ -149,6 +165,15 @@ class GpuSeries:
     signal: list[tuple[datetime, float]] = field(default_factory=list)
     memory: list[tuple[datetime, float]] = field(default_factory=list)
     power: list[tuple[datetime, float]] = field(default_factory=list)
+    signal_refused: bool = False
+    """The GPU had signal values, and every one was refused: it is unknown, not absent."""
+    signal_name: str = ""
+    """The field ``signal`` holds (under Auto, the one this GPU reports)."""
+
+
+def signal_fields(signal: str) -> tuple[str, ...]:
+    """The fields a signal reads, in order of preference."""
+    return (GR_ENGINE_ACTIVE, GPU_UTIL) if signal == AUTO_SIGNAL else (signal,)
 
 
 def to_percent(signal: str, value: float) -> float:
@@ -157,8 +182,8 @@ def to_percent(signal: str, value: float) -> float:
 
 def summarise(gpus: Sequence[GpuSeries], over: Over, window_seconds: int) -> Sample | None:
     """One pod's GPUs → one Sample (rules in the module docstring); None when no GPU has a point."""
-    with_points = [g for g in gpus if g.signal]
-    if not with_points:
+    with_points = sorted((g for g in gpus if g.signal), key=lambda g: g.gpu)
+    if not with_points or any(g.signal_refused and not g.signal for g in gpus):
         return None
     reduce_to: Over = "last" if window_seconds <= 0 else over
     values = [_reduce([v for _, v in sorted(g.signal)], reduce_to) for g in with_points]
@@ -182,6 +207,8 @@ def summarise(gpus: Sequence[GpuSeries], over: Over, window_seconds: int) -> Sam
         points=min(len(g.signal) for g in with_points),
         memory_used_mib=_peak(memory) if memory else None,
         power_watts=_total(power) if power else None,
+        per_gpu=tuple(values),
+        signal="+".join(sorted({g.signal_name for g in with_points if g.signal_name})) or None,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,6 @@ from typing import Any
 import requests
 
 from rightsizer.adapters.metrics.base import (
-    DEFAULT_POD_LABELS,
     FB_USED,
     GPU_UTIL,
     GR_ENGINE_ACTIVE,
@@ -29,14 +28,17 @@ from rightsizer.adapters.metrics.base import (
     GpuSeries,
     Over,
     PodKey,
-    PodLabels,
     PodSamples,
     Sample,
+    signal_fields,
     summarise_pods,
     to_percent,
     validate_window,
 )
 from rightsizer.adapters.metrics.exposition import DEFAULT_MAX_SERIES, ScrapedSeries, parse_exposition
+from rightsizer.adapters.metrics.gathering import gpu_identity
+from rightsizer.adapters.metrics.readings import OnRejected, rejection
+from rightsizer.adapters.metrics.series_shapes import AUTO, LabelShape, canonical_name, exporter_pods
 from rightsizer.core.errors import ExpositionParseError, MetricsUnavailable
 
 _SOURCE = "DCGM"
@@ -73,7 +75,8 @@ def http_fetch(max_bytes: int = 64 * 1024 * 1024) -> Fetch:
 @dataclass(frozen=True)
 class _Point:
     at: datetime
-    value: float
+    value: float | None
+    """None: the exporter sent a value that is not a reading (a DCGM blank, out of range)."""
 
 
 class DcgmSource:
@@ -87,7 +90,8 @@ class DcgmSource:
         *,
         fetch: Fetch | None = None,
         clock: Clock | None = None,
-        pod_labels: Sequence[PodLabels] = DEFAULT_POD_LABELS,
+        pod_labels: LabelShape = AUTO,
+        on_rejected: OnRejected | None = None,
         timeout_seconds: float = 5.0,
         cache_seconds: float = 5.0,
         lookback_seconds: int = 120,
@@ -98,7 +102,8 @@ class DcgmSource:
         self._lister = static_endpoints(endpoints) if not callable(endpoints) else endpoints
         self._fetch = fetch or http_fetch()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._pod_labels = tuple(pod_labels)
+        self._shape = pod_labels
+        self._on_rejected = on_rejected
         self._timeout = timeout_seconds
         self._cache = timedelta(seconds=cache_seconds)
         self._lookback = lookback_seconds
@@ -151,9 +156,10 @@ class DcgmSource:
         self, signal: str, window_seconds: int, over: Over, keep: Callable[[PodKey], bool]
     ) -> dict[PodKey, Sample]:
         with self._lock:
-            if signal not in self._tracked:
+            fields = tuple(canonical_name(f) for f in signal_fields(signal))
+            if not set(fields) <= self._tracked:
                 # History for a new signal starts now; the next scrape must not come from the cache.
-                self._tracked.add(signal)
+                self._tracked.update(fields)
                 self._last_scrape = None
             self._scrape_if_due()
             now = self._clock()
@@ -163,9 +169,12 @@ class DcgmSource:
                 if not keep((key[0], key[1])):
                     continue
                 gpu = GpuSeries(*key)
-                gpu.signal = _since(metrics.get(signal), horizon)
-                gpu.memory = _since(metrics.get(FB_USED), horizon)
-                gpu.power = _since(metrics.get(POWER_USAGE), horizon)
+                # Under Auto, the first field this GPU has history of (MIG: GR_ENGINE_ACTIVE only).
+                field = next((f for f in fields if metrics.get(f)), fields[0])
+                gpu.signal, gpu.signal_refused = _since(metrics.get(field), horizon)
+                gpu.signal_name = field
+                gpu.memory, _ = _since(metrics.get(FB_USED), horizon)
+                gpu.power, _ = _since(metrics.get(POWER_USAGE), horizon)
                 series.append(gpu)
         return summarise_pods(series, over, window_seconds)
 
@@ -207,27 +216,33 @@ class DcgmSource:
             return [], f"unreadable exposition, {exc}"
         except (requests.RequestException, ValueError, OSError) as exc:
             return [], f"{exc.__class__.__name__}: {exc}"
-        return [s for s in exposition.series if s.name in self._tracked], None
+        return [s for s in exposition.series if canonical_name(s.name) in self._tracked], None
 
-    def _ingest(self, series: Iterable[ScrapedSeries], scraped_at: datetime) -> None:
+    def _ingest(self, series: Sequence[ScrapedSeries], scraped_at: datetime) -> None:
         seen: set[tuple[_GpuKey, str]] = set()
+        # A /federate endpoint (or a relabelling proxy) may carry exported_* labels, as Prometheus does.
+        exporters = exporter_pods(s.labels for s in series) if self._shape.fixed is None else set()
         for item in series:
-            owner = self._owner(item.labels)
+            owner, _ = self._shape.owner(item.labels, exporters.__contains__)
             if owner is None:
-                continue  # idle GPU capacity: no pod to attribute it to
-            key = (owner[0], owner[1], _gpu_identity(item.labels))
-            if (key, item.name) in seen:
+                continue  # idle GPU capacity, or the exporter's own pod: no workload to attribute it to
+            name = canonical_name(item.name)
+            key = (owner[0], owner[1], gpu_identity(item.labels))
+            if (key, name) in seen:
                 continue
-            seen.add((key, item.name))
+            seen.add((key, name))
             at = (
                 datetime.fromtimestamp(item.timestamp_ms / 1000, UTC)
                 if item.timestamp_ms is not None
                 else scraped_at
             )
-            points = self._history.setdefault(key, {}).setdefault(item.name, deque())
+            points = self._history.setdefault(key, {}).setdefault(name, deque())
             if points and points[-1].at >= at:
                 continue  # the exporter has not sampled again since the last scrape
-            points.append(_Point(at, to_percent(item.name, item.value)))
+            refused = rejection(name, item.value, item.labels)
+            if refused is not None and self._on_rejected is not None:
+                self._on_rejected(refused)
+            points.append(_Point(at, None if refused is not None else to_percent(name, item.value)))
 
     def _prune(self, now: datetime) -> None:
         oldest = now - self._history_span
@@ -242,25 +257,12 @@ class DcgmSource:
             if not metrics:
                 del self._history[key]
 
-    def _owner(self, labels: Mapping[str, str]) -> PodKey | None:
-        for flavour in self._pod_labels:
-            namespace, pod = labels.get(flavour.namespace, ""), labels.get(flavour.pod, "")
-            if namespace and pod:
-                return namespace, pod
-        return None
 
-
-def _since(points: deque[_Point] | None, horizon: datetime) -> list[tuple[datetime, float]]:
-    return [(p.at, p.value) for p in points or () if p.at > horizon]
-
-
-def _gpu_identity(labels: Mapping[str, str]) -> str:
-    base = (
-        labels.get("UUID")
-        or f"{labels.get('Hostname') or labels.get('hostname', '')}/{labels.get('gpu', '')}"
-    )
-    instance = labels.get("GPU_I_ID")
-    return f"{base}/{instance}" if instance else base
+def _since(points: deque[_Point] | None, horizon: datetime) -> tuple[list[tuple[datetime, float]], bool]:
+    """The readings after ``horizon``, and whether every value there was refused."""
+    recent = [p for p in points or () if p.at > horizon]
+    readings = [(p.at, p.value) for p in recent if p.value is not None]
+    return readings, bool(recent) and not readings
 
 
 # -- endpoint discovery (the only part that talks to the Kubernetes API) ----------------------------

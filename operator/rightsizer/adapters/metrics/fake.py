@@ -19,6 +19,7 @@ from rightsizer.adapters.metrics.base import (
     PodKey,
     PodSamples,
     Sample,
+    signal_fields,
     summarise_pods,
     validate_window,
 )
@@ -154,16 +155,19 @@ class FakeGpuMetricsSource:
     ) -> dict[PodKey, Sample]:
         now = self._clock()
         horizon = now - timedelta(seconds=window_seconds if window_seconds > 0 else self._lookback)
+        fields = signal_fields(signal)
+        gpus = {key for key, name in self._signal if name in fields and keep((key[0], key[1]))}
         series: list[GpuSeries] = []
-        for (key, name), points in self._signal.items():
-            if name != signal or not keep((key[0], key[1])):
-                continue
+        for key in sorted(gpus):
+            # Under Auto, the first field this GPU reports, as the real sources choose.
+            name = next(f for f in fields if (key, f) in self._signal)
             series.append(
                 GpuSeries(
                     *key,
-                    signal=_window(points, horizon, now),
+                    signal=_window(self._signal[(key, name)], horizon, now),
                     memory=_window(self._memory.get(key, []), horizon, now),
                     power=_window(self._power.get(key, []), horizon, now),
+                    signal_name=name,
                 )
             )
         return summarise_pods(series, over, window_seconds)

@@ -3,8 +3,10 @@
 Queries select raw samples with a range selector (`{...}[120s]`) in one instant query, rather than
 `avg_over_time(...)`: raw points keep their real timestamps (an instant query reports the evaluation
 time) and show how much of the window is covered, so the caller can judge staleness and coverage
-itself. The signal, framebuffer and power series come back together (`__name__=~...`), so a pass
-costs one query per label flavour, however many workloads it serves.
+itself. The signal, framebuffer and power series come back together (`__name__=~...`, every
+spelling of each), so the fleet costs one query a pass under `auto` label shapes (one per shape
+when filtered by namespace or pods), however many workloads it serves. A series selector
+(`job="dcgm-exporter",cluster="eu-1"`) keeps out other scrapes of the same GPUs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from urllib3.util.retry import Retry
 
 from rightsizer.adapters.metrics import promql
 from rightsizer.adapters.metrics.base import (
-    DEFAULT_POD_LABELS,
     FB_USED,
     GPU_UTIL,
     POWER_USAGE,
@@ -30,12 +31,14 @@ from rightsizer.adapters.metrics.base import (
     GpuSeries,
     Over,
     PodKey,
-    PodLabels,
     PodSamples,
+    signal_fields,
     summarise_pods,
-    to_percent,
     validate_window,
 )
+from rightsizer.adapters.metrics.gathering import Gathered, RawSeries, gather
+from rightsizer.adapters.metrics.readings import OnRejected
+from rightsizer.adapters.metrics.series_shapes import AUTO, LabelShape, spellings
 from rightsizer.core.errors import MetricsUnavailable
 
 _SOURCE = "Prometheus"
@@ -66,15 +69,17 @@ class PrometheusSource:
         client: PromQueryClient,
         *,
         url: str = "",
-        pod_labels: Sequence[PodLabels] = DEFAULT_POD_LABELS,
+        pod_labels: LabelShape = AUTO,
+        series_selector: str = "",
+        on_rejected: OnRejected | None = None,
         lookback_seconds: int = 120,
         timeout_seconds: float = 10.0,
     ) -> None:
-        if not pod_labels:
-            raise ValueError("pod_labels needs at least one label flavour")
         self._client = client
         self._url = url
-        self._pod_labels = tuple(pod_labels)
+        self._shape = pod_labels
+        self._selector = promql.parse_matchers(series_selector)
+        self._on_rejected = on_rejected
         self._lookback = lookback_seconds
         self._timeout = timeout_seconds
         self.queries_sent = 0
@@ -91,7 +96,9 @@ class PrometheusSource:
         timeout_seconds: float = 10.0,
         retries: int = 1,
         method: str = "GET",
-        pod_labels: Sequence[PodLabels] = DEFAULT_POD_LABELS,
+        pod_labels: LabelShape = AUTO,
+        series_selector: str = "",
+        on_rejected: OnRejected | None = None,
         lookback_seconds: int = 120,
     ) -> PrometheusSource:
         """A source talking to `url` through PrometheusConnect.
@@ -118,6 +125,8 @@ class PrometheusSource:
             client,
             url=url,
             pod_labels=pod_labels,
+            series_selector=series_selector,
+            on_rejected=on_rejected,
             lookback_seconds=lookback_seconds,
             timeout_seconds=timeout_seconds,
         )
@@ -187,12 +196,38 @@ class PrometheusSource:
         namespace: str | None = None,
         pods: Sequence[str] | None = None,
     ) -> list[GpuSeries]:
+        return self.gather(signal, window_seconds, namespace, pods).gpus
+
+    def gather(
+        self,
+        signal: str = GPU_UTIL,
+        window_seconds: int = 0,
+        namespace: str | None = None,
+        pods: Sequence[str] | None = None,
+    ) -> Gathered:
+        """The per-GPU series with what was left out (unattributed GPUs, refused values, shapes)."""
         promql.validate_metric_name(signal)
-        names = promql.metric_names_regex([signal, FB_USED, POWER_USAGE])
+        fields = [*signal_fields(signal), FB_USED, POWER_USAGE]
+        names = promql.metric_names_regex([n for f in fields for n in spellings(f)])
         seconds = window_seconds if window_seconds > 0 else self._lookback
-        by_gpu: dict[tuple[str, str, str], GpuSeries] = {}
-        for labels in self._pod_labels:
-            matchers = [promql.matcher("__name__", "=~", names)]
+        raw: list[RawSeries] = []
+        for matchers in self._selections(names, namespace, pods):
+            query = f"{promql.selector(matchers)}[{seconds}s]"
+            for item in _matrix(self._query(query), query):
+                metric = item["metric"]
+                points = [_point(p) for p in item["values"]]
+                raw.append(RawSeries(str(metric.get("__name__", "")), metric, points))
+        return gather(raw, signal, self._shape, self._on_rejected)
+
+    def _selections(self, names: str, namespace: str | None, pods: Sequence[str] | None) -> list[list[str]]:
+        """One matcher list per query. The whole fleet under `auto` is one query with no pod labels
+        matched (each series then shows its shape); filtered queries take one per label shape."""
+        base = [promql.matcher("__name__", "=~", names), *self._selector]
+        if namespace is None and pods is None and self._shape.fixed is None:
+            return [base]
+        out: list[list[str]] = []
+        for labels in self._shape.query_labels():
+            matchers = list(base)
             if namespace is None:
                 matchers.append(promql.matcher(labels.namespace, "!=", ""))
             else:
@@ -201,30 +236,11 @@ class PrometheusSource:
                 matchers.append(promql.matcher(labels.pod, "!=", ""))
             else:
                 matchers.append(promql.matcher(labels.pod, "=~", promql.pods_regex(pods)))
-            query = f"{promql.selector(matchers)}[{seconds}s]"
-            for item in _matrix(self._query(query), query):
-                metric = item["metric"]
-                owner = _owner_with(metric, labels)
-                if owner is None:
-                    continue
-                key = (owner[0], owner[1], _gpu_identity(metric))
-                gpu = by_gpu.setdefault(key, GpuSeries(*key))
-                points = [_point(p) for p in item["values"]]
-                name = metric.get("__name__")
-                if name == signal:
-                    gpu.signal.extend((t, to_percent(signal, v)) for t, v in points)
-                elif name == FB_USED:
-                    gpu.memory.extend(points)
-                elif name == POWER_USAGE:
-                    gpu.power.extend(points)
-        return list(by_gpu.values())
+            out.append(matchers)
+        return out
 
     def _owner(self, metric: Mapping[str, str]) -> PodKey | None:
-        for labels in self._pod_labels:
-            owner = _owner_with(metric, labels)
-            if owner is not None:
-                return owner
-        return None
+        return self._shape.owner(metric)[0]
 
     def _query(self, query: str) -> Any:
         self.queries_sent += 1
@@ -273,18 +289,6 @@ def _timed_out(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
         reason, urllib3.exceptions.NewConnectionError
     )
-
-
-def _owner_with(metric: Mapping[str, str], labels: PodLabels) -> PodKey | None:
-    namespace, pod = metric.get(labels.namespace, ""), metric.get(labels.pod, "")
-    return (namespace, pod) if namespace and pod else None
-
-
-def _gpu_identity(metric: Mapping[str, str]) -> str:
-    """A GPU is its UUID (plus the MIG instance); without one, the exporter instance and index."""
-    base = metric.get("UUID") or f"{metric.get('instance', '')}/{metric.get('gpu', '')}"
-    instance = metric.get("GPU_I_ID")
-    return f"{base}/{instance}" if instance else base
 
 
 def _point(raw: Iterable[Any]) -> tuple[datetime, float]:

@@ -69,6 +69,33 @@ def selector(matchers: Iterable[str]) -> str:
     return "{" + ",".join(matchers) + "}"
 
 
+_SELECTOR_MATCHER = re.compile(
+    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\\n]|\\.)*")\s*(?:,|$)'
+)
+
+
+def parse_matchers(text: str) -> list[str]:
+    """A user's series selector (`job="dcgm",cluster=~"eu-.*"`, braces optional) as matchers.
+    Only label matchers are accepted: nothing else can be smuggled into the queries."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    out: list[str] = []
+    pos = 0
+    while pos < len(body.rstrip()):
+        found = _SELECTOR_MATCHER.match(body, pos)
+        if not found or found.end() == pos:
+            raise InvalidMetricQuery(
+                text, f'expected label matchers such as job="dcgm-exporter" at {pos + 1}'
+            )
+        label, operator, literal = found.groups()
+        if label == "__name__":
+            raise InvalidMetricQuery(text, "the selector may not choose metric names")
+        out.append(f"{label}{operator}{literal}")
+        pos = found.end()
+    return out
+
+
 def metric_names_regex(names: Iterable[str]) -> str:
     """Anchored alternation of metric names for a `__name__=~` matcher."""
     checked = sorted(set(names))

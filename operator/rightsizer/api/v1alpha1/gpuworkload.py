@@ -54,17 +54,15 @@ class MetricSource(StrEnum):
 
 
 class GpuSignal(StrEnum):
-    """DCGM field used as "how busy is this GPU". Ratios (PROF_*) are read as percent (x100)."""
+    """DCGM field used as "how busy is this GPU". Ratios (PROF_*) are read as percent (x100). Auto:
+    DCGM_FI_PROF_GR_ENGINE_ACTIVE where the GPU reports it (always for MIG instances, which report
+    no DCGM_FI_DEV_GPU_UTIL), else DCGM_FI_DEV_GPU_UTIL, per GPU."""
 
+    AUTO = "Auto"
     DCGM_FI_DEV_GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
     DCGM_FI_PROF_GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
     DCGM_FI_PROF_SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
     DCGM_FI_PROF_PIPE_TENSOR_ACTIVE = "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"
-
-    @property
-    def is_ratio(self) -> bool:
-        """True for the profiling fields, which DCGM reports as 0..1 rather than 0..100."""
-        return self is not GpuSignal.DCGM_FI_DEV_GPU_UTIL
 
 
 class IdleAction(StrEnum):
@@ -110,10 +108,11 @@ class MetricSpec(SpecModel):
         description="Prometheus (query a Prometheus server) or DCGM (scrape the DCGM exporters directly).",
     )
     signal: GpuSignal = Field(
-        default=GpuSignal.DCGM_FI_DEV_GPU_UTIL,
+        default=GpuSignal.AUTO,
         description=(
-            "DCGM field that measures activity. DCGM_FI_PROF_GR_ENGINE_ACTIVE is the better "
-            "'is it busy' signal where profiling metrics are enabled."
+            "DCGM field that measures activity. Auto reads DCGM_FI_PROF_GR_ENGINE_ACTIVE where a GPU "
+            "reports it (always for MIG instances) and DCGM_FI_DEV_GPU_UTIL elsewhere; "
+            "status.utilization.signal says which was read."
         ),
     )
     query: str | None = Field(
@@ -372,6 +371,9 @@ class ReplicaUtilization(StatusModel):
 
     pod: str = Field(description="Pod name.")
     percent: Number = Field(description="Average utilisation of the pod's GPUs over the window, percent.")
+    peak_percent: Number | None = Field(
+        default=None, description="Utilisation of the pod's busiest GPU, percent: idle only when this is."
+    )
     memory_used_mib: int | None = Field(
         default=None, alias="memoryUsedMiB", description="Peak GPU memory used, MiB."
     )
@@ -388,6 +390,10 @@ class Utilization(StatusModel):
         description="Highest GPU memory used by any replica over the window, MiB.",
     )
     sampled_at: datetime | None = Field(default=None, description="Time of the newest sample used.")
+    signal: str | None = Field(
+        default=None,
+        description="DCGM field read (under Auto, the one the GPUs report; joined by + when they differ).",
+    )
 
 
 class ReplicaCounts(StatusModel):
