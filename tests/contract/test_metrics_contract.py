@@ -23,7 +23,7 @@ from rightsizer.adapters.metrics.dcgm import DcgmSource
 from rightsizer.adapters.metrics.exposition import ScrapedSeries, parse_exposition
 from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
-from rightsizer.devcluster.fake_dcgm import LABEL_FLAVOURS, render
+from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, render
 from rightsizer.devcluster.scenario import (
     ActiveRule,
     GpuNode,

@@ -15,7 +15,7 @@ from rightsizer.adapters.metrics.exposition import (
     parse_exposition,
 )
 from rightsizer.core.errors import ExpositionParseError
-from rightsizer.devcluster.fake_dcgm import LABEL_FLAVOURS, render
+from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, render
 from rightsizer.devcluster.scenario import GpuNode, GpuPod, assign_gpus, gpu_readings
 
 pytestmark = pytest.mark.unit

@@ -17,15 +17,13 @@ import pytest
 from rightsizer.adapters.metrics.exposition import parse_exposition
 from rightsizer.cli import fake_dcgm as fake_dcgm_cli
 from rightsizer.core.errors import ExpositionParseError
+from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, LabelNames, render
 from rightsizer.devcluster.fake_dcgm import (
-    LABEL_FLAVOURS,
     ClusterObjects,
     FakeDcgmExporter,
-    LabelNames,
     UsageError,
     _Server,
     parse_listen,
-    render,
 )
 from rightsizer.devcluster.scenario import (
     ActiveRule,
@@ -207,6 +205,7 @@ def test_idle_gpu_reports_zero_and_carries_no_pod_labels() -> None:
             'container_name="main",pod_name="w",pod_namespace="ml"}',
         ),
         ("new", "hostname", 'hostname="a100-0",DCGM_FI_DRIVER_VERSION="550.127.05",container="main"'),
+        ("1.x", None, 'dcgm_gpu_utilization{gpu="0",uuid="GPU-'),
     ],
 )
 def test_label_flavours_name_pod_and_host_labels_like_each_exporter_release(
@@ -571,6 +570,19 @@ def test_fault_explode_adds_the_asked_number_of_series(served: tuple[str, World,
     assert len({s.labels.get("err_id") for s in exploded if "err_id" in s.labels}) == 300
     with pytest.raises(ExpositionParseError, match="more than 100 series"):
         parse_exposition(get(f"{base}/metrics?fault=explode&series=300")[2], max_series=100)
+
+
+def test_each_request_may_ask_for_another_exporter_releases_labels(
+    served: tuple[str, World, FakeDcgmExporter],
+) -> None:
+    base, _, exporter = served
+    exporter.refresh()
+    body = get(f"{base}/nodes/a100-1/metrics?labels=1.x")[2]
+    assert 'dcgm_gpu_utilization{gpu="0",uuid="GPU-' in body and 'pod_name="web-1"' in body
+    assert "DCGM_FI_DEV_GPU_UTIL" not in body
+    assert 'pod="web-1"' in get(f"{base}/nodes/a100-1/metrics")[2]
+    status, _, body = get(f"{base}/metrics?labels=newest")
+    assert status == 400 and "1.x or new or old" in body
 
 
 @pytest.mark.parametrize("query", ["fault=slow", "fault=explode&series=many", "fault=explode&series=9999999"])

@@ -8,7 +8,7 @@ import signal
 import sys
 
 # Each module exposes register(subparsers) and sets `func` on its parser.
-SUBCOMMANDS = ("run", "plan", "report", "crds", "fake_dcgm")
+SUBCOMMANDS = ("run", "plan", "report", "metrics", "crds", "fake_dcgm")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ GPUs to the Running pods placed there, with utilisation driven by scenario rules
 `/nodes/<node>/metrics` serves one node's GPUs, as a per-node DaemonSet pod would; `/health` says
 whether the cluster has been read recently.
 
-Either metrics path takes `?fault=` to misbehave the way broken exporters do, so tests can point
+Either metrics path takes `?labels=new|old|1.x` to write one exporter release's labels and names, and
+`?fault=` to misbehave the way broken exporters do, so tests can point
 an operator at a bad endpoint beside good ones: `garbled` adds a line that is not valid exposition
 text (a field printed as `N/A`), `explode` adds `series` (default 5000) extra series of one metric
 told apart by a high-cardinality label, as a misconfigured exporter does.
@@ -17,6 +18,7 @@ Run: python -m rightsizer.devcluster.fake_dcgm --kubeconfig K --listen 127.0.0.1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -34,7 +36,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from rightsizer.adapters.metrics.exposition import escape_help, escape_label_value
+from rightsizer.devcluster.dcgm_text import FAULTS, LABEL_FLAVOURS, LabelNames, render, with_fault
 from rightsizer.devcluster.scenario import (
     DEFAULT_DRIVER_VERSION,
     SCENARIO_KEY,
@@ -56,110 +58,8 @@ from rightsizer.devcluster.scenario import (
 log = logging.getLogger("rightsizer.fake_dcgm")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-FAULTS = ("garbled", "explode")
 DEFAULT_EXPLOSION = 5000
 MAX_EXPLOSION = 1_000_000
-
-
-# -- the text dcgm-exporter writes -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabelNames:
-    """Label names that differ between dcgm-exporter releases."""
-
-    hostname: str
-    namespace: str
-    pod: str
-    container: str
-
-
-LABEL_FLAVOURS = {
-    # namespace/pod/container since 2.x; "Hostname" until a 2026 release renamed it "hostname".
-    "new": LabelNames("Hostname", "namespace", "pod", "container"),
-    # --use-old-namespace (and 1.x releases).
-    "old": LabelNames("Hostname", "pod_namespace", "pod_name", "container_name"),
-}
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str
-    help: str
-    value: Callable[[GpuReading], float]
-    is_double: bool = False
-
-
-# Help texts and order as in dcgm-exporter's etc/default-counters.csv.
-FIELDS: tuple[Field, ...] = (
-    Field("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", lambda r: r.sm_clock_mhz),
-    Field("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda r: r.temp_c),
-    Field("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda r: r.power_watts, is_double=True),
-    Field("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda r: r.util),
-    Field("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", lambda r: r.fb_free_mib),
-    Field("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", lambda r: r.fb_used_mib),
-    Field(
-        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-        "Ratio of time the graphics engine is active.",
-        lambda r: r.util / 100.0,
-        is_double=True,
-    ),
-)
-
-
-def format_value(value: float, is_double: bool) -> str:
-    # dcgm-exporter prints int64 fields as integers and double fields with Go's %f.
-    return f"{value:f}" if is_double else str(round(value))
-
-
-def series_labels(reading: GpuReading, names: LabelNames) -> list[tuple[str, str]]:
-    labels = [
-        ("gpu", str(reading.index)),
-        ("UUID", reading.uuid),
-        ("pci_bus_id", reading.pci_bus_id),
-        ("device", f"nvidia{reading.index}"),
-        ("modelName", reading.model_name),
-        (names.hostname, reading.node),
-        ("DCGM_FI_DRIVER_VERSION", reading.driver_version),
-    ]
-    if reading.holder is not None:
-        # The exporter adds pod attributes from a Go map, which its template prints in key order.
-        labels += sorted(
-            [
-                (names.container, reading.holder.container),
-                (names.namespace, reading.holder.namespace),
-                (names.pod, reading.holder.pod),
-            ]
-        )
-    return labels
-
-
-def render(readings: Sequence[GpuReading], names: LabelNames) -> str:
-    """The /metrics body for these GPUs."""
-    lines: list[str] = []
-    for metric in FIELDS:
-        lines.append(f"# HELP {metric.name} {escape_help(metric.help)}")
-        lines.append(f"# TYPE {metric.name} gauge")
-        for reading in readings:
-            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(reading, names))
-            lines.append(f"{metric.name}{{{labels}}} {format_value(metric.value(reading), metric.is_double)}")
-    return "\n".join(lines) + "\n"
-
-
-def with_fault(body: str, fault: str, readings: Sequence[GpuReading], names: LabelNames, series: int) -> str:
-    """``body`` broken the way ``fault`` says (one of FAULTS)."""
-    first = (
-        ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(readings[0], names))
-        if readings
-        else 'gpu="0"'
-    )
-    if fault == "garbled":
-        # A field the exporter could not read, printed as text where a number belongs.
-        return f"{body}DCGM_FI_DEV_GPU_UTIL{{{first}}} N/A\n"
-    if fault == "explode":
-        extra = "".join(f'DCGM_FI_DEV_GPU_UTIL{{{first},err_id="{i}"}} 0\n' for i in range(series))
-        return body + extra
-    raise ValueError(f"unknown fault {fault!r}: expected one of {', '.join(FAULTS)}")
 
 
 # -- keeping a view of the cluster -------------------------------------------------------------------
@@ -378,10 +278,16 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and (fault not in FAULTS or not count.isdigit() or int(count) > MAX_EXPLOSION):
             self._reply(400, f"fault= takes {' or '.join(FAULTS)}; series= a count up to {MAX_EXPLOSION}\n")
             return
+        flavour = (query.get("labels") or [""])[0]
+        if flavour and flavour not in LABEL_FLAVOURS:
+            self._reply(400, f"labels= takes {' or '.join(sorted(LABEL_FLAVOURS))}\n")
+            return
+        # Per request, so one exporter serves a scrape job of each exporter release.
+        names = LABEL_FLAVOURS[flavour] if flavour else self.server.names
         readings = view.readings(now, node, exporter.driver_version)
-        body = render(readings, self.server.names)
+        body = render(readings, names)
         if fault:
-            body = with_fault(body, fault, readings, self.server.names, int(count))
+            body = with_fault(body, fault, readings, names, int(count))
         self._reply(200, body, CONTENT_TYPE)
 
     def _reply(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
@@ -456,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file (is the cluster up?)")
         names = LABEL_FLAVOURS[args.labels]
         if args.hostname_label:
-            names = LabelNames(args.hostname_label, names.namespace, names.pod, names.container)
+            names = dataclasses.replace(names, hostname=args.hostname_label)
         api_client = _api_client(args.kubeconfig)
         exporter = FakeDcgmExporter(
             kube_lister(api_client), scenario_file=args.scenario, driver_version=args.driver_version

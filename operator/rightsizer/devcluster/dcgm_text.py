@@ -1,0 +1,139 @@
+"""The text dcgm-exporter writes, for the fake exporter: HELP/TYPE lines, label names and order,
+value formatting, in each release's flavour, and the ways broken exporters break it.
+
+Flavours: ``new`` (2.x+: namespace/pod/container), ``old`` (``--use-old-namespace``:
+pod_namespace/pod_name/container_name) and ``1.x`` (old labels, lower-case ``uuid`` and the names of
+``etc/1.x-compatibility-metrics.csv``, e.g. ``dcgm_gpu_utilization``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rightsizer.adapters.metrics.exposition import escape_help, escape_label_value
+from rightsizer.devcluster.scenario import GpuReading
+
+FAULTS = ("garbled", "explode")
+
+
+@dataclass(frozen=True)
+class LabelNames:
+    """Label names that differ between dcgm-exporter releases."""
+
+    hostname: str
+    namespace: str
+    pod: str
+    container: str
+    uuid: str = "UUID"
+    metric_names: Mapping[str, str] = field(default_factory=dict)
+    """1.x-compatible names by field; fields not listed keep their DCGM name."""
+
+    def metric(self, name: str) -> str:
+        return self.metric_names.get(name, name)
+
+
+LABEL_FLAVOURS = {
+    # namespace/pod/container since 2.x; "Hostname" until a 2026 release renamed it "hostname".
+    "new": LabelNames("Hostname", "namespace", "pod", "container"),
+    # --use-old-namespace (and 1.x releases).
+    "old": LabelNames("Hostname", "pod_namespace", "pod_name", "container_name"),
+    "1.x": LabelNames(
+        "Hostname",
+        "pod_namespace",
+        "pod_name",
+        "container_name",
+        uuid="uuid",
+        metric_names={
+            "DCGM_FI_DEV_SM_CLOCK": "dcgm_sm_clock",
+            "DCGM_FI_DEV_GPU_TEMP": "dcgm_gpu_temp",
+            "DCGM_FI_DEV_POWER_USAGE": "dcgm_power_usage",
+            "DCGM_FI_DEV_GPU_UTIL": "dcgm_gpu_utilization",
+            "DCGM_FI_DEV_FB_FREE": "dcgm_fb_free",
+            "DCGM_FI_DEV_FB_USED": "dcgm_fb_used",
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "dcgm_fi_prof_gr_engine_active",
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    help: str
+    value: Callable[[GpuReading], float]
+    is_double: bool = False
+
+
+# Help texts and order as in dcgm-exporter's etc/default-counters.csv.
+FIELDS: tuple[Field, ...] = (
+    Field("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", lambda r: r.sm_clock_mhz),
+    Field("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda r: r.temp_c),
+    Field("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda r: r.power_watts, is_double=True),
+    Field("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda r: r.util),
+    Field("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", lambda r: r.fb_free_mib),
+    Field("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", lambda r: r.fb_used_mib),
+    Field(
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "Ratio of time the graphics engine is active.",
+        lambda r: r.util / 100.0,
+        is_double=True,
+    ),
+)
+
+
+def format_value(value: float, is_double: bool) -> str:
+    # dcgm-exporter prints int64 fields as integers and double fields with Go's %f.
+    return f"{value:f}" if is_double else str(round(value))
+
+
+def series_labels(reading: GpuReading, names: LabelNames) -> list[tuple[str, str]]:
+    labels = [
+        ("gpu", str(reading.index)),
+        (names.uuid, reading.uuid),
+        ("pci_bus_id", reading.pci_bus_id),
+        ("device", f"nvidia{reading.index}"),
+        ("modelName", reading.model_name),
+        (names.hostname, reading.node),
+        ("DCGM_FI_DRIVER_VERSION", reading.driver_version),
+    ]
+    if reading.holder is not None:
+        # The exporter adds pod attributes from a Go map, which its template prints in key order.
+        labels += sorted(
+            [
+                (names.container, reading.holder.container),
+                (names.namespace, reading.holder.namespace),
+                (names.pod, reading.holder.pod),
+            ]
+        )
+    return labels
+
+
+def render(readings: Sequence[GpuReading], names: LabelNames) -> str:
+    """The /metrics body for these GPUs."""
+    lines: list[str] = []
+    for metric in FIELDS:
+        name = names.metric(metric.name)
+        lines.append(f"# HELP {name} {escape_help(metric.help)}")
+        lines.append(f"# TYPE {name} gauge")
+        for reading in readings:
+            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(reading, names))
+            lines.append(f"{name}{{{labels}}} {format_value(metric.value(reading), metric.is_double)}")
+    return "\n".join(lines) + "\n"
+
+
+def with_fault(body: str, fault: str, readings: Sequence[GpuReading], names: LabelNames, series: int) -> str:
+    """``body`` broken the way ``fault`` says (one of FAULTS)."""
+    first = (
+        ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(readings[0], names))
+        if readings
+        else 'gpu="0"'
+    )
+    if fault == "garbled":
+        # A field the exporter could not read, printed as text where a number belongs.
+        return f"{body}{names.metric('DCGM_FI_DEV_GPU_UTIL')}{{{first}}} N/A\n"
+    if fault == "explode":
+        util = names.metric("DCGM_FI_DEV_GPU_UTIL")
+        extra = "".join(f'{util}{{{first},err_id="{i}"}} 0\n' for i in range(series))
+        return body + extra
+    raise ValueError(f"unknown fault {fault!r}: expected one of {', '.join(FAULTS)}")
