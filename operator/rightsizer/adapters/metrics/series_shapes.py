@@ -108,11 +108,12 @@ AUTO = LabelShape()
 
 
 def exporter_pods(series_labels: Iterable[Mapping[str, str]]) -> set[PodKey]:
-    """Pods that plain labels name on series that also carry exported_*: the exporters themselves
-    (Prometheus gave every series of that target the exporter pod's labels)."""
+    """Pods that plain labels name on series that also name a pod in another shape (exported_*, or
+    an old exporter's pod_name): the exporters themselves, whose target labels Prometheus added."""
     found: set[PodKey] = set()
     for labels in series_labels:
-        if _pair(labels, EXPORTED_LABELS) is not None and (plain := _pair(labels, NEW_LABELS)) is not None:
+        plain = _pair(labels, NEW_LABELS)
+        if plain is not None and (_pair(labels, EXPORTED_LABELS) or _pair(labels, OLD_LABELS)):
             found.add(plain)
     return found
 

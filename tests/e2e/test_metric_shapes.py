@@ -1,0 +1,83 @@
+"""The operator decides on GPU series in each shape a real Prometheus stores them, with its default
+settings (pod labels auto, signal Auto): a real Prometheus scrapes the fake exporter through the
+relabelling prometheus-operator generates for a ServiceMonitor, and `rightsizer metrics inspect`
+on that Prometheus shows the numbers the operator decided on.
+
+- honorLabels false (the exporter chart's default): the pods are in exported_namespace/exported_pod,
+  namespace/pod name the exporter's own pod;
+- honorLabels true: the exporter's own labels win, unallocated GPUs carry the exporter pod's;
+- an old exporter: 1.x names (dcgm_gpu_utilization...), pod_name/pod_namespace and lower-case uuid.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rightsizer.cli.main import main
+from tests.support.cluster import Cluster, GpuUtilization, wait_for
+from tests.support.operator_process import OperatorProcess
+from tests.support.servicemonitor_prometheus import EXPORTER_NAMESPACE, servicemonitor_prometheus
+from tests.support.world import World, gpu_workload
+
+pytestmark = pytest.mark.e2e
+
+UTIL = 90
+SHAPES = [
+    pytest.param(False, None, "exported", id="servicemonitor-honor-labels-false"),
+    pytest.param(True, None, "new", id="servicemonitor-honor-labels-true"),
+    pytest.param(False, "1.x", "old", id="old-exporter-1.x-names"),
+]
+
+
+def decided(world: World) -> dict[str, Any] | None:
+    status = world.workload("chat").get("status") or {}
+    metrics = next((c for c in status.get("conditions") or [] if c["type"] == "MetricsAvailable"), {})
+    if metrics.get("status") != "True" or (status.get("replicas") or {}).get("desired") != 3:
+        return None
+    return status
+
+
+@pytest.mark.parametrize(("honor_labels", "release", "shape"), SHAPES)
+def test_the_operator_reads_each_prometheus_shape_and_inspect_shows_what_it_read(  # noqa: PLR0917 - fixtures and params
+    cluster: Cluster,
+    world: World,
+    gpu_util: GpuUtilization,
+    capsys: pytest.CaptureFixture[str],
+    honor_labels: bool,
+    release: str | None,
+    shape: str,
+) -> None:
+    ns = world.namespace
+    world.run_gpu_app(gpu_util, "chat", 2, UTIL)
+    with (
+        servicemonitor_prometheus(cluster.dcgm_url, honor_labels, release) as prometheus,
+        OperatorProcess.start(cluster.kubeconfig, ns, prometheus, interval=3) as operator,
+    ):
+        # Recommend: 2 replicas at 90% against a 60% target want 3, decided on these series only.
+        cluster.apply(gpu_workload("chat", "chat", mode="Recommend"), ns)
+        status: dict[str, Any] = {}
+
+        def read() -> bool:
+            status.update(decided(world) or {})
+            return bool(status)
+
+        wait_for(read, timeout=60, describe=lambda: f"{world.describe('chat')}\n{operator.log()[-3000:]}")
+        utilization = status["utilization"]
+        assert utilization["aggregate"] == pytest.approx(UTIL, abs=1)
+        assert utilization["signal"] == "DCGM_FI_PROF_GR_ENGINE_ACTIVE"  # Auto, where the GPU reports it
+
+        assert main(["metrics", "inspect", "--prometheus", prometheus, "--output", "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        mine = {key: pod for key, pod in report["pods"].items() if key.startswith(f"{ns}/")}
+        assert sorted(mine) == sorted(f"{ns}/{r['pod']}" for r in utilization["perReplica"])
+        for replica in utilization["perReplica"]:
+            pod = mine[f"{ns}/{replica['pod']}"]
+            assert pod["utilization"] == pytest.approx(replica["percent"], abs=1)
+            assert (pod["gpus"], pod["signal"], pod["shared"]) == (1, "DCGM_FI_PROF_GR_ENGINE_ACTIVE", False)
+        assert shape in report["shape"].split("+")
+        if not honor_labels:
+            # The exporter's own pod, named by every series' plain labels, holds no GPU of its own.
+            assert not any(key.startswith(f"{EXPORTER_NAMESPACE}/") for key in report["pods"])
