@@ -95,6 +95,16 @@ build_simple() { # build_simple MODULE VERSION "pkg:name ..."
   for pair in $pairs; do link "${pair#*:}" "$ver"; done
 }
 
+fetch_crds() { # fetch_crds MODULE VERSION DIR NAME — a module's CRD YAML into $CACHE/crds/NAME-VERSION
+  local dest="$CACHE/crds/$4-$2"
+  [ -d "$dest" ] && return 0
+  log "fetching the CRDs of $1 $2"
+  local src; src="$(cd "$CACHE/build" && go mod download -json "$1@$2" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  [ -d "$src/$3" ] || die "no $3 in $1 $2"
+  rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
+  cp "$src/$3"/*.yaml "$dest.tmp/" && mv "$dest.tmp" "$dest"
+}
+
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
@@ -103,6 +113,7 @@ if [ "$check_only" = 1 ]; then
               kubectl:$KUBE_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION helm:$HELM_VERSION; do
     have "${pair%%:*}" "${pair#*:}" || { log "missing ${pair%%:*} ${pair#*:}"; exit 1; }
   done
+  [ -d "$CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" ] || { log "missing prometheus-operator CRDs"; exit 1; }
   echo "$BIN"; exit 0
 fi
 
@@ -110,6 +121,8 @@ build_simple sigs.k8s.io/kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok:kwok si
 build_simple go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "go.etcd.io/etcd/server/v3:etcd"
 build_simple helm.sh/helm/v3 "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm:helm"
 build_kube
+fetch_crds github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
+  example/prometheus-operator-crd prometheus-operator
 
 if ! command -v prometheus >/dev/null && [ ! -x /usr/bin/prometheus ]; then
   log "installing Prometheus from Debian's packages"

@@ -13,9 +13,11 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import requests
+import yaml
 
 from tests.support.chart import SESSION_IDENTITY
 from tests.support.cluster import wait_for
@@ -154,14 +156,15 @@ class PrivatePrometheus:
 
     @classmethod
     @contextmanager
-    def start(cls) -> Iterator[PrivatePrometheus]:
+    def start(cls, config: dict[str, Any] | None = None) -> Iterator[PrivatePrometheus]:
+        """With `config` (a Prometheus configuration), else one job scraping the fake exporter."""
         exporter = urlparse(os.environ["RIGHTSIZER_DCGM_URL"])
         workdir = Path(tempfile.mkdtemp(prefix="rightsizer-prom-"))
-        (workdir / "prometheus.yml").write_text(
-            "global: {scrape_interval: 2s}\n"
-            "scrape_configs:\n"
-            f"  - job_name: dcgm\n    static_configs: [{{targets: ['{exporter.netloc}']}}]\n"
-        )
+        default = {
+            "global": {"scrape_interval": "2s"},
+            "scrape_configs": [{"job_name": "dcgm", "static_configs": [{"targets": [exporter.netloc]}]}],
+        }
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config or default, sort_keys=False))
         prom = cls(free_port(), workdir)
         try:
             prom.restart()

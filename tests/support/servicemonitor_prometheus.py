@@ -11,19 +11,15 @@ real cluster, and Prometheus renames the series' own pod labels exactly as it do
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import yaml
+
+from tests.support.cluster import wait_for
+from tests.support.operator_process import PrivatePrometheus
 
 EXPORTER_NAMESPACE = "gpu-operator"
 EXPORTER_SERVICE = "nvidia-dcgm-exporter"
@@ -80,54 +76,19 @@ def scrape_config(exporter_url: str, honor_labels: bool, release: str | None = N
     return {"global": {"scrape_interval": "2s", "evaluation_interval": "5s"}, "scrape_configs": [job]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def servicemonitor_prometheus(
     exporter_url: str, honor_labels: bool, release: str | None = None
 ) -> Iterator[str]:
     """A running Prometheus with that one job; yields its URL once it holds GPU series."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    workdir = Path(tempfile.mkdtemp(prefix="rightsizer-sm-prometheus-"))
-    config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(scrape_config(exporter_url, honor_labels, release), sort_keys=False))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (workdir / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        _wait_for_series(url, process, workdir)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _wait_for_series(url: str, process: subprocess.Popen[bytes], workdir: Path) -> None:
-    deadline = time.monotonic() + 60
-    query = 'count({__name__=~"DCGM_FI_DEV_GPU_UTIL|dcgm_gpu_utilization"})'
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Prometheus exited: {(workdir / 'prometheus.log').read_text()[-2000:]}")
-        try:
-            answer = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
-            if answer["data"]["result"]:
-                return
-        except (requests.RequestException, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"Prometheus at {url} held no GPU series after 60s")
+    with PrivatePrometheus.start(scrape_config(exporter_url, honor_labels, release)) as prometheus:
+        query = 'count({__name__=~"DCGM_FI_DEV_GPU_UTIL|dcgm_gpu_utilization"})'
+        wait_for(
+            lambda: bool(
+                requests.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5).json()[
+                    "data"
+                ]["result"]
+            ),
+            timeout=60,
+        )
+        yield prometheus.url
