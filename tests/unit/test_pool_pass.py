@@ -13,13 +13,15 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from rightsizer.adapters.cluster_snapshot import ClusterState, unschedulable
+from rightsizer.adapters.metrics.base import GPU_UTIL, GR_ENGINE_ACTIVE
+from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.drain_backoff import BackoffPolicy
 from rightsizer.core.errors import MetricsUnavailable
 from rightsizer.core.pools import parse_pool
 from rightsizer.core.snapshot import snapshot_from_document
 from rightsizer.runtime.consolidation import Executor, ExecutorSettings, Result
-from rightsizer.runtime.node_pools import PassSettings, PoolManager
+from rightsizer.runtime.node_pools import PassSettings, PoolManager, fleet_activity
 from rightsizer.runtime.telemetry import Telemetry
 from tests.unit.fake_drain import Clock, FakeDrain
 from tests.unit.planner_builders import L4, gpu_node, gpu_pool, kube_list, pod
@@ -427,3 +429,15 @@ def test_a_pod_that_never_answers_is_never_evicted_and_its_node_is_kept() -> Non
     assert "did not answer rightsizer.io/checkpoint-done within 60s" in result.outcomes[0].message
     assert edge.tainted() == set()
     assert "rightsizer.io/evict-requested" not in edge.pods["default/web-1"]["metadata"]["annotations"]
+
+
+def test_consolidation_reads_mig_pods_by_gr_engine_active_and_a_pod_by_its_busiest_gpu() -> None:
+    clock = Clock()
+    source = FakeGpuMetricsSource(clock=lambda: clock.now)
+    # A MIG slice reports no GPU_UTIL; its engine is 40% busy.
+    source.record("ml", "mig-0", 40.0, signal=GR_ENGINE_ACTIVE)
+    # Eight GPUs, one of them busy: the pod is busy, not "4% idle".
+    for gpu in range(8):
+        source.record("ml", "train-0", 32.0 if gpu == 2 else 0.0, signal=GPU_UTIL, gpu=str(gpu))
+    activity = fleet_activity(source, max_age_seconds=60, clock=lambda: clock.now)()
+    assert activity == {"ml/mig-0": Decimal(40), "ml/train-0": Decimal(32)}

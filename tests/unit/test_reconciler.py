@@ -128,3 +128,18 @@ def test_an_eight_gpu_pod_with_one_busy_gpu_is_never_suspended(
         c.now += timedelta(minutes=6)
     # The pod's mean is 3.75%, below the threshold; its busiest GPU is not.
     assert (c.replicas("ml", "train") == 0) is suspended
+
+
+def test_a_four_gpu_pod_using_one_gpu_is_told_one_gpu_would_do() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "serve", 1, util=None, gpus=4)
+    c.workload("ml", "serve", mode="Recommend")
+    result = None
+    for _ in range(12):  # 12 minutes of samples: past the ten the advice needs
+        for gpu in range(4):
+            c.metrics.record("ml", "serve-0", 55.0 if gpu == 0 else 0.0, at=c.now, gpu=str(gpu))
+        result = c.reconcile("ml", "serve")
+        c.now += timedelta(minutes=1)
+    assert result is not None
+    # The pod's mean is under 14%: read as a mean per GPU, every GPU would look equally (a little) busy.
+    assert result.status["recommendations"]["gpusPerReplica"] == 1

@@ -31,7 +31,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState, failure_reason
-from rightsizer.adapters.metrics.base import GpuMetricsSource
+from rightsizer.adapters.metrics.base import AUTO_SIGNAL, GpuMetricsSource
 from rightsizer.adapters.node_drain import KubeNodeDrain
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.adapters.nodepools.registry import provider_for
@@ -593,7 +593,8 @@ def fleet_activity(
 
     def read() -> dict[str, Decimal]:
         now = clock()
-        samples = source.fleet_samples()
+        # Auto: MIG instances report GR_ENGINE_ACTIVE only; read by GPU_UTIL they would all be unknown.
+        samples = source.fleet_samples(signal=AUTO_SIGNAL)
         return {
             f"{namespace}/{pod}": Decimal(str(round(sample.peak, 3)))
             for (namespace, pod), sample in samples.items()
