@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
+import os
 import sys
 
 # Each module exposes register(subparsers) and sets `func` on its parser.
@@ -23,10 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # `rightsizer plan | head` should end quietly, like any Unix filter, not with a traceback.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # `rightsizer plan | head` ends quietly, like any Unix filter. The process's SIGPIPE disposition
+        # is left alone: main() also runs inside other processes (tests), which a reset would let a
+        # closed socket kill.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
