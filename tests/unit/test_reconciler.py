@@ -143,3 +143,22 @@ def test_a_four_gpu_pod_using_one_gpu_is_told_one_gpu_would_do() -> None:
     assert result is not None
     # The pod's mean is under 14%: read as a mean per GPU, every GPU would look equally (a little) busy.
     assert result.status["recommendations"]["gpusPerReplica"] == 1
+
+
+def test_a_workload_on_a_time_sliced_gpu_says_so_and_is_not_scaled_down_on_the_devices_number() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 2, util=None)
+    c.workload("ml", "chat", behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    result = None
+    for _ in range(12):
+        # chat-0 shares its GPU with a pod of another workload; the device reads 2%.
+        c.metrics.record("ml", "chat-0", 2.0, at=c.now, device="GPU-shared")
+        c.metrics.record("batch", "etl-0", 2.0, at=c.now, device="GPU-shared")
+        c.metrics.record("ml", "chat-1", 0.0, at=c.now)
+        result = c.reconcile("ml", "chat")
+        c.now += timedelta(minutes=1)
+    assert result is not None
+    assert c.replicas("ml", "chat") == 2
+    assert result.status["utilization"]["sharedGpu"] is True
+    assert result.status["lastDecision"]["action"] == "Hold"
+    assert "SharedGpu" in result.status["lastDecision"]["reason"]

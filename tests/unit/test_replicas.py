@@ -529,3 +529,26 @@ def test_step_limits_bound_every_change(
         assert decision.replicas <= max(start + rule.max_pods, current)
     else:
         assert decision.replicas >= min(start - rule.max_pods, current)
+
+
+# --- shared GPUs --------------------------------------------------------------------------------
+
+
+def shared_metrics(*percents: float) -> UsableMetrics:
+    pods = tuple(
+        PodUtilization(f"web-{i}", p, p, 1, None, None, T0, shared=i == 0) for i, p in enumerate(percents)
+    )
+    return UsableMetrics(sum(percents) / len(percents), pods, (), T0, "test")
+
+
+def test_device_level_numbers_of_a_shared_gpu_never_remove_a_replica() -> None:
+    loop = Loop(zero_policy(), current=3)
+    decision = loop.run(900, shared_metrics(0, 0, 0))
+    assert loop.current == 3
+    assert decision.action is ReplicaAction.HOLD
+    assert "SharedGpu (web-0 share a GPU with other pods" in decision.reason
+
+
+def test_device_level_numbers_of_a_shared_gpu_may_still_add_replicas() -> None:
+    decision = decide(policy(), 2, shared_metrics(90, 90)).decision
+    assert (decision.action, decision.replicas) == (ReplicaAction.SCALE_UP, 3)

@@ -182,3 +182,27 @@ def test_a_pods_busiest_gpu_is_kept_beside_its_mean() -> None:
     for source in sources(text):
         sample = source.pod_samples("ml", ["train-0"])["train-0"]
         assert (sample.gpus, sample.value, sample.peak) == (8, 3.75, 30), source.name
+
+
+# -- shared GPUs -------------------------------------------------------------------------------------
+
+TIME_SLICED = """\
+DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-s",Hostname="n",namespace="web",pod="chat-0"} 64
+DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-s",Hostname="n",namespace="batch",pod="etl-0"} 64
+DCGM_FI_DEV_GPU_UTIL{gpu="1",UUID="GPU-t",Hostname="n",namespace="web",pod="embed-0"} 12
+DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu="2",UUID="GPU-m",GPU_I_ID="1",namespace="web",pod="mig-0"} 0.2
+DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu="2",UUID="GPU-m",GPU_I_ID="2",namespace="web",pod="mig-1"} 0.3
+"""
+
+
+def test_pods_named_by_one_physical_gpu_are_marked_shared_and_mig_instances_are_not() -> None:
+    for source in sources(TIME_SLICED):
+        fleet = source.fleet_samples(signal="Auto")
+        shared = {f"{ns}/{pod}": s.shared for (ns, pod), s in fleet.items()}
+        assert shared == {
+            "web/chat-0": True,
+            "batch/etl-0": True,
+            "web/embed-0": False,
+            "web/mig-0": False,
+            "web/mig-1": False,
+        }, source.name

@@ -46,6 +46,8 @@ class GpuSample:
     power_watts: float | None = None
     signal: str = ""
     """The DCGM field read, when the source says (Auto resolves per GPU)."""
+    shared: bool = False
+    """The GPU is shared with other pods (time-slicing, MPS): ``percent`` is the device's."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class PodUtilization:
     power_watts: float | None
     """Sum over the pod's GPUs; None unless every GPU reported power."""
     sampled_at: datetime
+    shared: bool = False
+    """One of its GPUs is shared with other pods: its numbers are the device's, not its own."""
 
     @property
     def gpu_equivalents(self) -> float:
@@ -83,6 +87,10 @@ class UsableMetrics:
     reason: str
     signal: str | None = None
     """The DCGM field(s) read, joined by + when the GPUs differ; None when the source did not say."""
+
+    @property
+    def shared_pods(self) -> tuple[str, ...]:
+        return tuple(pod.pod for pod in self.per_pod if pod.shared)
 
     @property
     def ready_count(self) -> int:
@@ -226,4 +234,5 @@ def _summarise(pod: str, samples: Sequence[GpuSample]) -> PodUtilization:
         memory_used_mib=max(known_memory) if known_memory else None,
         power_watts=None if any(p is None for p in powers) else sum(p for p in powers if p is not None),
         sampled_at=min(s.timestamp for s in samples),
+        shared=any(s.shared for s in samples),
     )

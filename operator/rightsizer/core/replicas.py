@@ -34,6 +34,8 @@ from rightsizer.core.errors import InvalidPolicy
 from rightsizer.core.metrics_view import Hold, UsableMetrics
 from rightsizer.core.wording import TIMES, format_percent
 
+SHARED_GPU = "SharedGpu"
+
 
 class ReplicaAction(StrEnum):
     SCALE_UP = "ScaleUp"
@@ -233,6 +235,15 @@ def decide_replicas(
     stabilised, stabilise_why = _stabilise(policy, current, raw, kept, now)
     final, limit_why = _limit_rate(policy, current, stabilised, events, now)
     reason = _join(why, stabilise_why, limit_why)
+    if final < current and metrics.shared_pods:
+        # Time-sliced or MPS GPUs report the device's activity to every sharer: it says nothing of
+        # how much of it this workload does, so it never removes a replica on its own.
+        shared = ", ".join(metrics.shared_pods)
+        reason = (
+            f"holding at {current}: {SHARED_GPU} ({shared} share a GPU with other pods, so the numbers "
+            f"are the device's); {reason}"
+        )
+        return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
     if final == current:
         action = ReplicaAction.NO_CHANGE
     elif final > current:

@@ -215,6 +215,7 @@ def _utilization(metrics: UsableMetrics | Hold) -> dict[str, Any] | None:
         "peakMemoryUsedMiB": round(max(memories)) if memories else None,
         "sampledAt": format_time(metrics.sampled_at),
         "signal": metrics.signal,
+        "sharedGpu": bool(metrics.shared_pods),
     }
 
 

@@ -178,7 +178,9 @@ def to_gpu_samples(samples: PodSamples) -> list[GpuSample]:
         values = s.per_gpu if len(s.per_gpu) == gpus else (s.value,) * gpus
         power = s.power_watts / gpus if s.power_watts is not None else None
         for i, value in enumerate(values):
-            out.append(GpuSample(pod, value, s.timestamp, str(i), s.memory_used_mib, power, s.signal or ""))
+            out.append(
+                GpuSample(pod, value, s.timestamp, str(i), s.memory_used_mib, power, s.signal or "", s.shared)
+            )
     return out
 
 

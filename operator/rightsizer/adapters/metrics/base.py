@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -79,6 +79,9 @@ class Sample:
     per_gpu: tuple[float, ...] = ()
     signal: str | None = None
     """The field read (Auto resolves per GPU; two fields joined by "+" when a pod's GPUs differ)."""
+    shared: bool = False
+    """Another pod's series name one of this pod's GPUs (time-slicing, MPS): the values are the
+    device's, not this pod's own."""
 
     @property
     def peak(self) -> float:
@@ -214,13 +217,17 @@ def summarise(gpus: Sequence[GpuSeries], over: Over, window_seconds: int) -> Sam
 
 def summarise_pods(series: Iterable[GpuSeries], over: Over, window_seconds: int) -> dict[PodKey, Sample]:
     by_pod: dict[PodKey, list[GpuSeries]] = {}
+    holders: dict[str, set[PodKey]] = {}
     for gpu in series:
         by_pod.setdefault((gpu.namespace, gpu.pod), []).append(gpu)
+        # A MIG instance's identity names its instance, so only a whole GPU can have two holders.
+        holders.setdefault(gpu.gpu, set()).add((gpu.namespace, gpu.pod))
     out: dict[PodKey, Sample] = {}
     for key, gpus in by_pod.items():
         sample = summarise(gpus, over, window_seconds)
         if sample is not None:
-            out[key] = sample
+            shared = any(len(holders[g.gpu]) > 1 for g in gpus)
+            out[key] = replace(sample, shared=shared) if shared else sample
     return out
 
 

@@ -37,6 +37,7 @@ class FakeGpuMetricsSource:
         self._signal: dict[tuple[_Key, str], list[tuple[datetime, float]]] = {}
         self._memory: dict[_Key, list[tuple[datetime, float]]] = {}
         self._power: dict[_Key, list[tuple[datetime, float]]] = {}
+        self._devices: dict[_Key, str] = {}
         self._custom: dict[tuple[str, str], dict[str, float]] = {}
         self._scalars: dict[str, float | None] = {}
         self._failure: MetricsUnavailable | None = None
@@ -55,10 +56,14 @@ class FakeGpuMetricsSource:
         gpu: str = "0",
         memory_used_mib: float | None = None,
         power_watts: float | None = None,
+        device: str | None = None,
     ) -> None:
-        """One point for one GPU of one pod (default: now, GPU "0", DCGM_FI_DEV_GPU_UTIL)."""
+        """One point for one GPU of one pod (default: now, GPU "0", DCGM_FI_DEV_GPU_UTIL). ``gpu`` is
+        the pod's own index; ``device`` names a physical GPU several pods may share (time-slicing)."""
         when = at or self._clock()
         key = (namespace, pod, gpu)
+        if device is not None:
+            self._devices[key] = device
         _insert(self._signal.setdefault((key, signal), []), when, value)
         if memory_used_mib is not None:
             _insert(self._memory.setdefault(key, []), when, memory_used_mib)
@@ -161,9 +166,12 @@ class FakeGpuMetricsSource:
         for key in sorted(gpus):
             # Under Auto, the first field this GPU reports, as the real sources choose.
             name = next(f for f in fields if (key, f) in self._signal)
+            device = self._devices.get(key, f"{key[0]}/{key[1]}/{key[2]}")
             series.append(
                 GpuSeries(
-                    *key,
+                    key[0],
+                    key[1],
+                    device,
                     signal=_window(self._signal[(key, name)], horizon, now),
                     memory=_window(self._memory.get(key, []), horizon, now),
                     power=_window(self._power.get(key, []), horizon, now),

@@ -394,6 +394,11 @@ class Utilization(StatusModel):
         default=None,
         description="DCGM field read (under Auto, the one the GPUs report; joined by + when they differ).",
     )
+    shared_gpu: bool = Field(
+        default=False,
+        description="SharedGpu: a replica's GPU is shared with other pods (time-slicing, MPS), so its "
+        "numbers are the device's; the workload is never scaled down on them alone.",
+    )
 
 
 class ReplicaCounts(StatusModel):
