@@ -70,6 +70,7 @@ def test_status_reports_utilisation_replicas_and_the_decision() -> None:
         "peakMemoryUsedMiB": 20000,
         "sampledAt": "2026-11-25T09:59:40Z",
         "signal": "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "sharedGpu": False,
     }
     assert status["replicas"] == {"current": 2, "desired": 3}
     assert status["lastDecision"] == {

@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 
 from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.core.errors import RightsizerError
+from rightsizer.core.gpu_share import is_gpu_request
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.selectors import format_selector
 
@@ -79,6 +80,8 @@ class PodInfo:
     memory: Decimal
     annotations: Mapping[str, str]
     labels: Mapping[str, str]
+    gpu_requests: Mapping[str, Decimal] = field(default_factory=dict)
+    """Whole, shared and MIG GPU resources requested, by resource name (what its cost is priced on)."""
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo:
@@ -87,10 +90,16 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
     gpus = 0
     cpu = Decimal(0)
     memory = Decimal(0)
+    gpu_requests: dict[str, Decimal] = {}
     for c in spec.get("containers") or []:
         res = c.get("resources") or {}
         req, lim = res.get("requests") or {}, res.get("limits") or {}
         gpus += int(parse_quantity(req.get(GPU_RESOURCE, lim.get(GPU_RESOURCE, 0))))
+        # Extended resources may be written as limits alone; the request then equals the limit.
+        for name in {*req, *lim}:
+            if is_gpu_request(name):
+                amount = parse_quantity(req[name] if name in req else lim[name])
+                gpu_requests[name] = gpu_requests.get(name, Decimal(0)) + amount
         cpu += parse_quantity(req.get("cpu", 0))
         memory += parse_quantity(req.get("memory", 0))
     ready = any(
@@ -107,6 +116,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         memory=memory,
         annotations=dict(meta.get("annotations") or {}),
         labels=dict(meta.get("labels") or {}),
+        gpu_requests=gpu_requests,
     )
 
 

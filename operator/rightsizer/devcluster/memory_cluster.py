@@ -57,7 +57,18 @@ class MemoryCluster:
         labels = {"app": name}
         one_gib = Decimal(2**30)
         mine = [
-            PodInfo(f"{name}-{i}", f"node-{i % 1000}", "Running", True, gpus, Decimal(1), one_gib, {}, labels)
+            PodInfo(
+                f"{name}-{i}",
+                f"node-{i % 1000}",
+                "Running",
+                True,
+                gpus,
+                Decimal(1),
+                one_gib,
+                {},
+                labels,
+                gpu_requests={"nvidia.com/gpu": Decimal(gpus)},
+            )
             for i in range(replicas)
         ]
         self.pods[ns] = others + mine

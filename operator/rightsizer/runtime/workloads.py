@@ -42,6 +42,7 @@ from rightsizer.core.cost_annotations import allowed_lag, annotations_are_stale
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from rightsizer.core.gpu_catalog import find_gpu_model
 from rightsizer.core.gpu_fit import recommend_gpu_fit
+from rightsizer.core.gpu_share import gpu_share, used_gpu_share
 from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
 from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, view_metrics
 from rightsizer.core.replicas import ReplicaAction, decide_replicas
@@ -493,13 +494,17 @@ class WorkloadReconciler:
     ) -> tuple[Any, Any]:
         running = [p for p in pods if p.node and p.phase == "Running"]
         pool_specs = self._pool_specs(view)
-        labels = list(view.node_labels([p.node for p in running if p.node]).values())
-        pricing, _origin = mapping.workload_pricing(spec, pool_specs, labels, self._settings.pricing)
+        by_node = view.node_labels([p.node for p in running if p.node])
+        pricing, _origin = mapping.workload_pricing(
+            spec, pool_specs, list(by_node.values()), self._settings.pricing
+        )
+        # A time-sliced GPU or a MIG slice is priced as the share of the GPU it reserves.
+        shares = {p.name: gpu_share(p.gpu_requests, by_node.get(p.node or "", {})) for p in running}
         usable = metrics if isinstance(metrics, UsableMetrics) else None
         watts = usable.power_watts if usable else None
         usage = WorkloadUsage(
-            requested_gpus=Decimal(sum(p.gpus for p in running)),
-            used_gpu_equivalents=Decimal(str(round(usable.gpu_equivalents, 6))) if usable else None,
+            requested_gpus=sum(shares.values(), Decimal(0)),
+            used_gpu_equivalents=used_gpu_share(usable, shares) if usable else None,
             cpu_cores=sum((p.cpu for p in running), Decimal(0)),
             measured_watts=Decimal(str(round(watts, 3))) if watts is not None else None,
         )

@@ -1,0 +1,80 @@
+"""How much of a physical GPU a pod's GPU requests reserve: what its GPU cost is priced on.
+
+A whole ``nvidia.com/gpu`` is one GPU, except on a node whose device plugin shares each GPU
+(time-slicing or MPS: GPU feature discovery labels it ``nvidia.com/gpu.replicas``), where one unit is
+one replica's share; ``nvidia.com/gpu.shared`` (the renamed shared resource) likewise. A MIG
+instance ``nvidia.com/mig-<c>g.<mem>`` is its share of the parent GPU's compute slices, from the
+catalog for the node's model, else from the profile name (A100/H100 have seven).
+
+Where the share cannot be known (an unreadable replicas label, a profile name that says nothing),
+the unit is priced as a whole GPU: cost is then overstated, never hidden.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from fractions import Fraction
+
+from rightsizer.core.gpu_catalog import find_gpu_model
+from rightsizer.core.metrics_view import UsableMetrics
+
+WHOLE_GPU = "nvidia.com/gpu"
+SHARED_GPU = "nvidia.com/gpu.shared"
+MIG_PREFIX = "nvidia.com/mig-"
+REPLICAS_LABEL = "nvidia.com/gpu.replicas"
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+# A100 and H100 (the GPUs MIG is mostly run on) split compute into seven slices.
+DEFAULT_COMPUTE_SLICES = 7
+
+_PROFILE = re.compile(r"^(?P<compute>[1-9]\d*)g\.")
+ONE = Decimal(1)
+
+
+def is_gpu_request(name: str) -> bool:
+    return name in (WHOLE_GPU, SHARED_GPU) or name.startswith(MIG_PREFIX)
+
+
+def gpu_share(requests: Mapping[str, Decimal], node_labels: Mapping[str, str]) -> Decimal:
+    """Physical GPUs' worth reserved by these requests on a node with these labels."""
+    total = Decimal(0)
+    for name, amount in requests.items():
+        if name in (WHOLE_GPU, SHARED_GPU):
+            total += amount / _replicas(node_labels)
+        elif name.startswith(MIG_PREFIX):
+            total += amount * _slice(name.removeprefix(MIG_PREFIX), node_labels.get(PRODUCT_LABEL))
+    return total
+
+
+def _replicas(labels: Mapping[str, str]) -> Decimal:
+    raw = labels.get(REPLICAS_LABEL, "1")
+    return Decimal(int(raw)) if raw.isdigit() and int(raw) > 0 else ONE
+
+
+def _slice(profile: str, product: str | None) -> Decimal:
+    model = find_gpu_model(product) if product else None
+    for known in model.mig_profiles if model else ():
+        if known.name == profile:
+            return _decimal(known.compute_fraction)
+    match = _PROFILE.match(profile)
+    if match is None:
+        return ONE
+    compute = int(match["compute"])
+    return _decimal(Fraction(min(compute, DEFAULT_COMPUTE_SLICES), DEFAULT_COMPUTE_SLICES))
+
+
+def _decimal(value: Fraction) -> Decimal:
+    return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+def used_gpu_share(metrics: UsableMetrics, shares: Mapping[str, Decimal]) -> Decimal | None:
+    """GPUs' worth of work done: each pod's utilisation of what it holds, times its share. None when a
+    pod's GPU is shared with other pods: its reading is the device's, so its own use is unknown."""
+    if metrics.shared_pods:
+        return None
+    total = Decimal(0)
+    for pod in metrics.per_pod:
+        share = shares.get(pod.pod, Decimal(pod.gpus))
+        total += Decimal(str(round(pod.percent, 6))) / 100 * share
+    return total

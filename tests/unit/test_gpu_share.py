@@ -1,0 +1,100 @@
+"""A pod's GPU cost is priced on the share of a physical GPU it reserves: whole GPUs, time-sliced
+replicas and MIG slices."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from rightsizer.adapters.kube import pod_info
+from rightsizer.core.gpu_share import gpu_share
+from rightsizer.devcluster.memory_cluster import MemoryCluster
+
+pytestmark = pytest.mark.unit
+
+A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+A30 = {"nvidia.com/gpu.product": "NVIDIA-A30"}
+SLICED = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.replicas": "4"}
+
+
+def D(value: int | Fraction) -> Decimal:
+    value = Fraction(value)
+    return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+@pytest.mark.parametrize(
+    ("requests", "labels", "share"),
+    [
+        pytest.param({"nvidia.com/gpu": 2}, A100, D(2), id="whole-gpus"),
+        pytest.param({"nvidia.com/gpu": 1}, SLICED, D(Fraction(1, 4)), id="one-time-sliced-replica"),
+        pytest.param({"nvidia.com/gpu.shared": 2}, SLICED, D(Fraction(1, 2)), id="renamed-shared-resource"),
+        pytest.param({"nvidia.com/mig-1g.10gb": 1}, A100, D(Fraction(1, 7)), id="mig-slice-of-an-a100"),
+        pytest.param({"nvidia.com/mig-3g.40gb": 2}, A100, D(Fraction(6, 7)), id="two-mig-slices"),
+        pytest.param({"nvidia.com/mig-1g.6gb": 1}, A30, D(Fraction(1, 4)), id="mig-slice-of-an-a30"),
+        pytest.param({"nvidia.com/mig-2g.20gb": 1}, {}, D(Fraction(2, 7)), id="mig-on-an-unlabelled-node"),
+        # What cannot be known is priced as a whole GPU: overstated, never hidden.
+        pytest.param({"nvidia.com/mig-weird": 1}, A100, D(1), id="unreadable-profile"),
+        pytest.param({"nvidia.com/gpu": 1}, {"nvidia.com/gpu.replicas": "x"}, D(1), id="unreadable-replicas"),
+        pytest.param({"cpu": 4, "example.com/fpga": 1}, A100, D(0), id="no-gpus"),
+    ],
+)
+def test_the_share_of_a_physical_gpu_a_pod_reserves(
+    requests: dict[str, int], labels: dict[str, str], share: Decimal
+) -> None:
+    got = gpu_share({k: Decimal(v) for k, v in requests.items()}, labels)
+    assert got == pytest.approx(share, abs=Decimal("1e-20"))
+
+
+def test_a_pod_reads_its_mig_and_shared_requests_from_limits_or_requests() -> None:
+    pod = pod_info(
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [
+                    {"resources": {"limits": {"nvidia.com/mig-1g.10gb": "1"}}},
+                    {"resources": {"requests": {"nvidia.com/mig-1g.10gb": "2", "cpu": "1"}}},
+                    {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}},
+                ]
+            },
+        }
+    )
+    assert pod.gpu_requests == {"nvidia.com/mig-1g.10gb": Decimal(3), "nvidia.com/gpu": Decimal(1)}
+    assert pod.gpus == 1
+
+
+PRICING = {"pricePerGpuHour": 7, "currency": "EUR"}
+
+
+def priced(util: float | None, **pod: object) -> MemoryCluster:
+    """One replica on one node; no CPU, so the cost is the GPU's (its price and rated energy)."""
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 1, util=util)
+    c.pods["ml"] = [replace(p, cpu=Decimal(0), **pod) for p in c.pods["ml"]]
+    c.workload("ml", "chat", mode="Recommend", pricing=PRICING)
+    return c
+
+
+def whole_gpu_cost_per_hour() -> float:
+    return float(priced(util=100).reconcile("ml", "chat").status["cost"]["perHour"])
+
+
+def test_a_mig_slice_is_priced_as_its_share_of_the_gpu() -> None:
+    c = priced(util=50, gpus=0, gpu_requests={"nvidia.com/mig-1g.10gb": Decimal(1)})
+    cost = c.reconcile("ml", "chat").status["cost"]
+    # A 1g.10gb slice is a seventh of an A100; half busy, so half of the slice's GPU price is idle.
+    assert cost["perHour"] == pytest.approx(whole_gpu_cost_per_hour() / 7, abs=1e-3)
+    assert (cost["idlePerHour"], cost["gpuEfficiency"]) == (0.5, 0.5)
+
+
+def test_a_time_sliced_gpu_is_split_among_its_sharers_and_its_use_is_unknown() -> None:
+    c = priced(util=None)
+    c.nodes["node-0"] = [{**SLICED}]
+    c.metrics.record("ml", "chat-0", 100.0, at=c.now, device="GPU-shared")
+    c.metrics.record("batch", "etl-0", 100.0, at=c.now, device="GPU-shared")
+    cost = c.reconcile("ml", "chat").status["cost"]
+    # A quarter of the GPU, whatever the device's 100% says: that number is everyone's.
+    assert cost["perHour"] == pytest.approx(whole_gpu_cost_per_hour() / 4, abs=1e-3)
+    assert cost["idlePerHour"] is None
