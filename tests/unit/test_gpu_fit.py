@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rightsizer.core.gpu_catalog import CATALOG, find_gpu_model
-from rightsizer.core.gpu_fit import GpuFit, recommend_gpu_fit
+from rightsizer.core.gpu_fit import GpuFit, recommend_gpu_fit, recommend_mig_fit
 from rightsizer.core.metrics_view import GpuSample
 
 pytestmark = pytest.mark.unit
@@ -152,3 +152,44 @@ def test_unknown_model_gets_count_advice_only() -> None:
     result = fit(series("infer-0", "0", [5] * 15, memory_mib=1000), product="NVIDIA-B200")
     assert (result.mig_profile, result.gpu_model) == (None, None)
     assert "GPU model unknown" in result.reason
+
+
+# -- replicas already on a MIG slice -------------------------------------------------------------
+
+
+def mig_fit(profile: str, percents: list[float], memory_mib: float | None) -> GpuFit:
+    assert A100 is not None
+    current = next(p for p in A100.mig_profiles if p.name == profile)
+    return recommend_mig_fit(
+        samples=series("p", "0", percents, memory_mib=memory_mib),
+        model=A100,
+        profile=current,
+        now=NOW,
+        observation=2 * HOUR,
+        min_observation=HOUR,
+    )
+
+
+@pytest.mark.parametrize(
+    ("profile", "busy", "memory_gib", "want", "words"),
+    [
+        # A 1g slice busy 90% of the time does a seventh of 90% of a GPU: it needs a bigger slice, not
+        # a smaller one (read against whole-GPU sizes, 90% would be "too big for every slice").
+        pytest.param("1g.10gb", 90, 6, "2g.20gb", "1g.10gb slice (12.9% of the whole A100-80GB)", id="grow"),
+        pytest.param("3g.40gb", 10, 6, "1g.10gb", "MIG 1g.10gb fits", id="shrink"),
+        pytest.param("1g.10gb", 40, 6, None, "MIG 1g.10gb is the right size", id="right-size"),
+        pytest.param("1g.10gb", 30, 9.5, "1g.20gb", "memory need 10.9 GiB", id="memory-decides"),
+    ],
+)
+def test_a_mig_slice_is_sized_against_the_parent_models_profiles(
+    profile: str, busy: float, memory_gib: float, want: str | None, words: str
+) -> None:
+    result = mig_fit(profile, [busy] * 20, memory_gib * 1024)
+    assert result.mig_profile == want
+    assert words in result.reason
+
+
+def test_a_slice_that_needs_more_than_any_slice_is_told_a_whole_gpu() -> None:
+    result = mig_fit("4g.40gb", [100] * 20, 30 * 1024)
+    assert (result.gpus_per_replica, result.mig_profile) == (1, None)
+    assert "no slice smaller than a GPU fits" in result.reason

@@ -4,13 +4,14 @@ replicas and MIG slices."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
 
 from rightsizer.adapters.kube import pod_info
-from rightsizer.core.gpu_share import gpu_share
+from rightsizer.core.gpu_share import gpu_share, single_mig_profile
 from rightsizer.devcluster.memory_cluster import MemoryCluster
 
 pytestmark = pytest.mark.unit
@@ -98,3 +99,35 @@ def test_a_time_sliced_gpu_is_split_among_its_sharers_and_its_use_is_unknown() -
     # A quarter of the GPU, whatever the device's 100% says: that number is everyone's.
     assert cost["perHour"] == pytest.approx(whole_gpu_cost_per_hour() / 4, abs=1e-3)
     assert cost["idlePerHour"] is None
+
+
+def test_a_busy_one_slice_replica_is_told_the_larger_slice_it_needs() -> None:
+    c = priced(util=None, gpus=0, gpu_requests={"nvidia.com/mig-1g.10gb": Decimal(1)})
+    result = None
+    for _ in range(12):  # past the ten minutes the advice needs
+        c.metrics.record(
+            "ml", "chat-0", 90.0, at=c.now, memory_used_mib=6000, signal="DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+        )
+        result = c.reconcile("ml", "chat")
+        c.now += timedelta(minutes=1)
+    assert result is not None
+    advice = result.status["recommendations"]
+    # Read as a share of a whole A100, 90% of a seventh is 13%: a bigger slice, never "a smaller one".
+    assert advice["migProfile"] == "2g.20gb"
+    assert "of the 1g.10gb slice" in advice["reason"]
+
+
+@pytest.mark.parametrize(
+    ("requests", "profile"),
+    [
+        ([{"nvidia.com/mig-1g.10gb": 1}, {"nvidia.com/mig-1g.10gb": 1}], "1g.10gb"),
+        ([{"nvidia.com/mig-1g.10gb": 1}, {"nvidia.com/mig-2g.20gb": 1}], None),
+        ([{"nvidia.com/mig-1g.10gb": 2}], None),
+        ([{"nvidia.com/gpu": 1}], None),
+        ([{"nvidia.com/mig-1g.10gb": 1, "nvidia.com/gpu": 1}], None),
+    ],
+)
+def test_mig_advice_is_for_replicas_of_exactly_one_slice(
+    requests: list[dict[str, int]], profile: str | None
+) -> None:
+    assert single_mig_profile([{k: Decimal(v) for k, v in r.items()} for r in requests]) == profile

@@ -38,6 +38,9 @@ class GpuModel:
     def profile_memory_mib(self, profile: MigProfile) -> int:
         return int(self.memory_mib * profile.memory_fraction)
 
+    def mig_profile(self, name: str) -> MigProfile | None:
+        return next((p for p in self.mig_profiles if p.name == name), None)
+
 
 def _profiles(
     compute_total: int, memory_total: int, *entries: tuple[str, int, int]

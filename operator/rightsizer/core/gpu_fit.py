@@ -10,7 +10,8 @@ kills the process rather than slowing it down.
   least one); the busiest replica decides. A GPU without any samples is unknown, so it counts
   as needed.
 - MIG profile (single-GPU replicas on a MIG-capable model): the smallest slice whose memory
-  holds the memory need and whose compute share covers the utilisation need.
+  holds the memory need and whose compute share covers the utilisation need. A replica already on
+  one slice is sized the same way, its activity first turned into a share of the whole GPU.
 - GPU model: the smallest catalog model whose memory holds the need and whose throughput,
   relative to the current model's dense FP16 figure, keeps the utilisation need within 100%.
   Utilisation as DCGM reports it is time-busy, not throughput, so this is a rough guide.
@@ -59,16 +60,10 @@ def recommend_gpu_fit(
     ``samples`` are range samples of every replica's GPUs; ``min_observation`` is how much
     history (first to last sample) is needed before any recommendation is made.
     """
-    start = now - observation
-    valid = [s for s in samples if _usable(s) and start <= s.timestamp <= now]
-    if not valid:
-        return _nothing(f"no usable GPU samples in the last {format_duration(observation)}")
-    span = max(s.timestamp for s in valid) - min(s.timestamp for s in valid)
-    if span < min_observation:
-        return _nothing(
-            f"only {format_duration(span)} of samples; {format_duration(min_observation)} needed "
-            "before recommending"
-        )
+    window = _observed(samples, now, observation, min_observation)
+    if isinstance(window, GpuFit):
+        return window
+    valid, span = window
 
     series: dict[tuple[str, str], list[GpuSample]] = {}
     for sample in valid:
@@ -90,17 +85,13 @@ def recommend_gpu_fit(
     kept = [s for key in (busy_keys or list(series)) for s in series[key]]
     util_p90 = _percentile([s.percent for s in kept], percentile)
     util_need = util_p90 * (1 + margin)
-    memories = [
-        s.memory_used_mib
-        for s in kept
-        if s.memory_used_mib is not None and math.isfinite(s.memory_used_mib) and s.memory_used_mib >= 0
-    ]
+    memories = _memory_readings(kept)
     pct = f"p{round(percentile * 100)}"
     if not memories:
         parts.append(f"{pct} util {format_percent(util_p90)}; no memory readings, so no GPU model advice")
         return GpuFit(count, None, None, util_p90, None, _sentence(parts))
     peak_memory = max(memories)
-    memory_need = max(_percentile(memories, percentile) * (1 + margin), peak_memory)
+    memory_need = _memory_need(memories, percentile, margin)
     parts.append(
         f"{pct} util {format_percent(util_p90)}, memory need {memory_need / 1024:.1f} GiB "
         f"({pct} +{format_percent(margin * 100)}, at least the peak {peak_memory / 1024:.1f} GiB)"
@@ -130,6 +121,75 @@ def recommend_gpu_fit(
         memory_need,
         _sentence(parts),
     )
+
+
+def recommend_mig_fit(
+    *,
+    samples: Sequence[GpuSample],
+    model: GpuModel,
+    profile: MigProfile,
+    now: datetime,
+    observation: timedelta,
+    min_observation: timedelta,
+    margin: float = 0.15,
+    percentile: float = 0.9,
+) -> GpuFit:
+    """The MIG slice a one-slice replica needs, sized against the parent model's profiles.
+
+    A slice reports its activity as a share of the slice itself, so it is first turned into a share
+    of the whole GPU (x the slice's compute fraction): comparing slice activity with whole-GPU sizes
+    would call a busy 1g slice nearly idle. The answer may be a larger slice, or a whole GPU."""
+    window = _observed(samples, now, observation, min_observation)
+    if isinstance(window, GpuFit):
+        return window
+    valid, _ = window
+    pct = f"p{round(percentile * 100)}"
+    util_p90 = _percentile([s.percent for s in valid], percentile)
+    gpu_need = util_p90 * float(profile.compute_fraction) * (1 + margin)
+    memories = _memory_readings(valid)
+    said = (
+        f"{pct} util {format_percent(util_p90)} of the {profile.name} slice "
+        f"({format_percent(util_p90 * float(profile.compute_fraction))} of the whole {model.name})"
+    )
+    if not memories:
+        return GpuFit(None, None, None, util_p90, None, f"{said}; no memory readings, so no MIG advice")
+    memory_need = _memory_need(memories, percentile, margin)
+    said += f", memory need {memory_need / 1024:.1f} GiB"
+    fitting = _smallest_mig_profile(model, memory_need, gpu_need)
+    if fitting is None:
+        return GpuFit(
+            1, None, None, util_p90, memory_need, f"{said}; no slice smaller than a GPU fits: 1 GPU"
+        )
+    if fitting == profile:
+        return GpuFit(
+            None, None, None, util_p90, memory_need, f"{said}; MIG {profile.name} is the right size"
+        )
+    return GpuFit(
+        None,
+        fitting.name,
+        None,
+        util_p90,
+        memory_need,
+        f"{said}; MIG {fitting.name} fits ({model.profile_memory_mib(fitting) / 1024:.1f} GiB, "
+        f"{fitting.compute_fraction} of the compute)",
+    )
+
+
+def _observed(
+    samples: Sequence[GpuSample], now: datetime, observation: timedelta, min_observation: timedelta
+) -> tuple[list[GpuSample], timedelta] | GpuFit:
+    """The usable samples of the window and their span, or why there is too little to go on."""
+    start = now - observation
+    valid = [s for s in samples if _usable(s) and start <= s.timestamp <= now]
+    if not valid:
+        return _nothing(f"no usable GPU samples in the last {format_duration(observation)}")
+    span = max(s.timestamp for s in valid) - min(s.timestamp for s in valid)
+    if span < min_observation:
+        return _nothing(
+            f"only {format_duration(span)} of samples; {format_duration(min_observation)} needed "
+            "before recommending"
+        )
+    return valid, span
 
 
 def _gpus_needed(peaks: dict[tuple[str, str], float], requested: int, threshold: float) -> int:
@@ -166,6 +226,19 @@ def _smallest_model(
         if smaller(m) and m.memory_mib >= memory_need and util_need * model.fp16_tflops / m.fp16_tflops <= 100
     ]
     return min(fitting, key=lambda m: (m.fp16_tflops, m.memory_mib), default=None)
+
+
+def _memory_readings(samples: Sequence[GpuSample]) -> list[float]:
+    return [
+        s.memory_used_mib
+        for s in samples
+        if s.memory_used_mib is not None and math.isfinite(s.memory_used_mib) and s.memory_used_mib >= 0
+    ]
+
+
+def _memory_need(memories: Sequence[float], percentile: float, margin: float) -> float:
+    # Never below the peak seen: running out of GPU memory kills the process.
+    return max(_percentile(memories, percentile) * (1 + margin), *memories)
 
 
 def _usable(sample: GpuSample) -> bool:

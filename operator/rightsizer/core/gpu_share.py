@@ -13,7 +13,7 @@ the unit is priced as a whole GPU: cost is then overstated, never hidden.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -52,11 +52,20 @@ def _replicas(labels: Mapping[str, str]) -> Decimal:
     return Decimal(int(raw)) if raw.isdigit() and int(raw) > 0 else ONE
 
 
+def single_mig_profile(requests: Sequence[Mapping[str, Decimal]]) -> str | None:
+    """The MIG profile when every replica holds exactly one slice of it and nothing else."""
+    names = {name for r in requests for name in r}
+    if len(names) != 1 or not all(len(r) == 1 and sum(r.values()) == 1 for r in requests):
+        return None
+    (name,) = names
+    return name.removeprefix(MIG_PREFIX) if name.startswith(MIG_PREFIX) else None
+
+
 def _slice(profile: str, product: str | None) -> Decimal:
     model = find_gpu_model(product) if product else None
-    for known in model.mig_profiles if model else ():
-        if known.name == profile:
-            return _decimal(known.compute_fraction)
+    known = model.mig_profile(profile) if model else None
+    if known is not None:
+        return _decimal(known.compute_fraction)
     match = _PROFILE.match(profile)
     if match is None:
         return ONE

@@ -41,8 +41,8 @@ from rightsizer.core.cost import WorkloadUsage, accrue_cost, workload_cost
 from rightsizer.core.cost_annotations import allowed_lag, annotations_are_stale
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from rightsizer.core.gpu_catalog import find_gpu_model
-from rightsizer.core.gpu_fit import recommend_gpu_fit
-from rightsizer.core.gpu_share import gpu_share, used_gpu_share
+from rightsizer.core.gpu_fit import recommend_gpu_fit, recommend_mig_fit
+from rightsizer.core.gpu_share import gpu_share, single_mig_profile, used_gpu_share
 from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
 from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, view_metrics
 from rightsizer.core.replicas import ReplicaAction, decide_replicas
@@ -317,15 +317,20 @@ class WorkloadReconciler:
             history = self._buffer.add((namespace, name), gpu_samples, now)
             per_replica = max((p.gpus for p in pods), default=0)
             product = self._gpu_product(pods, view)
-            if per_replica:
+            model = find_gpu_model(product) if product else None
+            mig = single_mig_profile([p.gpu_requests for p in pods])
+            profile = model.mig_profile(mig) if model and mig else None
+            hour, ten_minutes = timedelta(hours=1), timedelta(minutes=10)
+            if profile is not None and model is not None:
+                fit = recommend_mig_fit(
+                    samples=history, model=model, profile=profile, now=now, observation=hour,
+                    min_observation=ten_minutes,
+                )  # fmt: skip
+            elif per_replica:
                 fit = recommend_gpu_fit(
-                    samples=history,
-                    gpus_per_replica=per_replica,
-                    model=find_gpu_model(product) if product else None,
-                    now=now,
-                    observation=timedelta(hours=1),
-                    min_observation=timedelta(minutes=10),
-                )
+                    samples=history, gpus_per_replica=per_replica, model=model, now=now, observation=hour,
+                    min_observation=ten_minutes,
+                )  # fmt: skip
 
         cost, accrual = self._cost(spec, pods, metrics, previous, now=now, view=view)
         observation = WorkloadObservation(
