@@ -24,14 +24,9 @@ from rightsizer.adapters.metrics.exposition import ScrapedSeries, parse_expositi
 from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
 from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, render
-from rightsizer.devcluster.scenario import (
-    ActiveRule,
-    GpuNode,
-    GpuPod,
-    assign_gpus,
-    gpu_readings,
-    load_scenario,
-)
+from rightsizer.devcluster.gpu_devices import GpuNode, GpuPod, assign_gpus
+from rightsizer.devcluster.scenario import gpu_readings
+from rightsizer.devcluster.scenario_rules import ActiveRule, load_scenario
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,8 @@ from rightsizer.adapters.metrics.exposition import (
 )
 from rightsizer.core.errors import ExpositionParseError
 from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, render
-from rightsizer.devcluster.scenario import GpuNode, GpuPod, assign_gpus, gpu_readings
+from rightsizer.devcluster.gpu_devices import GpuNode, GpuPod, assign_gpus
+from rightsizer.devcluster.scenario import gpu_readings
 
 pytestmark = pytest.mark.unit
 

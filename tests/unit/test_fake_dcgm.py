@@ -17,30 +17,21 @@ import pytest
 from rightsizer.adapters.metrics.exposition import parse_exposition
 from rightsizer.cli import fake_dcgm as fake_dcgm_cli
 from rightsizer.core.errors import ExpositionParseError
+from rightsizer.devcluster.api_objects import nodes_from_api, pods_from_api
 from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, LabelNames, render
-from rightsizer.devcluster.fake_dcgm import (
-    ClusterObjects,
-    FakeDcgmExporter,
-    UsageError,
-    _Server,
-    parse_listen,
-)
-from rightsizer.devcluster.scenario import (
-    ActiveRule,
+from rightsizer.devcluster.exporter_state import ClusterObjects, FakeDcgmExporter
+from rightsizer.devcluster.fake_dcgm import UsageError, _Server, parse_listen
+from rightsizer.devcluster.gpu_devices import (
     GpuNode,
     GpuPod,
     Holder,
-    Rule,
-    ScenarioError,
     assign_gpus,
-    gpu_readings,
     gpu_uuid,
-    load_scenario,
     model_name,
-    nodes_from_api,
-    pods_from_api,
     spec_for,
 )
+from rightsizer.devcluster.scenario import gpu_readings
+from rightsizer.devcluster.scenario_rules import ActiveRule, Rule, ScenarioError, load_scenario
 
 pytestmark = pytest.mark.unit
 

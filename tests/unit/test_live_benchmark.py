@@ -14,7 +14,7 @@ from benchmarks import live_measure as m
 
 from rightsizer.adapters.metrics.exposition import parse_exposition
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
-from rightsizer.devcluster.scenario import load_scenario
+from rightsizer.devcluster.scenario_rules import load_scenario
 from rightsizer.runtime.telemetry import Histogram
 
 pytestmark = pytest.mark.unit

@@ -3,7 +3,9 @@ value formatting, in each release's flavour, and the ways broken exporters break
 
 Flavours: ``new`` (2.x+: namespace/pod/container), ``old`` (``--use-old-namespace``:
 pod_namespace/pod_name/container_name) and ``1.x`` (old labels, lower-case ``uuid`` and the names of
-``etc/1.x-compatibility-metrics.csv``, e.g. ``dcgm_gpu_utilization``).
+``etc/1.x-compatibility-metrics.csv``, e.g. ``dcgm_gpu_utilization``). A MIG instance carries its
+parent's ``gpu``/``UUID``/``device`` plus ``GPU_I_PROFILE``/``GPU_I_ID`` and no GPU_UTIL; a replica
+of a time-sliced GPU, under ``--kubernetes-virtual-gpus``, a ``vgpu`` label beside its pod's.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class Field:
     help: str
     value: Callable[[GpuReading], float]
     is_double: bool = False
+    on_mig: bool = True
+    """DCGM reports the field for a MIG instance."""
 
 
 # Help texts and order as in dcgm-exporter's etc/default-counters.csv.
@@ -70,7 +74,8 @@ FIELDS: tuple[Field, ...] = (
     Field("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", lambda r: r.sm_clock_mhz),
     Field("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda r: r.temp_c),
     Field("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda r: r.power_watts, is_double=True),
-    Field("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda r: r.util),
+    # Not for MIG instances: NVIDIA has no plans to report it there (GR_ENGINE_ACTIVE is the signal).
+    Field("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda r: r.util, on_mig=False),
     Field("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", lambda r: r.fb_free_mib),
     Field("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", lambda r: r.fb_used_mib),
     Field(
@@ -94,18 +99,20 @@ def series_labels(reading: GpuReading, names: LabelNames) -> list[tuple[str, str
         ("pci_bus_id", reading.pci_bus_id),
         ("device", f"nvidia{reading.index}"),
         ("modelName", reading.model_name),
-        (names.hostname, reading.node),
-        ("DCGM_FI_DRIVER_VERSION", reading.driver_version),
     ]
+    if reading.mig_profile is not None:
+        labels += [("GPU_I_PROFILE", reading.mig_profile), ("GPU_I_ID", str(reading.gpu_instance_id))]
+    labels += [(names.hostname, reading.node), ("DCGM_FI_DRIVER_VERSION", reading.driver_version)]
     if reading.holder is not None:
+        attributes = [
+            (names.container, reading.holder.container),
+            (names.namespace, reading.holder.namespace),
+            (names.pod, reading.holder.pod),
+        ]
+        if reading.vgpu is not None:
+            attributes.append(("vgpu", str(reading.vgpu)))
         # The exporter adds pod attributes from a Go map, which its template prints in key order.
-        labels += sorted(
-            [
-                (names.container, reading.holder.container),
-                (names.namespace, reading.holder.namespace),
-                (names.pod, reading.holder.pod),
-            ]
-        )
+        labels += sorted(attributes)
     return labels
 
 
@@ -113,10 +120,13 @@ def render(readings: Sequence[GpuReading], names: LabelNames) -> str:
     """The /metrics body for these GPUs."""
     lines: list[str] = []
     for metric in FIELDS:
+        reported = [r for r in readings if metric.on_mig or r.mig_profile is None]
+        if readings and not reported:
+            continue  # e.g. GPU_UTIL on a node whose GPUs are all MIG instances
         name = names.metric(metric.name)
         lines.append(f"# HELP {name} {escape_help(metric.help)}")
         lines.append(f"# TYPE {name} gauge")
-        for reading in readings:
+        for reading in reported:
             labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(reading, names))
             lines.append(f"{name}{{{labels}}} {format_value(metric.value(reading), metric.is_double)}")
     return "\n".join(lines) + "\n"

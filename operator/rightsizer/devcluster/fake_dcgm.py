@@ -1,13 +1,16 @@
 """A fake NVIDIA dcgm-exporter for clusters whose GPUs are fake (kwok nodes, kind, demos).
 
 It serves `/metrics` in the text format dcgm-exporter writes (same HELP/TYPE lines, label names and
-order, value formatting), for every GPU of every node with `nvidia.com/gpu` capacity, attributing
-GPUs to the Running pods placed there, with utilisation driven by scenario rules (see scenario.py).
-`/nodes/<node>/metrics` serves one node's GPUs, as a per-node DaemonSet pod would; `/health` says
-whether the cluster has been read recently.
+order, value formatting), for every GPU of every node with GPU capacity (`nvidia.com/gpu`, its
+time-sliced replicas, `nvidia.com/gpu.shared`, MIG instances `nvidia.com/mig-<profile>`), attributing
+devices to the Running pods placed there, with utilisation driven by scenario rules (see
+scenario.py). `/nodes/<node>/metrics` serves one node's GPUs, as a per-node DaemonSet pod would;
+`/health` says whether the cluster has been read recently.
 
-Either metrics path takes `?labels=new|old|1.x` to write one exporter release's labels and names, and
-`?fault=` to misbehave the way broken exporters do, so tests can point
+Either metrics path takes `?labels=new|old|1.x` to write one exporter release's labels and names,
+`?virtual-gpus=on|off` to override --virtual-gpus (dcgm-exporter's --kubernetes-virtual-gpus: every
+pod sharing a time-sliced GPU gets a series with the device's value; off, only one of them is
+labelled), and `?fault=` to misbehave the way broken exporters do, so tests can point
 an operator at a bad endpoint beside good ones: `garbled` adds a line that is not valid exposition
 text (a field printed as `N/A`), `explode` adds `series` (default 5000) extra series of one metric
 told apart by a high-cardinality label, as a misconfigured exporter does.
@@ -20,16 +23,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import json
 import logging
 import re
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -37,23 +38,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from rightsizer.devcluster.dcgm_text import FAULTS, LABEL_FLAVOURS, LabelNames, render, with_fault
-from rightsizer.devcluster.scenario import (
-    DEFAULT_DRIVER_VERSION,
-    SCENARIO_KEY,
-    SCENARIO_LABEL,
-    ActiveRule,
-    Assignment,
-    GpuNode,
-    GpuPod,
-    GpuReading,
-    Rule,
-    ScenarioError,
-    assign_gpus,
-    gpu_readings,
-    load_scenario,
-    nodes_from_api,
-    pods_from_api,
-)
+from rightsizer.devcluster.exporter_state import FakeDcgmExporter, kube_lister
+from rightsizer.devcluster.scenario import DEFAULT_DRIVER_VERSION
+from rightsizer.devcluster.scenario_rules import ScenarioError
 
 log = logging.getLogger("rightsizer.fake_dcgm")
 
@@ -62,167 +49,11 @@ DEFAULT_EXPLOSION = 5000
 MAX_EXPLOSION = 1_000_000
 
 
-# -- keeping a view of the cluster -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClusterObjects:
-    """Raw JSON items as the API server lists them."""
-
-    nodes: Sequence[Mapping[str, Any]]
-    pods: Sequence[Mapping[str, Any]]
-    configmaps: Sequence[Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    nodes: tuple[GpuNode, ...]
-    pods: Mapping[str, GpuPod]
-    assignment: Assignment
-    rules: tuple[ActiveRule, ...]
-    read_at: datetime
-
-    def readings(
-        self, now: datetime, node: str | None = None, driver: str = DEFAULT_DRIVER_VERSION
-    ) -> list[GpuReading]:
-        nodes = [n for n in self.nodes if node is None or n.name == node]
-        return gpu_readings(nodes, self.pods, self.assignment, self.rules, now, default_driver=driver)
-
-
-@dataclass
-class _FileRules:
-    path: Path
-    mtime_ns: int = -1
-    rules: tuple[Rule, ...] = ()
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class FakeDcgmExporter:
-    """Turns periodic cluster listings into a ClusterView; stateful only where the real world is
-    (GPU assignments survive while pods live, rule start times are when a rule was first seen)."""
-
-    def __init__(
-        self,
-        lister: Callable[[], ClusterObjects],
-        scenario_file: Path | None = None,
-        clock: Callable[[], datetime] = _utcnow,
-        driver_version: str = DEFAULT_DRIVER_VERSION,
-    ) -> None:
-        self.lister = lister
-        self.clock = clock
-        self.driver_version = driver_version
-        self._view: ClusterView | None = None
-        self._first_seen: dict[tuple[str, str], datetime] = {}
-        self._warned: set[str] = set()
-        self._lock = threading.Lock()
-        self._file: _FileRules | None = None
-        if scenario_file is not None:
-            self._file = _FileRules(scenario_file)
-            self._reload_file(strict=True)
-
-    def view(self) -> ClusterView | None:
-        return self._view
-
-    def refresh(self) -> ClusterView:
-        objects = self.lister()
-        now = self.clock()
-        with self._lock:
-            nodes = nodes_from_api(objects.nodes)
-            pods, warnings = pods_from_api(objects.pods)
-            for warning in warnings:
-                self._warn_once(warning, warning)
-            previous = self._view.assignment if self._view else {}
-            assignment = assign_gpus(nodes, pods, previous)
-            self._reload_file(strict=False)
-            rules = self._active_rules(objects.configmaps, now)
-            self._view = ClusterView(
-                nodes=tuple(sorted(nodes, key=lambda n: n.name)),
-                pods={p.uid: p for p in pods},
-                assignment=assignment,
-                rules=rules,
-                read_at=now,
-            )
-            return self._view
-
-    def _active_rules(self, configmaps: Sequence[Mapping[str, Any]], now: datetime) -> tuple[ActiveRule, ...]:
-        bound: list[tuple[str, str, Rule]] = []  # (origin, namespace, rule)
-        if self._file is not None:
-            bound += [(f"file:{self._file.path}", r.namespace or "", r) for r in self._file.rules]
-        for cm in sorted(
-            configmaps, key=lambda c: (c["metadata"].get("namespace", ""), c["metadata"]["name"])
-        ):
-            meta = cm["metadata"]
-            namespace = meta.get("namespace", "")
-            source = f"ConfigMap {namespace}/{meta['name']}"
-            text = (cm.get("data") or {}).get(SCENARIO_KEY, "")
-            try:
-                scenario = load_scenario(text, source, namespace=namespace)
-            except ScenarioError as exc:
-                self._warn_once(f"{meta.get('uid')}@{meta.get('resourceVersion')}", str(exc))
-                continue
-            bound += [(f"cm:{meta.get('uid', source)}", namespace, r) for r in scenario.rules]
-        active: list[ActiveRule] = []
-        seen: dict[tuple[str, str], datetime] = {}
-        for index, (origin, namespace, rule) in enumerate(bound):
-            key = (f"{origin}#{index}", rule.identity())
-            first = self._first_seen.get(key, now)
-            seen[key] = first
-            active.append(ActiveRule(namespace, rule, rule.start or first))
-        # A rule that disappears and comes back starts again.
-        self._first_seen = seen
-        return tuple(active)
-
-    def _reload_file(self, strict: bool) -> None:
-        state = self._file
-        if state is None:
-            return
-        try:
-            mtime = state.path.stat().st_mtime_ns
-            if mtime == state.mtime_ns:
-                return
-            state.rules = load_scenario(state.path.read_text(), str(state.path)).rules
-            state.mtime_ns = mtime
-            log.info("scenario file %s: %d rule(s)", state.path, len(state.rules))
-        except (OSError, ScenarioError) as exc:
-            if strict:
-                raise
-            self._warn_once(f"file@{state.path}", f"keeping the previous rules: {exc}")
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("%s", message)
-
-
-def kube_lister(api_client: Any, timeout_seconds: float = 10.0) -> Callable[[], ClusterObjects]:
-    """Lists nodes, Running pods and scenario ConfigMaps as raw JSON (no model objects: cheap)."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(api_client)
-
-    def items(response: Any) -> list[Mapping[str, Any]]:
-        return list(json.loads(response.data).get("items") or [])
-
-    def list_all() -> ClusterObjects:
-        opts: dict[str, Any] = {"_preload_content": False, "_request_timeout": timeout_seconds}
-        return ClusterObjects(
-            nodes=items(core.list_node(**opts)),
-            pods=items(core.list_pod_for_all_namespaces(field_selector="status.phase=Running", **opts)),
-            configmaps=items(
-                core.list_config_map_for_all_namespaces(label_selector=f"{SCENARIO_LABEL}=true", **opts)
-            ),
-        )
-
-    return list_all
-
-
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
 _NODE_PATH = re.compile(r"/nodes/([^/]+)/metrics")
+_SWITCH = {"on": True, "off": False}
 
 
 class _Server(ThreadingHTTPServer):
@@ -235,11 +66,14 @@ class _Server(ThreadingHTTPServer):
         names: LabelNames,
         stale_after: timedelta,
         family: socket.AddressFamily = socket.AF_INET,
+        *,
+        virtual_gpus: bool = True,
     ) -> None:
         self.address_family = family
         self.exporter = exporter
         self.names = names
         self.stale_after = stale_after
+        self.virtual_gpus = virtual_gpus
         super().__init__(address, _Handler)
 
 
@@ -282,9 +116,14 @@ class _Handler(BaseHTTPRequestHandler):
         if flavour and flavour not in LABEL_FLAVOURS:
             self._reply(400, f"labels= takes {' or '.join(sorted(LABEL_FLAVOURS))}\n")
             return
-        # Per request, so one exporter serves a scrape job of each exporter release.
+        virtual = (query.get("virtual-gpus") or [""])[0]
+        if virtual and virtual not in _SWITCH:
+            self._reply(400, "virtual-gpus= takes on or off\n")
+            return
+        # Per request, so one exporter serves a scrape job of each exporter release and set-up.
         names = LABEL_FLAVOURS[flavour] if flavour else self.server.names
-        readings = view.readings(now, node, exporter.driver_version)
+        virtual_gpus = _SWITCH[virtual] if virtual else self.server.virtual_gpus
+        readings = view.readings(now, node, exporter.driver_version, virtual_gpus)
         body = render(readings, names)
         if fault:
             body = with_fault(body, fault, readings, names, int(count))
@@ -344,6 +183,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="node label name (default Hostname; dcgm-exporter releases from 2026 write hostname)",
     )
+    parser.add_argument(
+        "--virtual-gpus",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="as dcgm-exporter --kubernetes-virtual-gpus: every pod sharing a time-sliced GPU gets a "
+        "series with the device's value (--no-virtual-gpus: one pod per GPU is labelled)",
+    )
     parser.add_argument("--scenario", type=Path, help="YAML rules file (each rule names its namespace)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between cluster reads")
     parser.add_argument(
@@ -373,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
 
     stale_after = timedelta(seconds=max(30.0, 10 * args.interval))
     try:
-        server = _Server((host, port), exporter, names, stale_after, family)
+        server = _Server((host, port), exporter, names, stale_after, family, virtual_gpus=args.virtual_gpus)
     except OSError as exc:
         print(
             f"fake-dcgm-exporter: cannot listen on {args.listen}: {exc.strerror or exc}. "
@@ -393,7 +239,13 @@ def run(args: argparse.Namespace) -> int:
     reader.start()
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     serving.start()
-    log.info("serving dcgm-exporter metrics on http://%s:%d/metrics (labels: %s)", host, port, args.labels)
+    log.info(
+        "serving dcgm-exporter metrics on http://%s:%d/metrics (labels: %s, virtual GPUs: %s)",
+        host,
+        port,
+        args.labels,
+        "on" if args.virtual_gpus else "off",
+    )
     stop.wait()
     log.info("stopping")
     server.shutdown()
