@@ -164,6 +164,8 @@ class Decision:
     replicas: int
     current: int
     reason: str
+    code: str | None = None
+    """A reason code where the action alone does not say why (a hold on shared GPUs)."""
 
     @property
     def changes_replicas(self) -> bool:
@@ -207,10 +209,12 @@ def decide_replicas(
     kept = _continuous_history(history, current, now, max_history_gap)
     events = _recent_events(scale_events, now, max(policy.scale_up.period, policy.scale_down.period))
 
-    def outcome(action: ReplicaAction, replicas: int, reason: str, recorded: int) -> ReplicaOutcome:
+    def outcome(
+        action: ReplicaAction, replicas: int, reason: str, recorded: int, code: str | None = None
+    ) -> ReplicaOutcome:
         updated = _prune([*kept, Recommendation(now, recorded)], now, policy.longest_window)
         new_events = (*events, ScaleEvent(now, replicas - current)) if replicas != current else events
-        return ReplicaOutcome(Decision(action, replicas, current, reason), updated, new_events)
+        return ReplicaOutcome(Decision(action, replicas, current, reason, code), updated, new_events)
 
     if current == 0:
         action, replicas, reason = _from_zero(policy, wake_signal)
@@ -243,7 +247,7 @@ def decide_replicas(
             f"holding at {current}: {SHARED_GPU} ({shared} share a GPU with other pods, so the numbers "
             f"are the device's); {reason}"
         )
-        return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
+        return outcome(ReplicaAction.HOLD, current, reason, recorded=current, code=SHARED_GPU)
     if final == current:
         action = ReplicaAction.NO_CHANGE
     elif final > current:

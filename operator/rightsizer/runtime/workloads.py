@@ -641,11 +641,14 @@ class WorkloadReconciler:
             if cost.get("gpuEfficiency") is not None:
                 t.workload_gpu_efficiency.set(float(cost["gpuEfficiency"]), namespace, name)
         if decision is not None:
-            reason = str(metrics.code) if isinstance(metrics, Hold) else _reason_code(decision.action)
+            reason = str(metrics.code) if isinstance(metrics, Hold) else _reason_code(decision)
             t.decisions.inc(str(decision.action), reason)
 
 
-def _reason_code(action: Any) -> str:
+def _reason_code(decision: Any) -> str:
+    if getattr(decision, "code", None):
+        return str(decision.code)
+    action = decision.action
     if action in (ReplicaAction.SCALE_UP, ReplicaAction.SCALE_DOWN):
         return "UtilizationVsTarget"
     if action in (ReplicaAction.SCALE_TO_ZERO, TrainingAction.SUSPEND, TrainingAction.ANNOTATE_IDLE):
