@@ -150,6 +150,10 @@ class GpuUtilization:
         rule: dict[str, Any] = {"series": [[t, u] for t, u in points]}
         self._add(namespace, rule, pod_prefix, selector, None)
 
+    def per_gpu(self, namespace: str, percents: Sequence[float], selector: dict[str, str]) -> None:
+        """Each GPU of the selected pods its own utilisation: GPU i of a pod reads ``percents[i]``."""
+        self._add(namespace, {"gpuUtil": list(percents)}, None, selector, None)
+
     def clear(self, namespace: str) -> None:
         self._rules[namespace] = []
         self._write(namespace)
