@@ -441,3 +441,22 @@ def test_consolidation_reads_mig_pods_by_gr_engine_active_and_a_pod_by_its_busie
         source.record("ml", "train-0", 32.0 if gpu == 2 else 0.0, signal=GPU_UTIL, gpu=str(gpu))
     activity = fleet_activity(source, max_age_seconds=60, clock=lambda: clock.now)()
     assert activity == {"ml/mig-0": Decimal(40), "ml/train-0": Decimal(32)}
+
+
+def test_pool_status_counts_physical_gpus_a_mig_slice_or_time_sliced_replica_as_its_share() -> None:
+    mig = gpu_node(
+        "a-0", gpus=0, labels={"rightsizer.io/pool": "a100"}, extra={"nvidia.com/mig-1g.10gb": "7"}
+    )
+    sliced = gpu_node("a-1", gpus=4, labels={"nvidia.com/gpu.replicas": "4"})
+    slice_pod = pod("mig-1", "a-0")
+    slice_pod["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/mig-1g.10gb"] = "2"
+    edge = FakeDrain(mig, sliced, slice_pod, pod("chat-1", "a-1", gpus=1))
+    pool = gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, gpusPerNode=8, **FAST)
+    pools = manager(Cluster(edge, pool), Clock(), {"a100": FakeProvider("a100", ["a-0", "a-1"])})
+    status = pools.run_pass("a100").status
+    # Two whole GPUs (seven slices of one, four replicas of the other); 2/7 + 1/4 of them requested.
+    assert (status["gpusAllocatable"], status["gpusRequested"]) == (2, 0)
+    # Priced as two GPUs at 3.00, not as eleven; unmeasured pods count as busy, so what is idle is
+    # what nobody requested: 5/7 and 3/4 of a GPU.
+    assert status["costPerHour"] == 6
+    assert status["idleCostPerHour"] == pytest.approx(3 * (5 / 7 + 3 / 4), abs=1e-3)

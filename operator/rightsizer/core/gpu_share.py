@@ -44,6 +44,8 @@ def gpu_share(requests: Mapping[str, Decimal], node_labels: Mapping[str, str]) -
             total += amount / _replicas(node_labels)
         elif name.startswith(MIG_PREFIX):
             total += amount * _slice(name.removeprefix(MIG_PREFIX), node_labels.get(PRODUCT_LABEL))
+        elif name.endswith("/gpu"):  # other vendors' whole GPUs (amd.com/gpu, gpu.intel.com/...)
+            total += amount
     return total
 
 

@@ -422,7 +422,7 @@ def default_gpu_price(model: str | None) -> Decimal:
 
 
 def default_node_price(node: Node) -> Decimal:
-    gpus = node.gpus()
+    gpus = node.physical_gpus()
     if gpus > 0:
         return gpus * default_gpu_price(node.gpu_model or node.labels.get(INSTANCE_TYPE_LABEL))
     return node.allocatable.get("cpu", Decimal(0)) * DEFAULT_CPU_CORE_PRICE
@@ -434,6 +434,6 @@ def node_price(node: Node, pool: PoolPolicy | None) -> Decimal:
         if pool.price_per_node_hour is not None:
             return pool.price_per_node_hour + pool.overhead_per_hour
         if pool.price_per_gpu_hour is not None:
-            gpus = node.gpus() or Decimal(pool.gpus_per_node or 0)
+            gpus = node.physical_gpus() or Decimal(pool.gpus_per_node or 0)
             return gpus * pool.price_per_gpu_hour + pool.overhead_per_hour
     return default_node_price(node)

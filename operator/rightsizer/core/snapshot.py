@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from rightsizer.core.errors import InvalidQuantity, InvalidSnapshot
+from rightsizer.core.gpu_share import gpu_share, is_gpu_request
 from rightsizer.core.quantity import parse_quantity
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -31,8 +32,8 @@ Labels = Mapping[str, str]
 
 
 def is_gpu_resource(name: str) -> bool:
-    """True for resources that are GPUs or GPU slices (whole GPUs, MIG profiles, other vendors)."""
-    return name == "nvidia.com/gpu" or name.startswith("nvidia.com/mig-") or name.endswith("/gpu")
+    """True for resources that are GPUs or GPU slices (whole, time-sliced, MIG, other vendors)."""
+    return is_gpu_request(name) or name.endswith("/gpu")
 
 
 def is_extended_resource(name: str) -> bool:
@@ -124,6 +125,10 @@ class Node:
 
     def gpus(self) -> Decimal:
         return sum((v for k, v in self.allocatable.items() if is_gpu_resource(k)), Decimal(0))
+
+    def physical_gpus(self) -> Decimal:
+        """What the node is priced on: a MIG slice or a time-sliced replica counts as its share."""
+        return gpu_share(self.allocatable, self.labels)
 
     @property
     def gpu_model(self) -> str | None:

@@ -42,6 +42,7 @@ from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.consolidation import unplaceable_from
 from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
 from rightsizer.core.errors import InvalidPool, RightsizerError
+from rightsizer.core.gpu_share import gpu_share
 from rightsizer.core.planner import PlanInput, PlannerOptions, plan
 from rightsizer.core.pool_status import (
     INPUTS_AVAILABLE,
@@ -456,21 +457,28 @@ class PoolManager:
         activity: Mapping[str, Decimal],
     ) -> dict[str, Any]:
         pods = _pods_on(state, members)
-        allocatable = sum((n.gpus() for n in members), Decimal(0))
-        requested = sum((p.gpus() for p in pods), Decimal(0))
-        known = [p for p in pods if p.gpus() > 0 and p.key in activity]
+        # Physical GPUs: a MIG slice or a time-sliced replica counts as its share of one.
+        labels = {n.name: n.labels for n in members}
+        share = {p.key: gpu_share(p.requests, labels.get(p.node_name or "", {})) for p in pods}
+        allocatable = sum((n.physical_gpus() for n in members), Decimal(0))
+        requested = sum(share.values(), Decimal(0))
+        known = [p for p in pods if share[p.key] > 0 and p.key in activity]
         active: Decimal | None = None
         if known:
-            active = sum((p.gpus() for p in known if activity[p.key] > IDLE_GPU_PERCENT), Decimal(0))
+            active = sum((share[p.key] for p in known if activity[p.key] > IDLE_GPU_PERCENT), Decimal(0))
         cost = sum((node_price(n, pool) for n in members), Decimal(0))
         idle_cost = Decimal(0)
         for node in members:
-            gpus = node.gpus()
+            gpus = node.physical_gpus()
             if gpus <= 0:
                 continue
             on_node = [p for p in pods if p.node_name == node.name]
             busy = sum(
-                (p.gpus() for p in on_node if p.key not in activity or activity[p.key] > IDLE_GPU_PERCENT),
+                (
+                    share[p.key]
+                    for p in on_node
+                    if p.key not in activity or activity[p.key] > IDLE_GPU_PERCENT
+                ),
                 Decimal(0),
             )
             idle_cost += node_price(node, pool) * max(gpus - busy, Decimal(0)) / gpus
