@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("metrics", help="inspect the GPU metrics the operator reads")
     commands = p.add_subparsers(dest="metrics_command", required=True, metavar="COMMAND")
     inspect = commands.add_parser(
-        "inspect", help="per pod: GPUs, utilisation, signal, shared", description=__doc__
+        "inspect",
+        help="per pod: GPUs, utilisation, signal, shared",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the examples' lines
     )
     where = inspect.add_mutually_exclusive_group(required=True)
     where.add_argument("--file", help="exporter text: a /metrics page or /federate output ('-': stdin)")
