@@ -131,3 +131,21 @@ def test_mig_advice_is_for_replicas_of_exactly_one_slice(
     requests: list[dict[str, int]], profile: str | None
 ) -> None:
     assert single_mig_profile([{k: Decimal(v) for k, v in r.items()} for r in requests]) == profile
+
+
+def test_a_mig_workload_reading_gpu_util_is_told_which_signal_reads_its_slices() -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 1, util=None)
+    c.pods["ml"] = [
+        replace(p, gpus=0, gpu_requests={"nvidia.com/mig-1g.10gb": Decimal(1)}) for p in c.pods["ml"]
+    ]
+    c.workload("ml", "chat", mode="Recommend", metric={"signal": "DCGM_FI_DEV_GPU_UTIL"})
+    # The slice reports its engine activity only, as MIG instances do.
+    c.metrics.record("ml", "chat-0", 40.0, at=c.now, signal="DCGM_FI_PROF_GR_ENGINE_ACTIVE")
+    status = c.reconcile("ml", "chat").status
+    metrics = next(cond for cond in status["conditions"] if cond["type"] == "MetricsAvailable")
+    assert metrics["reason"] == "NoMetrics"
+    assert (
+        "report no DCGM_FI_DEV_GPU_UTIL; signal Auto or DCGM_FI_PROF_GR_ENGINE_ACTIVE reads them"
+        in (metrics["message"])
+    )

@@ -236,3 +236,18 @@ def _summarise(pod: str, samples: Sequence[GpuSample]) -> PodUtilization:
         sampled_at=min(s.timestamp for s in samples),
         shared=any(s.shared for s in samples),
     )
+
+
+GPU_UTIL_FIELD = "DCGM_FI_DEV_GPU_UTIL"
+
+
+def signal_hint(hold: Hold, signal: str, mig_pods: Sequence[str]) -> Hold:
+    """Say what to change when the workload reads a field its GPUs never report: MIG instances have
+    no DCGM_FI_DEV_GPU_UTIL, so a MIG workload on that signal would say NoMetrics for ever."""
+    if signal != GPU_UTIL_FIELD or not mig_pods or hold.code not in (HoldCode.NO_DATA, HoldCode.PARTIAL):
+        return hold
+    hint = (
+        f"{', '.join(sorted(mig_pods))} run on MIG instances, which report no {GPU_UTIL_FIELD}; "
+        "signal Auto or DCGM_FI_PROF_GR_ENGINE_ACTIVE reads them"
+    )
+    return Hold(hold.code, f"{hold.reason}. {hint}")

@@ -42,9 +42,9 @@ from rightsizer.core.cost_annotations import allowed_lag, annotations_are_stale
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from rightsizer.core.gpu_catalog import find_gpu_model
 from rightsizer.core.gpu_fit import recommend_gpu_fit, recommend_mig_fit
-from rightsizer.core.gpu_share import gpu_share, single_mig_profile, used_gpu_share
+from rightsizer.core.gpu_share import MIG_PREFIX, gpu_share, single_mig_profile, used_gpu_share
 from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
-from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, view_metrics
+from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, signal_hint, view_metrics
 from rightsizer.core.replicas import ReplicaAction, decide_replicas
 from rightsizer.core.sample_history import GpuHistory
 from rightsizer.core.status import (
@@ -269,6 +269,11 @@ class WorkloadReconciler:
         ready = [p.name for p in pods if p.ready]
         starting = [p.name for p in pods if not p.ready]
         metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, now)
+        if isinstance(metrics, Hold):
+            on_mig = [
+                p.name for p in pods if p.ready and any(r.startswith(MIG_PREFIX) for r in p.gpu_requests)
+            ]
+            metrics = signal_hint(metrics, str(spec.metric.signal), on_mig)
 
         conflicts = view.conflicting_autoscalers(namespace, ref) + view.rival_workloads(namespace, name, ref)
         conflict = f"{', '.join(conflicts)} also scales {ref.kind}/{ref.name}" if conflicts else None
