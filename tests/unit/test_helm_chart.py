@@ -435,7 +435,10 @@ def test_the_dashboard_charts_utilisation_replicas_cost_idle_cost_savings_and_de
 
 
 def test_dashboard_and_alerts_name_only_metrics_the_operator_exports() -> None:
-    exported = {m.name for m in Telemetry().all()}
+    exported: set[str] = set()
+    for family in Telemetry().registry.collect():
+        suffixes = {"counter": ("_total",), "histogram": ("", "_bucket", "_sum", "_count")}
+        exported |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
     [cm] = find(render(), "ConfigMap")
     text = cm["data"]["gpu-rightsizer.json"] + json.dumps(_alerts())
     used = set(re.findall(r"\brightsizer_[a-z_]+", text))

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from benchmarks import live_fleet as fleet
 from benchmarks import live_measure as m
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from rightsizer.adapters.metrics.exposition import parse_exposition
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
 from rightsizer.devcluster.scenario_rules import load_scenario
-from rightsizer.runtime.telemetry import Histogram
 
 pytestmark = pytest.mark.unit
 
@@ -178,10 +178,11 @@ def test_pass_spans_from_a_sampled_counter() -> None:
 
 
 def histogram_text(values: list[float]) -> str:
-    h = Histogram("op_seconds", "test", (0.01, 0.1, 1.0))
+    registry = CollectorRegistry()
+    h = Histogram("op_seconds", "test", buckets=(0.01, 0.1, 1.0), registry=registry)
     for v in values:
         h.observe(v)
-    return "\n".join(h.render()) + "\n"
+    return generate_latest(registry).decode()
 
 
 def test_quantile_interpolates_inside_the_bucket_like_prometheus() -> None:

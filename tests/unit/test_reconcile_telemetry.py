@@ -12,33 +12,13 @@ import pytest
 from rightsizer.adapters.metrics.exposition import parse_exposition
 from rightsizer.devcluster.memory_cluster import MemoryCluster
 from rightsizer.runtime.io_time import IoTime
-from rightsizer.runtime.telemetry import Histogram, Telemetry
+from rightsizer.runtime.telemetry import Telemetry
 from rightsizer.runtime.workloads import FleetCache
 
 pytestmark = pytest.mark.unit
 
 
-# -- Histogram -----------------------------------------------------------------------------------------
-
-
-def test_histogram_renders_cumulative_buckets_sum_and_count() -> None:
-    h = Histogram("x_seconds", "How long.", (0.01, 0.1))
-    for value in (0.005, 0.01, 0.05, 3.0):
-        h.observe(value)
-    assert h.render() == [
-        "# HELP x_seconds How long.",
-        "# TYPE x_seconds histogram",
-        'x_seconds_bucket{le="0.01"} 2',  # a value equal to a bound falls in its bucket
-        'x_seconds_bucket{le="0.1"} 3',
-        'x_seconds_bucket{le="+Inf"} 4',
-        "x_seconds_sum 3.065",
-        "x_seconds_count 4",
-    ]
-
-
-def test_histogram_buckets_must_increase() -> None:
-    with pytest.raises(ValueError, match="increasing"):
-        Histogram("x", "y", (0.1, 0.01))
+# -- the exposition -------------------------------------------------------------------------------------
 
 
 def test_the_operator_exports_both_reconcile_histograms_in_valid_exposition_format() -> None:
@@ -46,6 +26,30 @@ def test_the_operator_exports_both_reconcile_histograms_in_valid_exposition_form
     names = {s.name for s in parse_exposition(text).series}
     for histogram in ("rightsizer_reconcile_duration_seconds", "rightsizer_reconcile_cpu_seconds"):
         assert {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"} <= names
+    # Its own memory, CPU and file descriptors, which the live benchmark reads.
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"} <= names
+
+
+def test_counters_only_go_up_and_gauges_are_not_counters() -> None:
+    t = Telemetry()
+    t.decisions.inc("ScaleUp", "UtilizationVsTarget")
+    with pytest.raises(ValueError):
+        t.decisions.inc("ScaleUp", "UtilizationVsTarget", by=-1)
+    with pytest.raises(TypeError):
+        t.decisions.set(0, "ScaleUp", "UtilizationVsTarget")
+    assert t.decisions.value("ScaleUp", "UtilizationVsTarget") == 1
+    assert 'rightsizer_decisions_total{action="ScaleUp",reason="UtilizationVsTarget"} 1.0' in t.render()
+
+
+def test_a_deleted_workloads_series_are_dropped_and_no_one_elses() -> None:
+    t = Telemetry()
+    for workload in ("chat", "embed"):
+        t.workload_gpu_utilization.set(50, "ml", workload)
+        t.workload_cost_per_hour.set(2, "ml", workload, "EUR")
+    t.forget_workload("ml", "chat")
+    assert t.workload_gpu_utilization.value("ml", "chat") is None
+    assert t.workload_cost_per_hour.value("ml", "chat", "EUR") is None
+    assert t.workload_gpu_utilization.value("ml", "embed") == 50
 
 
 # -- IoTime ----------------------------------------------------------------------------------------------
@@ -95,11 +99,15 @@ def test_each_reconciliation_is_observed_in_both_histograms() -> None:
     c.workload("ml", "chat")
     c.reconcile("ml", "chat")
     c.reconcile("ml", "chat")
-    t = c.telemetry
-    assert sum(t.reconcile_duration.counts) == 2
-    assert sum(t.reconcile_cpu.counts) == 2
-    assert t.passes.values[()] == 2
-    assert 0 <= t.reconcile_cpu.total <= t.reconcile_duration.total
+    sample = c.telemetry.registry.get_sample_value
+    assert sample("rightsizer_reconcile_duration_seconds_count") == 2
+    assert sample("rightsizer_reconcile_cpu_seconds_count") == 2
+    assert c.telemetry.passes.value() == 2
+    cpu, wall = (
+        sample("rightsizer_reconcile_cpu_seconds_sum"),
+        sample("rightsizer_reconcile_duration_seconds_sum"),
+    )
+    assert cpu is not None and wall is not None and 0 <= cpu <= wall
 
 
 # -- FleetCache --------------------------------------------------------------------------------------

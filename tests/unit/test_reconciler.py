@@ -162,4 +162,4 @@ def test_a_workload_on_a_time_sliced_gpu_says_so_and_is_not_scaled_down_on_the_d
     assert result.status["utilization"]["sharedGpu"] is True
     assert result.status["lastDecision"]["action"] == "Hold"
     assert "SharedGpu" in result.status["lastDecision"]["reason"]
-    assert c.telemetry.decisions.values[("Hold", "SharedGpu")] == 12
+    assert c.telemetry.decisions.value("Hold", "SharedGpu") == 12

@@ -33,7 +33,7 @@ def test_a_scale_is_reported_even_when_the_annotations_after_it_cannot_be_writte
     assert result.status["lastDecision"]["action"] == "ScaleUp"
     assert [e.reason for e in result.events] == ["ScaleUp"]
     assert '"scaleEvents":[[' in result.annotations["rightsizer.io/scaling-state"]
-    assert c.telemetry.errors.values[("annotations",)] == 1
+    assert c.telemetry.errors.value("annotations") == 1
 
 
 @pytest.fixture

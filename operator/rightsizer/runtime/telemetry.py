@@ -1,81 +1,32 @@
 """The operator's own Prometheus metrics: decisions, cost, utilisation, errors, loop latency.
 
-A small registry and the text exposition format, served on /metrics by a daemon thread. Label values
-are names and numbers only (namespace, workload, pool, action, reason code): nothing else about
-the workloads leaves the operator through this endpoint.
+prometheus_client keeps the registry, the metric types and the exposition; this module names every
+metric once and remembers which label sets were used, so a deleted workload's series can be dropped.
+Label values are names and numbers only (namespace, workload, pool, action, reason code): nothing
+else about the workloads leaves the operator through this endpoint.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+
+# `_created` series double every counter's series for a timestamp nobody queries.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LabelValues = tuple[str, ...]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
-@dataclass
-class Metric:
-    name: str
-    help: str
-    kind: str  # "gauge" | "counter"
-    labels: tuple[str, ...] = ()
-    values: dict[LabelValues, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def set(self, value: float, *label_values: str) -> None:
-        with self.lock:
-            self.values[self._key(label_values)] = value
-
-    def inc(self, *label_values: str, by: float = 1.0) -> None:
-        with self.lock:
-            key = self._key(label_values)
-            self.values[key] = self.values.get(key, 0.0) + by
-
-    def remove(self, *label_values: str) -> None:
-        with self.lock:
-            self.values.pop(self._key(label_values), None)
-
-    def remove_matching(self, **match: str) -> None:
-        """Forget every series whose labels include these values (e.g. a deleted workload)."""
-        idx = {self.labels.index(k): v for k, v in match.items()}
-        with self.lock:
-            for key in [k for k in self.values if all(k[i] == v for i, v in idx.items())]:
-                del self.values[key]
-
-    def _key(self, label_values: Iterable[str]) -> LabelValues:
-        key = tuple(label_values)
-        if len(key) != len(self.labels):
-            raise ValueError(f"{self.name} takes labels {self.labels}, got {key}")
-        return key
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-        with self.lock:
-            items = sorted(self.values.items())
-        for key, value in items:
-            if self.labels:
-                pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(self.labels, key, strict=True))
-                lines.append(f"{self.name}{{{pairs}}} {_number(value)}")
-            else:
-                lines.append(f"{self.name} {_number(value)}")
-        return lines
-
 
 # Seconds; fine below 50 ms, where a workload's own decision work should stay.
 RECONCILE_BUCKETS = (
@@ -84,153 +35,193 @@ RECONCILE_BUCKETS = (
 )  # fmt: skip
 
 
-@dataclass
-class Histogram:
-    """An unlabelled Prometheus histogram: cumulative `_bucket{le=...}`, `_sum` and `_count`."""
+class Metric:
+    """A gauge or counter with its label names; ``value`` reads one series back (for tests and
+    status), ``remove_matching`` drops every series of, e.g., a deleted workload."""
 
-    name: str
-    help: str
-    buckets: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)  # per bucket, not cumulative; last is +Inf
-    total: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        name: str,
+        help: str,
+        kind: Literal["gauge", "counter"],
+        labels: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.labels = labels
+        self._registry = registry
+        self._metric: Gauge | Counter = (Gauge if kind == "gauge" else Counter)(
+            name, help, labels, registry=registry
+        )
+        # prometheus_client names a counter's series <name>_total whether or not the name says so.
+        self._sample = name if kind == "gauge" or name.endswith("_total") else f"{name}_total"
+        self._seen: set[LabelValues] = set()
+        self._lock = threading.Lock()
 
-    def __post_init__(self) -> None:
-        if list(self.buckets) != sorted(set(self.buckets)):
-            raise ValueError(f"{self.name}: buckets must be increasing, got {self.buckets}")
-        self.counts = [0] * (len(self.buckets) + 1)
+    def set(self, value: float, *label_values: str) -> None:
+        child = self._child(label_values)
+        if not isinstance(child, Gauge):
+            raise TypeError(f"{self.name} is a counter: it only goes up")
+        child.set(value)
 
-    def observe(self, value: float) -> None:
-        index = bisect.bisect_left(self.buckets, value)  # le: a value equal to a bound falls in it
-        with self.lock:
-            self.counts[index] += 1
-            self.total += value
+    def inc(self, *label_values: str, by: float = 1.0) -> None:
+        self._child(label_values).inc(by)  # a counter refuses a negative increment
 
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        with self.lock:
-            counts, total = list(self.counts), self.total
-        cumulative = 0
-        for bound, count in zip([*self.buckets, math.inf], counts, strict=True):
-            cumulative += count
-            le = "+Inf" if math.isinf(bound) else _number(bound)
-            lines.append(f'{self.name}_bucket{{le="{le}"}} {cumulative}')
-        lines.append(f"{self.name}_sum {_number(total)}")
-        lines.append(f"{self.name}_count {cumulative}")
-        return lines
+    def remove(self, *label_values: str) -> None:
+        key = self._key(label_values)
+        with self._lock:
+            if key in self._seen:
+                self._seen.discard(key)
+                self._metric.remove(*key)
+
+    def remove_matching(self, **match: str) -> None:
+        """Forget every series whose labels include these values (e.g. a deleted workload)."""
+        idx = {self.labels.index(k): v for k, v in match.items()}
+        with self._lock:
+            for key in [k for k in self._seen if all(k[i] == v for i, v in idx.items())]:
+                self._seen.discard(key)
+                self._metric.remove(*key)
+
+    def value(self, *label_values: str) -> float | None:
+        key = self._key(label_values)
+        return self._registry.get_sample_value(self._sample, dict(zip(self.labels, key, strict=True)))
+
+    def _key(self, label_values: tuple[str, ...]) -> LabelValues:
+        if len(label_values) != len(self.labels):
+            raise ValueError(f"{self.name} takes labels {self.labels}, got {label_values}")
+        return label_values
+
+    def _child(self, label_values: tuple[str, ...]) -> Gauge | Counter:
+        key = self._key(label_values)
+        if not self.labels:
+            return self._metric
+        with self._lock:
+            self._seen.add(key)
+        return self._metric.labels(*key)
+
+
+def _histogram(registry: CollectorRegistry, name: str, help: str, buckets: tuple[float, ...]) -> Histogram:
+    return Histogram(name, help, buckets=buckets, registry=registry)
 
 
 class Telemetry:
     """Every metric the operator exports, created once and passed to whoever records."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        # The process's own resident memory, CPU seconds and open file descriptors.
+        ProcessCollector(registry=self.registry)
         wl = ("namespace", "workload")
         self.workload_cost_per_hour = Metric(
+            self.registry,
             "rightsizer_workload_cost_per_hour",
             "Cost per hour of a GPU workload.",
             "gauge",
             (*wl, "currency"),
         )
         self.workload_cost_to_date = Metric(
-            "rightsizer_workload_cost_to_date", "Cost accrued by a GPU workload.", "gauge", (*wl, "currency")
+            self.registry,
+            "rightsizer_workload_cost_to_date",
+            "Cost accrued by a GPU workload.",
+            "gauge",
+            (*wl, "currency"),
         )
         self.workload_gpu_utilization = Metric(
+            self.registry,
             "rightsizer_workload_gpu_utilization",
             "Mean GPU utilisation of a workload's ready replicas, percent.",
             "gauge",
             wl,
         )
         self.workload_gpu_efficiency = Metric(
-            "rightsizer_workload_gpu_efficiency", "GPUs busy / GPUs requested (0-1).", "gauge", wl
+            self.registry,
+            "rightsizer_workload_gpu_efficiency",
+            "GPUs busy / GPUs requested (0-1).",
+            "gauge",
+            wl,
         )
         self.workload_replicas = Metric(
-            "rightsizer_workload_replicas", "Replicas of a workload's target.", "gauge", (*wl, "kind")
+            self.registry,
+            "rightsizer_workload_replicas",
+            "Replicas of a workload's target.",
+            "gauge",
+            (*wl, "kind"),
         )
         self.decisions = Metric(
+            self.registry,
             "rightsizer_decisions_total",
             "Decisions taken, by action and reason code.",
             "counter",
             ("action", "reason"),
         )
         self.metrics_unavailable = Metric(
+            self.registry,
             "rightsizer_metrics_unavailable",
             "1 while a workload holds for lack of usable metrics.",
             "gauge",
             wl,
         )
         self.samples_rejected = Metric(
+            self.registry,
             "rightsizer_metric_samples_rejected_total",
             "GPU metric values refused as not readings (DCGM blanks, out of range), by reason.",
             "counter",
             ("reason",),
         )
         self.errors = Metric(
-            "rightsizer_errors_total", "Errors by where they happened.", "counter", ("where",)
+            self.registry, "rightsizer_errors_total", "Errors by where they happened.", "counter", ("where",)
         )
-        self.pass_seconds = Metric(
-            "rightsizer_reconcile_seconds_sum", "Total seconds spent reconciling workloads.", "counter"
+        self.passes = Metric(
+            self.registry, "rightsizer_reconcile_total", "Workload reconciliations.", "counter"
         )
-        self.passes = Metric("rightsizer_reconcile_total", "Workload reconciliations.", "counter")
-        self.reconcile_duration = Histogram(
+        self.reconcile_duration = _histogram(
+            self.registry,
             "rightsizer_reconcile_duration_seconds",
             "Wall-clock seconds of one workload reconciliation, API and metrics calls included.",
             RECONCILE_BUCKETS,
         )
-        self.reconcile_cpu = Histogram(
+        self.reconcile_cpu = _histogram(
+            self.registry,
             "rightsizer_reconcile_cpu_seconds",
             "CPU seconds of one workload reconciliation in the operator's own code: observing, deciding "
             "and describing, without the API and metrics calls.",
             RECONCILE_BUCKETS,
         )
         self.savings_per_hour = Metric(
+            self.registry,
             "rightsizer_savings_per_hour",
             "Cost per hour saved by actions taken, by kind.",
             "gauge",
             ("kind", "currency"),
         )
         self.pool_idle_cost_per_hour = Metric(
+            self.registry,
             "rightsizer_pool_idle_cost_per_hour",
             "Cost per hour of a pool's unused GPUs.",
             "gauge",
             ("pool", "currency"),
         )
-        self.pool_nodes = Metric("rightsizer_pool_nodes", "Nodes in a GPU node pool.", "gauge", ("pool",))
+        self.pool_nodes = Metric(
+            self.registry, "rightsizer_pool_nodes", "Nodes in a GPU node pool.", "gauge", ("pool",)
+        )
         self.pool_passes = Metric(
-            "rightsizer_pool_passes_total", "Consolidation passes of a GPU node pool.", "counter", ("pool",)
+            self.registry,
+            "rightsizer_pool_passes_total",
+            "Consolidation passes of a GPU node pool.",
+            "counter",
+            ("pool",),
         )
 
-    def all(self) -> list[Metric | Histogram]:
-        return [m for m in vars(self).values() if isinstance(m, Metric | Histogram)]
-
     def render(self) -> str:
-        return "\n".join(line for m in self.all() for line in m.render()) + "\n"
+        return generate_latest(self.registry).decode()
 
     def forget_workload(self, namespace: str, workload: str) -> None:
-        for m in self.all():
+        for m in vars(self).values():
             if isinstance(m, Metric) and "namespace" in m.labels and "workload" in m.labels:
                 m.remove_matching(namespace=namespace, workload=workload)
 
 
-def serve(telemetry: Telemetry, address: str, port: int) -> ThreadingHTTPServer:
+def serve(telemetry: Telemetry, address: str, port: int) -> WSGIServer:
     """Serve /metrics on a daemon thread; returns the server (its port is real even when 0 was asked)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != "/metrics":
-                self.send_error(404)
-                return
-            body = telemetry.render().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(
-            self, format: str, *args: object
-        ) -> None:  # scrapes every few seconds: keep logs quiet
-            return
-
-    server = ThreadingHTTPServer((address, port), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    server, _ = start_http_server(port, addr=address, registry=telemetry.registry)
     return server

@@ -226,7 +226,6 @@ class WorkloadReconciler:
             own_cpu = (time.thread_time() - cpu) - (self._io.spent() - io)
             t = self._telemetry
             t.passes.inc()
-            t.pass_seconds.inc(by=elapsed)
             t.reconcile_duration.observe(elapsed)
             t.reconcile_cpu.observe(max(own_cpu, 0.0))
 
