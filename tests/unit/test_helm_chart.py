@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -300,8 +301,17 @@ CUSTOM: dict[str, Any] = {
 }
 
 
-def test_every_value_reaches_the_operator_settings() -> None:
-    settings = Settings.load(env=env(CUSTOM))
+def load_settings(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> Settings:
+    """Settings as the operator reads them in its pod: from exactly these environment variables."""
+    for name in [n for n in os.environ if n.startswith("RIGHTSIZER_")]:
+        monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return Settings.load()
+
+
+def test_every_value_reaches_the_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(monkeypatch, env(CUSTOM))
     assert settings.interval_seconds == 12
     assert settings.namespaces == ["ml", "web"]
     assert settings.dry_run is True
@@ -329,8 +339,8 @@ def test_every_value_reaches_the_operator_settings() -> None:
     assert container(CUSTOM)["args"] == ["--pool-selector", "team=ml"]
 
 
-def test_the_default_values_load_into_valid_settings() -> None:
-    settings = Settings.load(env=env())
+def test_the_default_values_load_into_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(monkeypatch, env())
     assert settings.interval_seconds == 30
     assert settings.namespaces == []
     assert settings.consolidation.enabled is True

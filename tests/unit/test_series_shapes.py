@@ -99,11 +99,18 @@ def test_pod_labels_that_are_no_shape_are_refused_with_the_choices(text: str) ->
         LabelShape.parse(text)
 
 
-def test_the_setting_refuses_a_bad_shape_and_a_selector_that_is_not_label_matchers() -> None:
+def test_the_setting_refuses_a_bad_shape_and_a_selector_that_is_not_label_matchers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RIGHTSIZER_DCGM__POD_LABELS", "newest")
     with pytest.raises(SettingsError, match=r"RIGHTSIZER_DCGM__POD_LABELS.*auto, new"):
-        Settings.load(env={"RIGHTSIZER_DCGM__POD_LABELS": "newest"})
+        Settings.load()
+    monkeypatch.delenv("RIGHTSIZER_DCGM__POD_LABELS")
+    with pytest.raises(SettingsError, match=r"dcgm.pod_labels .*auto, new"):
+        Settings.load(dcgm={"pod_labels": "newest"})  # the flag, refused the same way
+    monkeypatch.setenv("RIGHTSIZER_PROMETHEUS__SERIES_SELECTOR", 'job="a"} or vector(1)')
     with pytest.raises(SettingsError, match="RIGHTSIZER_PROMETHEUS__SERIES_SELECTOR"):
-        Settings.load(env={"RIGHTSIZER_PROMETHEUS__SERIES_SELECTOR": 'job="a"} or vector(1)'})
+        Settings.load()
 
 
 # -- values that are not readings --------------------------------------------------------------------

@@ -6,16 +6,16 @@ import argparse
 import logging
 import secrets
 import sys
+from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from rightsizer.adapters.kube import ensure_cluster_peering
 from rightsizer.handlers import consolidation as consolidation_handlers
 from rightsizer.handlers import operator as operator_handlers
 from rightsizer.handlers import workloads as workload_handlers
 from rightsizer.runtime import telemetry, wiring
-from rightsizer.runtime.settings import Settings
+from rightsizer.runtime.settings import Settings, SettingsError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,27 +81,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-class _BadFlag(Exception):
-    def __init__(self, section: str, error: ValidationError) -> None:
-        super().__init__(section)
-        self.section = section
-        self.error = error
-
-
-def _with_flags(settings: Settings, section: str, flags: dict[str, object]) -> Settings:
-    """Flags given on the command line, validated like the environment's values, so a bad flag is
-    refused with the setting named."""
-    given = {key: value for key, value in flags.items() if value is not None}
-    if not given:
-        return settings
-    current = getattr(settings, section)
-    try:
-        checked = current.model_validate({**current.model_dump(), **given})
-    except ValidationError as exc:
-        raise _BadFlag(section, exc) from exc
-    return settings.model_copy(update={section: checked})
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -110,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf reports every index update and timer run at INFO; our own log says what was decided.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    overrides = {
+    flags: dict[str, Any] = {
         k: getattr(args, k)
         for k in (
             "peering_name",
@@ -125,37 +104,29 @@ def run(args: argparse.Namespace) -> int:
             "api_connections",
         )
     }
-    settings = Settings.load(**overrides)
-    sections = {
-        "prometheus": {
-            "url": args.prometheus_url,
-            "timeout_seconds": args.prometheus_timeout,
-            "series_selector": args.prometheus_series_selector,
-        },
-        "dcgm": {
-            "endpoints": args.dcgm_endpoint,
-            "max_series_per_scrape": args.dcgm_max_series,
-            "pod_labels": args.pod_labels,
-        },
-        "consolidation": {
-            "enabled": args.consolidation,
-            "interval_seconds": args.consolidation_interval,
-            "drain_timeout_seconds": args.drain_timeout,
-            "drain_workers": args.drain_workers,
-            "intent_lease_seconds": args.intent_lease,
-            "drain_backoff_seconds": args.drain_backoff,
-            "pool_selector": dict(s.split("=", 1) for s in args.pool_selector)
-            if args.pool_selector
-            else None,
-        },
+    flags["prometheus"] = {
+        "url": args.prometheus_url,
+        "timeout_seconds": args.prometheus_timeout,
+        "series_selector": args.prometheus_series_selector,
+    }
+    flags["dcgm"] = {
+        "endpoints": args.dcgm_endpoint,
+        "max_series_per_scrape": args.dcgm_max_series,
+        "pod_labels": args.pod_labels,
+    }
+    flags["consolidation"] = {
+        "enabled": args.consolidation,
+        "interval_seconds": args.consolidation_interval,
+        "drain_timeout_seconds": args.drain_timeout,
+        "drain_workers": args.drain_workers,
+        "intent_lease_seconds": args.intent_lease,
+        "drain_backoff_seconds": args.drain_backoff,
+        "pool_selector": dict(s.split("=", 1) for s in args.pool_selector) if args.pool_selector else None,
     }
     try:
-        for section, values in sections.items():
-            settings = _with_flags(settings, section, values)
-    except _BadFlag as bad:
-        for error in bad.error.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            print(f"rightsizer run: {bad.section}.{where}: {error['msg']}", file=sys.stderr)
+        settings = Settings.load(**flags)
+    except SettingsError as exc:
+        print(f"rightsizer run: {exc}", file=sys.stderr)
         return 2
     op = wiring.build(settings, kubeconfig=args.kubeconfig)
     registry = kopf.OperatorRegistry()

@@ -1,14 +1,16 @@
 """Operator settings: one typed model, read once from flags and RIGHTSIZER_* environment variables
-(which the Helm chart sets from its values), then passed down explicitly. No globals."""
+(which the Helm chart sets from its values), then passed down explicitly. No globals.
+
+pydantic-settings reads the environment (nested fields joined by ``__``) and merges the flags over
+it, so a flag and its variable are validated by the same model and a bad one is refused by name."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rightsizer.adapters.metrics.promql import parse_matchers
 from rightsizer.adapters.metrics.series_shapes import LabelShape
@@ -19,6 +21,16 @@ ENV_PREFIX = "RIGHTSIZER_"
 
 class SettingsError(RightsizerError):
     """A setting has a value the operator cannot run with."""
+
+
+def _comma_list(value: Any) -> Any:
+    # Lists come from the environment (and the chart) as comma-separated text, not JSON.
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
 
 
 class PrometheusSettings(BaseModel):
@@ -45,7 +57,7 @@ class PrometheusSettings(BaseModel):
 class DcgmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    endpoints: list[str] = Field(default_factory=list, description="Static exporter /metrics URLs.")
+    endpoints: CommaList = Field(default_factory=list, description="Static exporter /metrics URLs.")
     service: str | None = Field(None, description="namespace/name of the dcgm-exporter Service to discover.")
     port: int = Field(9400, ge=1, le=65535)
     pod_labels: str = Field(
@@ -66,6 +78,8 @@ class DcgmSettings(BaseModel):
     @classmethod
     def _shape(cls, value: str) -> str:
         return LabelShape.parse(value).name
+
+    _endpoints = field_validator("endpoints", mode="before")(_comma_list)
 
     @property
     def label_shape(self) -> LabelShape:
@@ -121,13 +135,16 @@ class ConsolidationSettings(BaseModel):
     )
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Everything the operator can be told. Field names map to RIGHTSIZER_<NAME> (nested with __)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Other RIGHTSIZER_* variables (the dev tooling's) name no field and are not read.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_ignore_empty=True, extra="forbid"
+    )
 
     interval_seconds: float = Field(30.0, ge=1, le=3600, description="Seconds between passes per workload.")
-    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = all.")
+    namespaces: CommaList = Field(default_factory=list, description="Namespaces to watch; empty = all.")
     dry_run: bool = Field(False, description="Decide and report, change nothing (every workload Recommend).")
     metrics_source: Literal["Prometheus", "DCGM"] = "Prometheus"
     max_metric_age_seconds: float | None = Field(
@@ -155,41 +172,44 @@ class Settings(BaseModel):
     pricing: PricingDefaults = Field(default_factory=PricingDefaults)
     consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
 
-    @field_validator("namespaces", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    _namespaces = field_validator("namespaces", mode="before")(_comma_list)
 
     @property
     def max_metric_age(self) -> float:
         return self.max_metric_age_seconds or 2 * self.interval_seconds
 
     @classmethod
-    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Environment first, explicit overrides (command-line flags) win."""
-        raw: dict[str, Any] = {}
-        for key, value in (os.environ if env is None else env).items():
-            if not key.startswith(ENV_PREFIX) or not value:
-                continue
-            path = key[len(ENV_PREFIX) :].lower().split("__")
-            if path[0] not in cls.model_fields:
-                continue  # other RIGHTSIZER_* variables belong to the dev tooling
-            node = raw
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            if path[-1] == "endpoints":
-                node[path[-1]] = [v for v in value.split(",") if v]
-            else:
-                node[path[-1]] = value
-        for key, value in overrides.items():
-            if value is not None:
-                raw[key] = value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags over the environment; no .env file or secrets directory is read behind the user's back.
+        return init_settings, env_settings
+
+    @classmethod
+    def load(cls, **flags: Any) -> Settings:
+        """The environment, with the flags given (nested sections as dicts; None means not given) over
+        it. A bad value is refused naming its setting and its variable."""
         try:
-            return cls.model_validate(raw)
+            return cls(**_given(flags))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{ENV_PREFIX}{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def _given(flags: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flags.items():
+        given = (_given(value) or None) if isinstance(value, dict) else value
+        if given is not None:
+            out[key] = given
+    return out
+
+
+def _problem(loc: tuple[int | str, ...], msg: str) -> str:
+    path = [str(part) for part in loc]
+    return f"{'.'.join(path)} ({ENV_PREFIX}{'__'.join(path).upper()}): {msg}"
