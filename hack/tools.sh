@@ -75,20 +75,23 @@ build_kube() {
   for n in "${names[@]}"; do link "$n" "$KUBE_VERSION"; done
 }
 
-build_simple() { # build_simple MODULE VERSION "pkg:name ..."
-  local mod="$1" ver="$2" pairs="$3" missing=0 pair
+build_simple() { # build_simple MODULE VERSION "pkg:name ..." [LDFLAGS [MODULE...]]
+  # LDFLAGS are added to "-s -w"; each further MODULE is required at VERSION too.
+  local mod="$1" ver="$2" pairs="$3" ldflags="-s -w ${4:-}" missing=0 pair m
+  shift 3; [ "$#" -gt 0 ] && shift
   for pair in $pairs; do have "${pair#*:}" "$ver" || missing=1; done
   if [ "$missing" = 1 ]; then
     log "building $mod $ver"
     local dir="$CACHE/build/$(basename "$mod")-$ver"
     wrapper "$dir" "$mod" "$ver"
+    for m in "$@"; do echo "require $m $ver" >>"$dir/go.mod"; done
     (
       cd "$dir"
       go mod tidy >/dev/null 2>&1 || true
       for pair in $pairs; do
         local pkg="${pair%%:*}" name="${pair#*:}"
         mkdir -p "$BIN/$name-$ver"
-        go build -trimpath -ldflags "-s -w" -o "$BIN/$name-$ver/$name" "$pkg"
+        go build -trimpath -ldflags "$ldflags" -o "$BIN/$name-$ver/$name" "$pkg"
       done
     ) || die "building $mod $ver failed (see the go output above)"
   fi
@@ -105,12 +108,15 @@ fetch_crds() { # fetch_crds MODULE VERSION DIR NAME — a module's CRD YAML into
   cp "$src/$3"/*.yaml "$dest.tmp/" && mv "$dest.tmp" "$dest"
 }
 
+PROMETHEUS_MODULE_VERSION="$(IFS=. read -r maj min pat <<<"${PROMETHEUS_VERSION#v}"; printf 'v0.%d%02d.%d' "$maj" "$min" "$pat")"
+
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
 if [ "$check_only" = 1 ]; then
   for pair in kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION kube-scheduler:$KUBE_VERSION \
-              kubectl:$KUBE_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION helm:$HELM_VERSION; do
+              kubectl:$KUBE_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION helm:$HELM_VERSION \
+              prometheus-operator:$PROMETHEUS_OPERATOR_VERSION prometheus-upstream:$PROMETHEUS_MODULE_VERSION; do
     have "${pair%%:*}" "${pair#*:}" || { log "missing ${pair%%:*} ${pair#*:}"; exit 1; }
   done
   [ -d "$CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" ] || { log "missing prometheus-operator CRDs"; exit 1; }
@@ -121,8 +127,21 @@ build_simple sigs.k8s.io/kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok:kwok si
 build_simple go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "go.etcd.io/etcd/server/v3:etcd"
 build_simple helm.sh/helm/v3 "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm:helm"
 build_kube
+# prometheus-operator's go.mod replaces its sub-modules with ./pkg paths, so `go install` refuses it:
+# the wrapper requires them at the same version. The version is stamped as its Makefile does (the
+# default config-reloader image is tagged with it).
+PO=github.com/prometheus-operator/prometheus-operator
+build_simple "$PO" "$PROMETHEUS_OPERATOR_VERSION" "$PO/cmd/operator:prometheus-operator" \
+  "-X github.com/prometheus/common/version.Version=${PROMETHEUS_OPERATOR_VERSION#v}" \
+  "$PO/pkg/apis/monitoring" "$PO/pkg/client"
 fetch_crds github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
   example/prometheus-operator-crd prometheus-operator
+# Debian's prometheus (the cluster's, below) has no Kubernetes service discovery: the e2e tests that run
+# the scrape jobs prometheus-operator generates need upstream's. Linked as prometheus-upstream, so
+# the cluster keeps Debian's. Its Go module is versioned v0.<major><minor>.<patch> (3.5.0 is v0.305.0).
+build_simple github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
+  "github.com/prometheus/prometheus/cmd/prometheus:prometheus-upstream" \
+  "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
 
 if ! command -v prometheus >/dev/null && [ ! -x /usr/bin/prometheus ]; then
   log "installing Prometheus from Debian's packages"

@@ -1,7 +1,7 @@
 """The operator decides on GPU series in each shape a real Prometheus stores them, with its default
-settings (pod labels auto, signal Auto): a real Prometheus scrapes the fake exporter through the
-relabelling prometheus-operator generates for a ServiceMonitor, and `rightsizer metrics inspect`
-on that Prometheus shows the numbers the operator decided on.
+settings (pod labels auto, signal Auto): a real Prometheus scrapes the fake exporter with the job
+the real prometheus-operator generates for the exporter's ServiceMonitor, and `rightsizer metrics
+inspect` on that Prometheus shows the numbers the operator decided on.
 
 - honorLabels false (the exporter chart's default): the pods are in exported_namespace/exported_pod,
   namespace/pod name the exporter's own pod;
@@ -19,6 +19,7 @@ import pytest
 from rightsizer.cli.main import main
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
 from tests.support.operator_process import OperatorProcess
+from tests.support.prometheus_operator import PrometheusOperator
 from tests.support.servicemonitor_prometheus import EXPORTER_NAMESPACE, servicemonitor_prometheus
 from tests.support.world import World, gpu_workload
 
@@ -34,7 +35,9 @@ SHAPES = [
 
 def decided(world: World) -> dict[str, Any] | None:
     status = world.workload("chat").get("status") or {}
-    metrics = next((c for c in status.get("conditions") or [] if c["type"] == "MetricsAvailable"), {})
+    metrics: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c["type"] == "MetricsAvailable"), {}
+    )
     if metrics.get("status") != "True" or (status.get("replicas") or {}).get("desired") != 3:
         return None
     return status
@@ -45,6 +48,7 @@ def test_the_operator_reads_each_prometheus_shape_and_inspect_shows_what_it_read
     cluster: Cluster,
     world: World,
     gpu_util: GpuUtilization,
+    prometheus_operator: PrometheusOperator,
     capsys: pytest.CaptureFixture[str],
     honor_labels: bool,
     release: str | None,
@@ -53,7 +57,9 @@ def test_the_operator_reads_each_prometheus_shape_and_inspect_shows_what_it_read
     ns = world.namespace
     world.run_gpu_app(gpu_util, "chat", 2, UTIL)
     with (
-        servicemonitor_prometheus(cluster.dcgm_url, honor_labels, release) as prometheus,
+        servicemonitor_prometheus(
+            cluster.dcgm_url, honor_labels, release, operator=prometheus_operator
+        ) as prometheus,
         OperatorProcess.start(cluster.kubeconfig, ns, prometheus, interval=3) as operator,
     ):
         # Recommend: 2 replicas at 90% against a 60% target want 3, decided on these series only.
