@@ -112,6 +112,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "dcgm_direct": {"metricsSource": "DCGM", "dcgm": {"endpoints": ["http://10.0.0.1:9400/metrics"]}},
+    "dcgm_discovered": {"metricsSource": "DCGM", "dcgm": {"service": "gpu-operator/nvidia-dcgm-exporter"}},
     "dry_run_recommend_only": {"dryRun": True, "dashboard": {"enabled": False}},
 }
 
@@ -178,7 +179,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
         {"prometheus": {"ca": {"configMapName": "a", "secretName": "b"}}},
         "set configMapName or secretName, not both",
     ),
-    ("dcgm_source_without_endpoints", {"metricsSource": "DCGM"}, "metricsSource DCGM needs dcgm.endpoints"),
+    ("dcgm_source_without_exporters", {"metricsSource": "DCGM"}, "metricsSource DCGM needs dcgm.service"),
 ]
 
 

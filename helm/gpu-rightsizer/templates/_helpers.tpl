@@ -67,7 +67,7 @@ in a pod), and node events go to "default" where the API server keeps events of 
 {{- if and .Values.prometheus.ca.configMapName .Values.prometheus.ca.secretName -}}
 {{- fail "prometheus.ca: set configMapName or secretName, not both" -}}
 {{- end -}}
-{{- if and (eq .Values.metricsSource "DCGM") (not .Values.dcgm.endpoints) -}}
-{{- fail "metricsSource DCGM needs dcgm.endpoints (the dcgm-exporter /metrics URLs to scrape)" -}}
+{{- if and (eq .Values.metricsSource "DCGM") (not .Values.dcgm.endpoints) (not .Values.dcgm.service) -}}
+{{- fail "metricsSource DCGM needs dcgm.service (namespace/name of the dcgm-exporter Service) or dcgm.endpoints (its /metrics URLs)" -}}
 {{- end -}}
 {{- end -}}

@@ -37,7 +37,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="series labels naming a GPU's pod: auto, new, old, exported or "
         "namespace=LABEL,pod=LABEL,container=LABEL (auto)",
     )
+    p.add_argument(
+        "--metrics-source",
+        choices=("Prometheus", "DCGM"),
+        help="where consolidation reads GPU activity: Prometheus, or the exporters directly (Prometheus)",
+    )
     p.add_argument("--dcgm-endpoint", action="append", help="dcgm-exporter /metrics URL (repeatable)")
+    p.add_argument(
+        "--dcgm-service",
+        metavar="NAMESPACE/NAME",
+        help="dcgm-exporter Service whose EndpointSlices list the exporters to scrape",
+    )
+    p.add_argument("--dcgm-port", type=int, help="the exporters' port in those EndpointSlices (9400)")
     p.add_argument(
         "--dcgm-max-series", type=int, help="refuse an exporter scrape with more series than this (200000)"
     )
@@ -102,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             "health_port",
             "standalone",
             "api_connections",
+            "metrics_source",
         )
     }
     flags["prometheus"] = {
@@ -111,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     }
     flags["dcgm"] = {
         "endpoints": args.dcgm_endpoint,
+        "service": args.dcgm_service,
+        "port": args.dcgm_port,
         "max_series_per_scrape": args.dcgm_max_series,
         "pod_labels": args.pod_labels,
     }

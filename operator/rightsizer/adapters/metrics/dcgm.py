@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+import urllib3
 
 from rightsizer.adapters.metrics.base import (
     FB_USED,
@@ -275,9 +276,19 @@ def endpoint_slice_lister(
     from kubernetes import client
 
     def list_urls() -> list[str]:
-        slices = client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice(
-            namespace, label_selector=f"kubernetes.io/service-name={service}"
-        )
+        try:
+            slices = client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice(
+                namespace, label_selector=f"kubernetes.io/service-name={service}"
+            )
+        except (client.ApiException, urllib3.exceptions.HTTPError) as exc:
+            # Not knowing the exporters is not "no GPUs": every workload holds, and says what to fix.
+            reason = f"HTTP {exc.status} {exc.reason}" if isinstance(exc, client.ApiException) else str(exc)
+            raise MetricsUnavailable(
+                _SOURCE,
+                f"the EndpointSlices of Service {namespace}/{service} could not be listed ({reason})",
+                f"grant the operator `list endpointslices` in {namespace} (the chart does when "
+                "dcgm.service is set) and check that the API server is reachable",
+            ) from exc
         urls: list[str] = []
         for item in slices.items:
             number = _slice_port(item.ports or [], port)
