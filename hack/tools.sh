@@ -143,16 +143,24 @@ build_simple github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
   "github.com/prometheus/prometheus/cmd/prometheus:prometheus-upstream" \
   "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
 
-if ! command -v prometheus >/dev/null && [ ! -x /usr/bin/prometheus ]; then
-  log "installing Prometheus from Debian's packages"
+# From Debian's packages: Prometheus for the cluster, iproute2 for the e2e tests' own test hosts
+# (network namespaces).
+missing=()
+command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]} from Debian's packages"
   if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
-      || die "apt-get install prometheus failed"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null) \
+      || die "apt-get install ${missing[*]} failed"
   else
-    die "Prometheus is missing: run 'sudo apt-get install prometheus' (Debian/Ubuntu) and retry"
+    die "missing ${missing[*]}: run 'sudo apt-get install ${missing[*]}' (Debian/Ubuntu) and retry"
+  fi
+  # Debian starts the Prometheus it installs as a service on :9090; ours runs on other ports. Only
+  # the service this run installed is stopped: a Prometheus the host already had is left alone.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl stop prometheus >/dev/null 2>&1 || log "note: could not stop the prometheus service Debian started"
   fi
 fi
-# Debian starts a system Prometheus on :9090 on install; we run our own on another port, so stop it.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
 
 echo "$BIN"
