@@ -24,6 +24,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from rightsizer.adapters.metrics.exposition import Exposition, parse_exposition
+from rightsizer.devcluster.cluster_env import exported
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SH = ROOT / "hack" / "cluster.sh"
@@ -98,7 +99,7 @@ class LocalCluster:
             if proc.returncode != 0:
                 raise BenchError(f"hack/cluster.sh up failed:\n{proc.stderr[-3000:]}")
             self.started = True
-        values = dict(line.split("=", 1) for line in self._run("env").stdout.splitlines() if "=" in line)
+        values = exported(self._run("env").stdout)
         self.kubeconfig = values["KUBECONFIG"]
         self.prometheus_url = values["RIGHTSIZER_PROMETHEUS_URL"]
         self.dcgm_url = values["RIGHTSIZER_DCGM_URL"]

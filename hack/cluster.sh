@@ -6,7 +6,8 @@
 #   hack/cluster.sh up       build/install tools if needed, start everything, wait until ready
 #   hack/cluster.sh down     stop everything, leave no process or port behind
 #   hack/cluster.sh status   say what runs (exit 0 when up, 3 when down)
-#   hack/cluster.sh env      print KUBECONFIG=, RIGHTSIZER_PROMETHEUS_URL=, RIGHTSIZER_DCGM_URL=
+#   hack/cluster.sh env      print `export` lines: KUBECONFIG, RIGHTSIZER_PROMETHEUS_URL, RIGHTSIZER_DCGM_URL,
+#                            and PATH with the cluster's kubectl and helm first
 #
 # Optional knobs for large clusters (the live benchmark sets them; unset, nothing changes):
 #   RIGHTSIZER_AUDIT_POLICY=FILE       kube-apiserver audit policy; the log is $HOME/.kwok/clusters/NAME/logs/audit.log
@@ -17,6 +18,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=versions.env
 source "$HERE/versions.env"
 
 CACHE="${RIGHTSIZER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-rightsizer}"
@@ -51,19 +53,19 @@ apiserver_up() { [ -f "$KUBECONFIG_PATH" ] && kctl get --raw /readyz >/dev/null 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 stop_pid() { # stop_pid FILE — TERM, then KILL after 10 s
-  local f="$1" pid i
+  local f="$1" pid
   [ -f "$f" ] || return 0
   pid="$(cat "$f")"
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
 }
 
-wait_until() { # wait_until SECONDS DESCRIPTION CMD...
-  local limit="$1" what="$2"; shift 2
+wait_until() { # wait_until SECONDS DESCRIPTION CMD... (the description is for the reader of the call)
+  local limit="$1"; shift 2
   local deadline=$((SECONDS + limit))
   until "$@" >/dev/null 2>&1; do
     [ "$SECONDS" -lt "$deadline" ] || return 1
@@ -125,12 +127,15 @@ scrape_configs:
 YAML
 }
 
-cmd_env() {
-  echo "KUBECONFIG=$KUBECONFIG_PATH"
-  echo "RIGHTSIZER_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT"
-  echo "RIGHTSIZER_DCGM_URL=http://127.0.0.1:$DCGM_PORT/metrics"
-  echo "RIGHTSIZER_OPERATOR_METRICS_PORT=$OPERATOR_METRICS_PORT"
-  echo "RIGHTSIZER_BIN=$BIN"
+cmd_env() { # shell lines: `eval "$(hack/cluster.sh env)"` exports them and puts kubectl and helm on PATH
+  printf 'export %s=%q\n' \
+    KUBECONFIG "$KUBECONFIG_PATH" \
+    RIGHTSIZER_PROMETHEUS_URL "http://127.0.0.1:$PROM_PORT" \
+    RIGHTSIZER_DCGM_URL "http://127.0.0.1:$DCGM_PORT/metrics" \
+    RIGHTSIZER_OPERATOR_METRICS_PORT "$OPERATOR_METRICS_PORT" \
+    RIGHTSIZER_BIN "$BIN"
+  # shellcheck disable=SC2016 # $PATH is for the shell that evaluates the line
+  printf 'export PATH=%q:"$PATH"\n' "$BIN"
 }
 
 cmd_status() {
@@ -234,8 +239,10 @@ start_control_plane() {
 start_observability() {
   if ! pid_alive "$STATE/fake-dcgm.pid"; then
     log "starting fake DCGM exporter on 127.0.0.1:$DCGM_PORT"
+    local extra=()
+    read -ra extra <<<"${RIGHTSIZER_DCGM_ARGS:-}"  # words, as a shell would split them
     nohup "$PYTHON" -m rightsizer.devcluster.fake_dcgm --kubeconfig "$KUBECONFIG_PATH" \
-      --listen "127.0.0.1:$DCGM_PORT" ${RIGHTSIZER_DCGM_ARGS:-} >"$STATE/logs/fake-dcgm.log" 2>&1 &
+      --listen "127.0.0.1:$DCGM_PORT" "${extra[@]}" >"$STATE/logs/fake-dcgm.log" 2>&1 &
     echo $! >"$STATE/fake-dcgm.pid"
     wait_serving "$STATE/fake-dcgm.pid" "http://127.0.0.1:$DCGM_PORT/metrics" "$STATE/logs/fake-dcgm.log" "fake DCGM exporter"
   fi

@@ -7,7 +7,6 @@ ROOT="$(cd "$HERE/.." && pwd)"
 cd "$ROOT"
 
 hack/cluster.sh up
-set -a; eval "$(hack/cluster.sh env)"; set +a
-export PATH="$RIGHTSIZER_BIN:$PATH"
+eval "$(hack/cluster.sh env)"
 
 exec "$ROOT/.venv/bin/python" -m rightsizer.devcluster.demo "$@"

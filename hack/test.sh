@@ -24,15 +24,14 @@ if [ "$MODE" = local ]; then
     started=1
   fi
   # Every e2e fixture reads these.
-  set -a; eval "$(hack/cluster.sh env)"; set +a
+  eval "$(hack/cluster.sh env)"
 else
   hack/cluster.sh up
   started=1
-  set -a; eval "$(hack/cluster.sh env)"; set +a
+  eval "$(hack/cluster.sh env)"
 fi
 
 stop() { if [ "$started" = 1 ] && [ -z "${RIGHTSIZER_KEEP_CLUSTER:-}" ]; then hack/cluster.sh down || true; fi; }
 trap stop EXIT
 
-export PATH="$RIGHTSIZER_BIN:$PATH"
 "$ROOT/.venv/bin/pytest" "$@"

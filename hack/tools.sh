@@ -8,6 +8,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
+# shellcheck source=versions.env
 source "$HERE/versions.env"
 
 CACHE="${RIGHTSIZER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-rightsizer}"
@@ -28,8 +29,8 @@ link() { # link NAME VERSION
   ln -sfn "$1-$2/$1" "$BIN/$1"
 }
 
-wrapper() { # wrapper DIR MODULE VERSION [replace lines...]
-  local dir="$1" mod="$2" ver="$3"; shift 3
+wrapper() { # wrapper DIR MODULE VERSION "PKG ..." [replace lines...]
+  local dir="$1" mod="$2" ver="$3" pkgs="$4" pkg; shift 4
   rm -rf "$dir"; mkdir -p "$dir"
   {
     echo "module rightsizer.local/toolbuild"
@@ -39,7 +40,18 @@ wrapper() { # wrapper DIR MODULE VERSION [replace lines...]
     echo "require $mod $ver"
     for r in "$@"; do echo "replace $r"; done
   } >"$dir/go.mod"
-  printf 'package tools\n\nimport _ "%s"\n' "$mod" >"$dir/tools.go"
+  # The packages to build, imported under a build tag that is never set: `go mod tidy` then resolves
+  # exactly their dependencies (a main package may be imported this way, never compiled).
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for pkg in $pkgs; do printf '\t_ "%s"\n' "$pkg"; done
+    printf ')\n'
+  } >"$dir/tools.go"
+}
+
+tidy() { # tidy DIR — resolve the wrapper's dependencies; a failure stops the build with go's words
+  (cd "$1" && go mod tidy >"$1/tidy.log" 2>&1) || die "go mod tidy failed in $1:
+$(tail -n 20 "$1/tidy.log")"
 }
 
 build_kube() {
@@ -54,7 +66,10 @@ build_kube() {
     [ -f "$modfile" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION from the Go module proxy"
     while read -r s; do staging+=("$s => $s $minor"); done < <(awk '$2=="=>" && $3 ~ /^\.\/staging/ {print $1}' "$modfile")
     [ "${#staging[@]}" -gt 10 ] || die "found no staging modules in k8s.io/kubernetes go.mod"
-    wrapper "$dir" k8s.io/kubernetes "$KUBE_VERSION" "${staging[@]}"
+    local cmds="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager"
+    cmds+=" k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+    wrapper "$dir" k8s.io/kubernetes "$KUBE_VERSION" "$cmds" "${staging[@]}"
+    tidy "$dir"
     local now; now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     local major=1 kminor="${KUBE_VERSION#v1.}"; kminor="${kminor%%.*}"
     local ld="-s -w"
@@ -64,11 +79,9 @@ build_kube() {
     done
     (
       cd "$dir"
-      go mod tidy >/dev/null 2>&1 || true
       local out="$dir/out"; mkdir -p "$out"
-      go build -trimpath -ldflags "$ld" -o "$out/" \
-        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      # shellcheck disable=SC2086 # one word per package
+      go build -trimpath -ldflags "$ld" -o "$out/" $cmds
       for n in "${names[@]}"; do mkdir -p "$BIN/$n-$KUBE_VERSION"; mv "$out/$n" "$BIN/$n-$KUBE_VERSION/$n"; done
     ) || die "building Kubernetes $KUBE_VERSION failed (see the go output above); re-run hack/tools.sh to retry"
   fi
@@ -82,12 +95,13 @@ build_simple() { # build_simple MODULE VERSION "pkg:name ..." [LDFLAGS [MODULE..
   for pair in $pairs; do have "${pair#*:}" "$ver" || missing=1; done
   if [ "$missing" = 1 ]; then
     log "building $mod $ver"
-    local dir="$CACHE/build/$(basename "$mod")-$ver"
-    wrapper "$dir" "$mod" "$ver"
+    local dir
+    dir="$CACHE/build/$(basename "$mod")-$ver"
+    wrapper "$dir" "$mod" "$ver" "$(for pair in $pairs; do printf '%s ' "${pair%%:*}"; done)"
     for m in "$@"; do echo "require $m $ver" >>"$dir/go.mod"; done
+    tidy "$dir"
     (
       cd "$dir"
-      go mod tidy >/dev/null 2>&1 || true
       for pair in $pairs; do
         local pkg="${pair%%:*}" name="${pair#*:}"
         mkdir -p "$BIN/$name-$ver"
@@ -125,7 +139,24 @@ fi
 
 build_simple sigs.k8s.io/kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok:kwok sigs.k8s.io/kwok/cmd/kwokctl:kwokctl"
 build_simple go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "go.etcd.io/etcd/server/v3:etcd"
-build_simple helm.sh/helm/v3 "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm:helm"
+# helm stamped as its release build is: its version, and the Kubernetes its client-go speaks, which
+# `helm template` and `helm lint` assume without --kube-version (unstamped, v1.20).
+helm_ldflags() {
+  local gomod minor flags p
+  gomod="$(cd "$CACHE/build" && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  minor="$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod" | cut -d. -f2)"
+  [ -n "$minor" ] || die "no k8s.io/client-go in helm $HELM_VERSION's go.mod"
+  flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata="
+  for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    flags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
+  done
+  echo "$flags"
+}
+# A helm cached before it was stamped does not know its own version: build it again.
+if have helm "$HELM_VERSION" && [ "$("$BIN/helm-$HELM_VERSION/helm" version --template '{{.Version}}')" != "$HELM_VERSION" ]; then
+  rm -rf "${BIN:?}/helm-$HELM_VERSION"
+fi
+build_simple helm.sh/helm/v3 "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm:helm" "$(helm_ldflags)"
 build_kube
 # prometheus-operator's go.mod replaces its sub-modules with ./pkg paths, so `go install` refuses it:
 # the wrapper requires them at the same version. The version is stamped as its Makefile does (the
@@ -144,10 +175,11 @@ build_simple github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
   "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
 
 # From Debian's packages: Prometheus for the cluster, iproute2 for the e2e tests' own test hosts
-# (network namespaces).
+# (network namespaces), shellcheck for the static checks.
 missing=()
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+command -v shellcheck >/dev/null || missing+=(shellcheck)  # the test command checks hack/
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]} from Debian's packages"
   if [ "$(id -u)" = 0 ]; then

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
+from rightsizer.devcluster.cluster_env import exported
+
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_CONFIGMAP = "fake-dcgm-scenario"
 SCENARIO_LABEL = "rightsizer.io/fake-dcgm-scenario"
@@ -35,7 +37,7 @@ def _cluster_env() -> dict[str, str]:
     out = subprocess.run(
         [str(ROOT / "hack/cluster.sh"), "env"], capture_output=True, text=True, check=True
     ).stdout
-    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    env = {k: v for k, v in exported(out).items() if k in keys}
     env.update({k: os.environ[k] for k in keys if os.environ.get(k)})
     return env
 

@@ -1,7 +1,9 @@
-"""ruff, mypy and import-linter are part of the test command: a layering or typing slip fails the suite."""
+"""ruff, mypy, import-linter and shellcheck are part of the test command: a layering, typing or shell slip
+fails the suite."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +35,10 @@ def test_mypy_strict_is_clean() -> None:
 
 def test_import_layers_hold() -> None:
     run(str(BIN / "lint-imports"))
+
+
+def test_the_tooling_shell_is_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: hack/tools.sh installs it (Debian package shellcheck)"
+    scripts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "hack").glob("*.sh"))
+    run(shellcheck, "--external-sources", "--source-path=SCRIPTDIR", *scripts, ".ci/run")
