@@ -71,9 +71,7 @@ def split(snapshot: Snapshot) -> Placement:
             for p in snapshot.pdbs
             if p.namespace == pod.namespace and selector_matches(p.selector, pod.labels)
         ]
-        d = pod_disposition(
-            pod, policy=None, pdbs=pdbs, allow_training=False, allow_local_storage=False, gpu_idle=False
-        )
+        d = pod_disposition(pod, policy=None, pdbs=pdbs, allow_training=False, allow_local_storage=False)
         if d.mobility is Mobility.STAYS:
             daemons[i].append(pod)
         elif d.mobility is Mobility.BLOCKS:

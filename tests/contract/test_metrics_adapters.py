@@ -440,28 +440,6 @@ def test_endpoint_slice_lister_lists_ready_addresses(monkeypatch: pytest.MonkeyP
     assert calls == [("gpu-operator", "kubernetes.io/service-name=dcgm-exporter")]
 
 
-def test_pod_selector_lister_lists_running_pod_ips(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Core:
-        def __init__(self, api: object) -> None:
-            pass
-
-        def list_namespaced_pod(
-            self, namespace: str, label_selector: str, field_selector: str
-        ) -> SimpleNamespace:
-            assert field_selector == "status.phase=Running"
-            pods = [SimpleNamespace(status=SimpleNamespace(pod_ip=ip)) for ip in ("10.0.0.9", None)]
-            return SimpleNamespace(items=pods)
-
-    from kubernetes import client
-
-    monkeypatch.setattr(client, "CoreV1Api", Core)
-    lister = dcgm_module.pod_selector_lister(object(), "gpu-operator", "app=nvidia-dcgm-exporter")
-    assert lister() == ["http://10.0.0.9:9400/metrics"]
-
-
-# -- the fake itself -------------------------------------------------------------------------------
-
-
 def test_fake_simulates_an_outage_and_recovery() -> None:
     fake = FakeGpuMetricsSource(clock=lambda: NOW)
     fake.set_util("ml", ["a", "b"], 90)

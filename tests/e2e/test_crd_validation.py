@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from rightsizer.api.v1alpha1 import (
+    Condition,
     ConditionStatus,
     CostStatus,
     GPUNodePoolStatus,
@@ -25,7 +26,6 @@ from rightsizer.api.v1alpha1 import (
     ReplicaCounts,
     ReplicaUtilization,
     Utilization,
-    set_condition,
 )
 from tests.support.cluster import Cluster, wait_for
 from tests.unit.test_api_validation import INFERENCE, INVALID, POOL, Invalid, example_documents
@@ -166,7 +166,15 @@ def status_of_a_busy_workload() -> GPUWorkloadStatus:
     now = datetime.now(UTC).replace(microsecond=0)
     return GPUWorkloadStatus(
         observed_generation=1,
-        conditions=set_condition((), "Ready", ConditionStatus.TRUE, reason="Scaled", message="ok", now=now),
+        conditions=(
+            Condition(
+                type="Ready",
+                status=ConditionStatus.TRUE,
+                reason="Scaled",
+                message="ok",
+                last_transition_time=now,
+            ),
+        ),
         utilization=Utilization(
             aggregate=Decimal("71.5"),
             per_replica=(

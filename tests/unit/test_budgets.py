@@ -42,7 +42,6 @@ def disposition(p: Any, **overrides: Any) -> Any:
         "pdbs": (),
         "allow_training": False,
         "allow_local_storage": False,
-        "gpu_idle": False,
     }
     args.update(overrides)
     return pod_disposition(p, **args)
@@ -133,8 +132,6 @@ def test_terminating_pod_stays_without_blocking() -> None:
         ({}, None, Mobility.BLOCKS),
         ({"allow_training": True}, None, Mobility.MOVABLE),
         ({}, PodPolicy(allow_disruption=True), Mobility.MOVABLE),
-        ({}, PodPolicy(allow_disruption_when_idle=True), Mobility.BLOCKS),
-        ({"gpu_idle": True}, PodPolicy(allow_disruption_when_idle=True), Mobility.MOVABLE),
     ],
 )
 def test_training_pods_move_only_when_allowed(

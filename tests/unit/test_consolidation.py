@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.pools import parse_pools
 from rightsizer.core.snapshot import snapshot_from_document
@@ -432,21 +431,6 @@ def test_idle_gpu_node_recommendation() -> None:
     assert result.recommendations[0].node == "a2"
     assert "idle" in result.recommendations[0].message
     assert result.recommendations[0].savings_per_hour == Decimal("24.00")
-
-
-def test_idle_training_moves_when_its_policy_allows() -> None:
-    items = (
-        gpu_node("a1"),
-        gpu_node("a2"),
-        pod("w-1", "a1", gpus=4),
-        pod("train-1", "a2", gpus=2, labels={"rightsizer.io/workload-type": "Training"}),
-    )
-    policy = {"default/train-1": PodPolicy(training=True, allow_disruption_when_idle=True)}
-    busy = run(*items, pod_policies=policy, gpu_activity={"default/train-1": Decimal(80)})
-    assert "default/train-1" not in moves(busy) and "a2" not in removed(busy)
-    idle = run(*items, pod_policies=policy, gpu_activity={"default/train-1": Decimal(1)})
-    assert removed(idle) == ["a2"]
-    assert "GPUs idle" in idle.actions[0].reason
 
 
 def test_pool_can_allow_training_disruption() -> None:

@@ -606,10 +606,6 @@ FEATURE_OF_MODULE = {
     "handlers/consolidation.py": "consolidation",
 }
 FEATURE_OF_FUNCTION = {("adapters/kube.py", "ensure_cluster_peering"): "peering"}
-# Functions no setting reaches: the operator never makes these calls, so the chart grants nothing.
-NOT_CALLED_BY_THE_OPERATOR = {
-    ("adapters/metrics/dcgm.py", "pod_selector_lister"): "exporters are found through a Service only",
-}
 # Events the API server keeps elsewhere than the object's namespace.
 EVENT_NAMESPACE_OF_MODULE = {"adapters/node_drain.py": "default"}
 
@@ -677,16 +673,6 @@ def _functions(tree: ast.Module) -> Iterator[tuple[ast.FunctionDef | None, ast.A
             yield from visit(child, inner)
 
     yield from visit(tree, None)
-
-
-def _outermost(tree: ast.Module, target: ast.AST) -> str:
-    """The top-level function (or method) containing `target`."""
-    for top in tree.body:
-        items = top.body if isinstance(top, ast.ClassDef) else [top]
-        for item in items:
-            if isinstance(item, ast.FunctionDef) and any(n is target for n in ast.walk(item)):
-                return item.name
-    return ""
 
 
 def _parameter_values(
@@ -760,8 +746,6 @@ def client_needs() -> list[Need]:
             method = node.func.attr
             where = f"{module}:{node.lineno} {api}.{method}"
             enclosing = function.name if function else ""
-            if (module, _outermost(tree, node)) in NOT_CALLED_BY_THE_OPERATOR:
-                continue
             if module not in FEATURE_OF_MODULE:
                 unknown.append(f"{where}: module not in FEATURE_OF_MODULE")
                 continue

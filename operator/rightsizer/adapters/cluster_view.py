@@ -2,8 +2,7 @@
 
 `adapters/cluster_cache.py` keeps each index current from one list and one watch per resource kind,
 so a pass over a thousand GPUWorkloads costs no list requests: only the target reads and the writes go
-to the API server. `live_view` answers the same questions from one list request per kind (commands,
-tests).
+to the API server.
 """
 
 from __future__ import annotations
@@ -11,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from rightsizer.adapters.kube import PodInfo, TargetRef, pod_info
 from rightsizer.core.selectors import parse_selector
@@ -148,39 +144,3 @@ class IndexedView:
 
     def node_pools(self) -> list[dict[str, Any]]:
         return list(self._pools.get("pools", ()))
-
-
-def _indexed(items: Iterable[Mapping[str, Any]], fn: Any) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for item in items:
-        for key, value in fn(item).items():
-            out.setdefault(key, []).append(value)
-    return out
-
-
-def live_view(api: client.ApiClient, namespace: str) -> IndexedView:
-    """The same view from live list requests, for one namespace (plus nodes and pools)."""
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    plain = api.sanitize_for_serialization
-
-    def custom_items(group: str, version: str, plural: str, namespaced: bool = True) -> list[dict[str, Any]]:
-        try:
-            if namespaced:
-                return list(custom.list_namespaced_custom_object(group, version, namespace, plural)["items"])
-            return list(custom.list_cluster_custom_object(group, version, plural)["items"])
-        except ApiException as exc:
-            if exc.status in (403, 404):  # not installed (KEDA), or not ours to read
-                return []
-            raise
-
-    hpas = client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(namespace).items
-    return IndexedView(
-        pods=_indexed((plain(p) for p in core.list_namespaced_pod(namespace).items), index_pod),
-        nodes=_indexed((plain(n) for n in core.list_node().items), index_node),
-        hpas=_indexed((plain(h) for h in hpas), index_hpa),
-        scaled_objects=_indexed(custom_items("keda.sh", "v1alpha1", "scaledobjects"), index_scaled_object),
-        workloads=_indexed(custom_items("rightsizer.io", "v1alpha1", "gpuworkloads"), index_workload),
-        pools=_indexed(
-            custom_items("rightsizer.io", "v1alpha1", "gpunodepools", namespaced=False), index_pool
-        ),
-    )

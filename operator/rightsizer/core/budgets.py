@@ -11,8 +11,7 @@ How the planner learns that a pod is protected (first match wins, see :func:`pod
   - training pods unless allowed: a pod is training when its :class:`PodPolicy` says so (a Training
     GPUWorkload), when label or annotation ``rightsizer.io/workload-type`` is ``Training``, or when its
     controller is a training-job kind (PyTorchJob, TFJob, MPIJob, ...). Allowed by the pool's
-    ``allowTrainingDisruption``, the planner option, the policy's ``allow_disruption``, or — while
-    its GPUs are idle — the policy's ``allow_disruption_when_idle``;
+    ``allowTrainingDisruption``, the planner option or the policy's ``allow_disruption``;
   - emptyDir/hostPath volumes, unless ``cluster-autoscaler.kubernetes.io/safe-to-evict: "true"``, all
     such volumes are listed in ``cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes``, or
     the planner option allows local storage;
@@ -61,7 +60,6 @@ class PodPolicy:
     protected: bool = False
     training: bool = False
     allow_disruption: bool = False
-    allow_disruption_when_idle: bool = False
     startup_grace: timedelta | None = None  # the GPUWorkload's; None: the pool's
     workload: str = ""  # namespace/name of the GPUWorkload that says so, for reasons
 
@@ -111,7 +109,6 @@ def pod_disposition(
     pdbs: Sequence[PodDisruptionBudget],
     allow_training: bool,
     allow_local_storage: bool,
-    gpu_idle: bool,
     timed: TimedRules | None = None,
 ) -> Disposition:
     """Classify one bound pod: movable, stays without blocking, or blocks its node (with why)."""
@@ -135,10 +132,7 @@ def pod_disposition(
     if pod.controller is None:
         return Disposition(Mobility.BLOCKS, "no controller would recreate it (bare pod)")
     if is_training(pod, policy):
-        allowed = allow_training or (
-            policy is not None
-            and (policy.allow_disruption or (policy.allow_disruption_when_idle and gpu_idle))
-        )
+        allowed = allow_training or (policy is not None and policy.allow_disruption)
         if not allowed:
             return Disposition(Mobility.BLOCKS, "training pod (disruption not allowed by pool or workload)")
     if pod.local_volumes and not allow_local_storage and safe_to_evict != "true":

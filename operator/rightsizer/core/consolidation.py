@@ -223,7 +223,6 @@ class _Run:
                     allow_training=options.allow_training_disruption
                     or (pool is not None and pool.allow_training_disruption),
                     allow_local_storage=options.allow_local_storage,
-                    gpu_idle=self.gpu_idle(pod),
                     timed=timed_rules(pool, now),
                 )
                 if d.mobility is Mobility.MOVABLE:

@@ -97,11 +97,6 @@ class UsableMetrics:
         return len(self.per_pod)
 
     @property
-    def total_percent(self) -> float:
-        """Sum of per-pod utilisation: the load HPA divides by the target."""
-        return sum(pod.percent for pod in self.per_pod)
-
-    @property
     def gpu_equivalents(self) -> float:
         return sum(pod.gpu_equivalents for pod in self.per_pod)
 

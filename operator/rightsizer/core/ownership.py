@@ -109,7 +109,6 @@ def strictest(policies: Sequence[PodPolicy]) -> PodPolicy:
         protected=any(p.protected for p in policies),
         training=any(p.training for p in policies),
         allow_disruption=all(p.allow_disruption for p in policies),
-        allow_disruption_when_idle=all(p.allow_disruption_when_idle for p in policies),
         startup_grace=max(graces, default=None),
         workload=", ".join(sorted({p.workload for p in policies if p.workload})),
     )

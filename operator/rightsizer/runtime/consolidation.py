@@ -287,7 +287,6 @@ class Executor:
                 pdbs=matching,
                 allow_training=pool.allow_training_disruption,
                 allow_local_storage=False,
-                gpu_idle=False,
                 timed=timed_rules(pool, now),
             )
             if disposition.mobility is Mobility.STAYS:

@@ -303,21 +303,6 @@ def endpoint_slice_lister(
     return list_urls
 
 
-def pod_selector_lister(
-    api_client: Any, namespace: str, label_selector: str, port: int = 9400, path: str = "/metrics"
-) -> EndpointLister:
-    """URLs of the Running exporter pods matching a label selector (e.g. a DaemonSet's)."""
-    from kubernetes import client
-
-    def list_urls() -> list[str]:
-        pods = client.CoreV1Api(api_client).list_namespaced_pod(
-            namespace, label_selector=label_selector, field_selector="status.phase=Running"
-        )
-        return sorted(_url(p.status.pod_ip, port, path) for p in pods.items if p.status and p.status.pod_ip)
-
-    return list_urls
-
-
 def _slice_port(ports: Sequence[Any], wanted: int | str) -> int | None:
     if isinstance(wanted, int):
         return wanted

@@ -17,8 +17,6 @@ from rightsizer.api.v1alpha1.common import (
     ObjectMeta,
     ResourceInfo,
     Rule,
-    find_condition,
-    set_condition,
 )
 from rightsizer.api.v1alpha1.gpunodepool import (
     ConsolidationPolicy,
@@ -113,8 +111,6 @@ __all__ = [
     "WorkloadConditionType",
     "WorkloadPricing",
     "WorkloadType",
-    "find_condition",
     "format_duration",
     "parse_duration",
-    "set_condition",
 ]

@@ -9,7 +9,7 @@ the same answer without a cluster). A unit test evaluates both on the same input
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -275,41 +275,6 @@ class Condition(StatusModel):
 
 
 CONDITIONS_LIST: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-
-
-def set_condition(
-    conditions: Sequence[Condition],
-    type_: str,
-    status: ConditionStatus,
-    *,
-    reason: str,
-    message: str,
-    now: datetime,
-    observed_generation: int | None = None,
-) -> tuple[Condition, ...]:
-    """Return ``conditions`` with ``type_`` set, keeping its transition time while the status holds.
-
-    ``lastTransitionTime`` says since when something has been so; rewriting it on every
-    reconcile would turn "not Ready since 3 days" into "not Ready since a minute".
-    """
-    previous = find_condition(conditions, type_)
-    updated = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=previous.last_transition_time
-        if previous is not None and previous.status == status
-        else now,
-        observed_generation=observed_generation,
-    )
-    if previous is None:
-        return (*conditions, updated)
-    return tuple(updated if c.type == type_ else c for c in conditions)
-
-
-def find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
-    return next((c for c in conditions if c.type == type_), None)
 
 
 # --- objects ------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -168,12 +167,6 @@ class DisruptionBudget(SpecModel):
         ),
     )
 
-    def node_limit(self, pool_nodes: int) -> int:
-        """Nodes this budget lets be disrupted at once; percentages round up, like Karpenter's."""
-        if self.nodes.endswith("%"):
-            return math.ceil(pool_nodes * int(self.nodes[:-1]) / 100)
-        return int(self.nodes)
-
 
 class Disruption(SpecModel):
     """Limits on how many nodes are disrupted at once. The most restrictive active budget wins."""
@@ -336,13 +329,6 @@ class GPUNodePoolSpec(SpecModel):
                 raise ValueError(f"spec.replacementTypes has instanceType {shape.instance_type} twice")
             seen.add(shape.instance_type)
         return shapes
-
-    def gpu_hour_price(self) -> Decimal:
-        """Price of one GPU-hour, whichever way the pool is priced."""
-        if self.price_per_gpu_hour is not None:
-            return self.price_per_gpu_hour
-        assert self.price_per_node_hour is not None  # the exactly-one rule guarantees it
-        return self.price_per_node_hour / self.gpus_per_node
 
 
 class GPUNodePoolStatus(StatusModel):
