@@ -8,9 +8,7 @@ call it makes is authorised by the chart's RBAC and nothing else.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,26 +20,14 @@ from typing import Any
 import yaml
 
 from rightsizer.devcluster import identity
+from tests.support.local_tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "gpu-rightsizer"
 
 
-def _tool(name: str) -> str:
-    for candidate in (
-        Path(os.environ.get("RIGHTSIZER_BIN", "")) / name,
-        Path.home() / ".cache" / "gpu-rightsizer" / "bin" / name,
-    ):
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found: run `hack/tools.sh` (or set RIGHTSIZER_BIN)")
-    return found
-
-
 def helm_bin() -> str:
-    return _tool("helm")
+    return tool("helm")
 
 
 def run_helm(*args: str, kubeconfig: str | None = None, timeout: float = 180) -> str:
@@ -113,7 +99,7 @@ def service_account_kubeconfig(
 ) -> str:
     """A kubeconfig at `path` that authenticates as the ServiceAccount; returns the path."""
     return identity.service_account_kubeconfig(
-        _tool("kubectl"), admin_kubeconfig, namespace, service_account, path=path, duration=duration
+        tool("kubectl"), admin_kubeconfig, namespace, service_account, path=path, duration=duration
     )
 
 
@@ -137,7 +123,7 @@ def installed_chart_identity(
     """Install the chart cluster-wide into a namespace of its own and yield its ServiceAccount's
     kubeconfig with the release. The kwok provider is on (the local cluster's pools are kwok nodes);
     `values` add to that. Uninstalls and deletes the namespace afterwards."""
-    kubectl = _tool("kubectl")
+    kubectl = tool("kubectl")
     namespace = f"rightsizer-chart-{secrets.token_hex(3)}"
     subprocess.run(
         [kubectl, "--kubeconfig", admin_kubeconfig, "create", "namespace", namespace],

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.cluster import wait_for
+from tests.support.local_tools import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 # Test hosts take a /30 from here; one already in use on this machine (another run's) is skipped.
@@ -79,21 +80,11 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise HostUnavailable(f"no free /30 in {POOL}: delete test hosts left over (`ip netns list`)")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _relay(cmd: list[str], log: Path, stack: ExitStack, what: str) -> None:
     """Start a relay, stopped when `stack` closes; return once it listens."""
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=ROOT)
-    stack.callback(_stop, proc)
+    stack.callback(stop, proc, 10)
 
     def listening() -> bool:
         if proc.poll() is not None:

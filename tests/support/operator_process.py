@@ -21,6 +21,7 @@ import yaml
 
 from tests.support.chart import SESSION_IDENTITY
 from tests.support.cluster import wait_for
+from tests.support.local_tools import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,12 +106,7 @@ class OperatorProcess:
             delete = ["delete", "gpuworkloads", "--all", "-n", namespace, "--timeout=60s"]
             cmd = [kubectl, "--kubeconfig", kubeconfig, *delete]
             subprocess.run(cmd, capture_output=True, check=False, timeout=90)
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             if proc.returncode not in (0, -15):
                 print(f"operator exited {proc.returncode}; log:\n{handle.log()}")
             expected = re.compile(refusals_expected) if refusals_expected else None

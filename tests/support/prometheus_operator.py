@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import gzip
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import yaml
 from kubernetes import client
 
 from tests.support.cluster import Cluster, wait_for
+from tests.support.local_tools import stop, tool
 from tests.support.operator_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,20 +46,6 @@ def version() -> str:
 def crd_dir() -> Path:
     cache = Path(os.environ.get("RIGHTSIZER_CACHE_DIR", Path.home() / ".cache" / "gpu-rightsizer"))
     return cache / "crds" / f"prometheus-operator-{version()}"
-
-
-def tool(name: str) -> str:
-    """A binary hack/tools.sh builds (prometheus-operator, prometheus-upstream)."""
-    for candidate in (
-        Path(os.environ.get("RIGHTSIZER_BIN", "")) / name,
-        Path.home() / ".cache" / "gpu-rightsizer" / "bin" / name,
-    ):
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found: run `hack/tools.sh` (or set RIGHTSIZER_BIN)")
-    return found
 
 
 def _crd_names(cluster: Cluster) -> set[str]:
@@ -110,12 +96,7 @@ class PrometheusOperator:
                 wait_for(operator.healthy, timeout=60, describe=operator.log)
                 yield operator
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop(proc)
         finally:
             log.unlink(missing_ok=True)
             if installed:

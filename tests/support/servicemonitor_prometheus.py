@@ -31,8 +31,9 @@ import requests
 import yaml
 
 from tests.support.cluster import Cluster, wait_for
+from tests.support.local_tools import tool
 from tests.support.operator_process import PrivatePrometheus
-from tests.support.prometheus_operator import PrometheusOperator, tool
+from tests.support.prometheus_operator import PrometheusOperator
 
 EXPORTER_NAMESPACE = "gpu-operator"
 EXPORTER_NAME = "nvidia-dcgm-exporter"
