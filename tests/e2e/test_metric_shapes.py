@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from rightsizer.cli.main import main
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import OperatorProcess, PrivatePrometheus, prometheus_sees
 from tests.support.prometheus_operator import PrometheusOperator
 from tests.support.servicemonitor_prometheus import EXPORTER_NAMESPACE, servicemonitor_prometheus
 from tests.support.world import World, gpu_workload
@@ -87,3 +89,44 @@ def test_the_operator_reads_each_prometheus_shape_and_inspect_shows_what_it_read
         if not honor_labels:
             # The exporter's own pod, named by every series' plain labels, holds no GPU of its own.
             assert not any(key.startswith(f"{EXPORTER_NAMESPACE}/") for key in report["pods"])
+
+
+def sentinel_rejections(operator: OperatorProcess) -> float:
+    prefix = 'rightsizer_metric_samples_rejected_total{reason="sentinel"} '
+    for line in requests.get(operator.metrics_url, timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_dcgm_blanks_for_power_and_memory_are_refused_and_never_priced(
+    cluster: Cluster, world: World, gpu_util: GpuUtilization
+) -> None:
+    ns = world.namespace
+    world.run_gpu_app(gpu_util, "chat", 2, 60)
+    # An exporter whose GPUs do not support power and memory readings: DCGM writes its blanks there.
+    exporter = urlsplit(cluster.dcgm_url)
+    job = {
+        "job_name": "dcgm",
+        "params": {"fault": ["blanks"]},
+        "static_configs": [{"targets": [exporter.netloc]}],
+    }
+    config = {"global": {"scrape_interval": "2s"}, "scrape_configs": [job]}
+    with (
+        PrivatePrometheus.start(config) as prometheus,
+        OperatorProcess.start(cluster.kubeconfig, ns, prometheus.url, interval=3) as operator,
+    ):
+        wait_for(lambda: prometheus_sees(prometheus.url, ns, "chat", 2), timeout=60)
+        pricing = {"pricePerGpuHour": 2, "currency": "EUR"}
+        cluster.apply(gpu_workload("chat", "chat", mode="Recommend", pricing=pricing), ns)
+        cost: dict[str, Any] = {}
+
+        def priced() -> bool:
+            cost.update((world.workload("chat").get("status") or {}).get("cost") or {})
+            return bool(cost)
+
+        wait_for(priced, timeout=60, describe=lambda: world.describe("chat"))
+        # Two GPUs at 2/h and their rated energy: taken as a reading, a 2^47 W blank costs ~1e12/h.
+        assert 4 <= cost["perHour"] < 5
+        assert sentinel_rejections(operator) > 0
+        assert world.condition("chat", "MetricsAvailable")["status"] == "True"  # utilisation is fine

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from rightsizer.adapters.metrics.exposition import parse_exposition
+from rightsizer.adapters.metrics.inspection import inspect_text
+from rightsizer.adapters.metrics.series_shapes import AUTO
 from rightsizer.cli import fake_dcgm as fake_dcgm_cli
 from rightsizer.core.errors import ExpositionParseError
 from rightsizer.devcluster.api_objects import nodes_from_api, pods_from_api
@@ -581,7 +583,23 @@ def test_unknown_faults_are_refused(served: tuple[str, World, FakeDcgmExporter],
     base, _, exporter = served
     exporter.refresh()
     status, _, body = get(f"{base}/metrics?{query}")
-    assert status == 400 and "garbled or explode" in body
+    assert status == 400 and "garbled or explode or blanks" in body
+
+
+def test_fault_blanks_writes_dcgms_not_supported_values_which_the_operator_refuses(
+    served: tuple[str, World, FakeDcgmExporter],
+) -> None:
+    base, _, exporter = served
+    exporter.refresh()
+    body = get(f"{base}/nodes/a100-1/metrics?fault=blanks")[2]
+    series = parse_exposition(body).series
+    power = [s.value for s in series if s.name == "DCGM_FI_DEV_POWER_USAGE"]
+    memory = [s.value for s in series if s.name == "DCGM_FI_DEV_FB_USED"]
+    assert power and set(power) == {2.0**47}
+    assert memory and set(memory) == {9223372036854775794.0}
+    assert {s.value for s in series if s.name == "DCGM_FI_DEV_GPU_UTIL"} != set(), "utilisation is kept"
+    read = inspect_text(body, AUTO, "Auto", datetime.now(UTC))
+    assert read.rejected == {"sentinel": len(power) + len(memory)}
 
 
 def test_health_turns_unhealthy_when_the_cluster_was_not_read_recently(

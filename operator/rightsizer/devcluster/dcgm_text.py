@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from rightsizer.adapters.metrics.exposition import escape_help, escape_label_value
 from rightsizer.devcluster.scenario import GpuReading
 
-FAULTS = ("garbled", "explode")
+FAULTS = ("garbled", "explode", "blanks")
+# What DCGM writes for a field the GPU or driver does not support: DCGM_INT64_NOT_SUPPORTED for
+# integer fields, DCGM_FP64_BLANK (2^47) for doubles.
+INT64_NOT_SUPPORTED = "9223372036854775794"
+FP64_BLANK = "140737488355328.000000"
+BLANK_FIELDS = {"DCGM_FI_DEV_FB_USED": INT64_NOT_SUPPORTED, "DCGM_FI_DEV_POWER_USAGE": FP64_BLANK}
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,14 @@ def with_fault(body: str, fault: str, readings: Sequence[GpuReading], names: Lab
     if fault == "garbled":
         # A field the exporter could not read, printed as text where a number belongs.
         return f"{body}{names.metric('DCGM_FI_DEV_GPU_UTIL')}{{{first}}} N/A\n"
+    if fault == "blanks":
+        # Memory and power unsupported on every GPU, as on GPUs whose driver cannot read them.
+        blanks = {names.metric(field): value for field, value in BLANK_FIELDS.items()}
+        lines = []
+        for line in body.splitlines():
+            name = line.split("{", 1)[0]
+            lines.append(f"{line.rsplit(' ', 1)[0]} {blanks[name]}" if name in blanks else line)
+        return "\n".join(lines) + "\n"
     if fault == "explode":
         util = names.metric("DCGM_FI_DEV_GPU_UTIL")
         extra = "".join(f'{util}{{{first},err_id="{i}"}} 0\n' for i in range(series))

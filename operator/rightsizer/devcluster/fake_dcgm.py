@@ -13,7 +13,8 @@ pod sharing a time-sliced GPU gets a series with the device's value; off, only o
 labelled), and `?fault=` to misbehave the way broken exporters do, so tests can point
 an operator at a bad endpoint beside good ones: `garbled` adds a line that is not valid exposition
 text (a field printed as `N/A`), `explode` adds `series` (default 5000) extra series of one metric
-told apart by a high-cardinality label, as a misconfigured exporter does.
+told apart by a high-cardinality label, as a misconfigured exporter does; `blanks` writes DCGM's
+"not supported" values for framebuffer memory and power on every GPU.
 
 Run: python -m rightsizer.devcluster.fake_dcgm --kubeconfig K --listen 127.0.0.1:9400
 """
