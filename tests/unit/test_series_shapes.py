@@ -51,6 +51,20 @@ def test_honor_labels_false_attributes_the_workload_and_never_the_exporter_pod()
     assert gathered.shapes == {"exported": 1}
 
 
+def test_an_exporter_on_a_node_with_no_allocated_gpu_is_known_by_its_scrape_job() -> None:
+    job = 'job="gpu-operator/nvidia-dcgm-exporter",endpoint="gpu-metrics",namespace="gpu-operator"'
+    text = (
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="GPU-a",exported_namespace="ml",exported_pod="train-0",'
+        f'pod="dcgm-node-1",{job}}} 71\n'
+        # The DaemonSet's pod on node-2, where nothing holds a GPU: its series name no other pod.
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="GPU-b",pod="dcgm-node-2",{job}}} 0\n'
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="1",UUID="GPU-c",pod="dcgm-node-2",{job}}} 0\n'
+    )
+    gathered = gather(raw(text), "DCGM_FI_DEV_GPU_UTIL", AUTO)
+    assert owners(text) == {"ml/train-0": 71}
+    assert gathered.unattributed == 2
+
+
 def test_the_new_shape_alone_reads_the_exporter_pod_which_is_why_auto_is_the_default() -> None:
     assert owners(HONOR_LABELS_FALSE, shape=LabelShape.parse("new")) == {
         "gpu-operator/nvidia-dcgm-exporter-x7k2p": 0

@@ -108,12 +108,23 @@ AUTO = LabelShape()
 
 
 def exporter_pods(series_labels: Iterable[Mapping[str, str]]) -> set[PodKey]:
-    """Pods that plain labels name on series that also name a pod in another shape (exported_*, or
-    an old exporter's pod_name): the exporters themselves, whose target labels Prometheus added."""
+    """The exporters themselves, whose target labels Prometheus added as plain namespace/pod: on a
+    series that also names a pod in another shape (exported_*, or an old exporter's pod_name), and on
+    every series of a scrape job that has such series, since the plain labels of a job are all its
+    targets'. So an exporter on a node where no GPU is allocated, whose own series name no other
+    pod, is known too. (Exporter text without a ``job`` label is judged series by series.)"""
+    items = list(series_labels)
+    jobs: set[str] = set()
     found: set[PodKey] = set()
-    for labels in series_labels:
+    for labels in items:
         plain = _pair(labels, NEW_LABELS)
-        if plain is not None and (_pair(labels, EXPORTED_LABELS) or _pair(labels, OLD_LABELS)):
+        if _pair(labels, EXPORTED_LABELS) is not None or _pair(labels, OLD_LABELS) is not None:
+            if "job" in labels:
+                jobs.add(labels["job"])
+            if plain is not None:
+                found.add(plain)
+    for labels in items:
+        if labels.get("job") in jobs and (plain := _pair(labels, NEW_LABELS)) is not None:
             found.add(plain)
     return found
 
