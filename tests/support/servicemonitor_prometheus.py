@@ -11,11 +11,9 @@ the configuration, so the job name, discovery, ``honor_labels`` and relabelling 
 Prometheus runs that configuration. `outside_the_pod` changes only what running outside a pod
 requires, and says why at each change.
 
-The fake exporter serves every node's GPUs, so one exporter pod stands for the DaemonSet. Per-node
-pods scraping ``/nodes/<node>/metrics`` would match a real cluster more closely. But with
-``honorLabels: false`` an exporter pod on a node where no GPU is allocated is then read as a
-workload pod: no series names that exporter pod beside an ``exported_pod``, so the operator cannot
-tell it is an exporter.
+The DaemonSet has a pod on every GPU node, and each is scraped for its own node's GPUs (the fake
+exporter's ``/nodes/<node>/metrics``), as in a real cluster: with ``honorLabels: false`` most of
+those exporter pods, on nodes where no GPU is allocated, name no workload pod at all.
 """
 
 from __future__ import annotations
@@ -79,12 +77,12 @@ class UpstreamPrometheus(PrivatePrometheus):
         )
 
 
-def exporter_objects(honor_labels: bool, release: str | None, node: str) -> list[dict[str, Any]]:
+def exporter_objects(honor_labels: bool, release: str | None) -> list[dict[str, Any]]:
     """The GPU Operator's dcgm-exporter (its assets/state-dcgm-exporter): DaemonSet, Service and
     ServiceMonitor, with the honorLabels and interval a ClusterPolicy may set. The DaemonSet runs
-    on `node` only (see the module's doc)."""
+    a pod on every GPU node, as the GPU Operator's does."""
     meta = {"name": EXPORTER_NAME, "namespace": EXPORTER_NAMESPACE, "labels": EXPORTER_LABELS}
-    on_node = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+    on_node = {"key": "nvidia.com/gpu.product", "operator": "Exists"}
     daemonset = {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -198,31 +196,37 @@ def outside_the_pod(generated: str, exporter_url: str, kubeconfig: str) -> dict[
         sd["kubeconfig_file"] = kubeconfig
     # The target is the exporter pod's address, which exists only in kwok's imagination (and an
     # Endpoints address may not be loopback). Its scrape goes to the fake exporter on loopback
-    # instead, with the operator's path and parameters. `instance` keeps the pod's address, the
-    # value a real scrape gives it. These rules are appended, so the operator's own relabelling
-    # (keep, namespace, pod, job...) runs first, unchanged.
+    # instead, to the page of the pod's node (what that node's exporter pod would serve), with the
+    # operator's parameters. `instance` keeps the pod's address, the value a real scrape gives it.
+    # These rules are appended, so the operator's own relabelling (keep, namespace, pod, job...)
+    # runs first, unchanged.
     job["relabel_configs"] += [
         {"source_labels": ["__address__"], "target_label": "instance"},
         {"target_label": "__address__", "replacement": urlsplit(exporter_url).netloc},
+        {
+            "source_labels": ["__meta_kubernetes_pod_node_name"],
+            "target_label": "__metrics_path__",
+            "replacement": "/nodes/${1}/metrics",
+        },
     ]
     return config
 
 
-def _gpu_node(cluster: Cluster) -> str:
+def _gpu_nodes(cluster: Cluster) -> int:
     out = cluster.kubectl("get", "nodes", "-l", "nvidia.com/gpu.product", "-o", "name").stdout.split()
     assert out, "the cluster has no GPU node"
-    return sorted(out)[0].removeprefix("node/")
+    return len(out)
 
 
 def _exporter_ready(cluster: Cluster) -> bool:
-    """The exporter pod runs and the Service's Endpoints list it as ready."""
+    """An exporter pod runs on every GPU node and the Service's Endpoints list them as ready."""
     # Endpoints (v1): what the generated discovery (role endpoints, the operator's default) reads.
     args = ["get", "endpoints", EXPORTER_NAME, "-n", EXPORTER_NAMESPACE, "-o", "json"]
     subsets = yaml.safe_load(cluster.kubectl(*args).stdout).get("subsets") or []
     ready = [
         a for s in subsets for a in s.get("addresses") or [] if a.get("targetRef", {}).get("kind") == "Pod"
     ]
-    return len(ready) == 1
+    return len(ready) == _gpu_nodes(cluster)
 
 
 def _describe(cluster: Cluster) -> str:
@@ -245,7 +249,7 @@ def _in_the_cluster(cluster: Cluster, honor_labels: bool, release: str | None) -
         # Pods are refused until the namespace's default ServiceAccount exists.
         account = ["get", "serviceaccount", "default", "-n", EXPORTER_NAMESPACE]
         wait_for(lambda: cluster.kubectl(*account, check=False).returncode == 0, timeout=60)
-        exporter = exporter_objects(honor_labels, release, _gpu_node(cluster))
+        exporter = exporter_objects(honor_labels, release)
         cluster.apply([*exporter, prometheus_object(UpstreamPrometheus.version())])
         wait_for(lambda: _exporter_ready(cluster), timeout=90, describe=lambda: _describe(cluster))
         yield

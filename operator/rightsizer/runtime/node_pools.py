@@ -73,6 +73,7 @@ from rightsizer.runtime.consolidation import (
     node_steps,
 )
 from rightsizer.runtime.drain_runner import DrainRunner
+from rightsizer.runtime.events import Event
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 
@@ -87,16 +88,9 @@ class StateReader(Protocol):
 
 
 @dataclass(frozen=True)
-class PoolEvent:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class PassResult:
     status: dict[str, Any]  # the GPUNodePool status fields to patch (camelCase, JSON values)
-    events: tuple[PoolEvent, ...] = ()
+    events: tuple[Event, ...] = ()
     outcomes: tuple[StepOutcome, ...] = ()
 
 
@@ -161,7 +155,7 @@ class PoolManager:
                 self.telemetry.pool_passes.inc(pool_name)
 
     def _run_pass(self, pool_name: str, stored_status: Mapping[str, Any] | None) -> PassResult:
-        events: list[PoolEvent] = []
+        events: list[Event] = []
         try:
             state = self.reader.read()
         except (ApiException, RightsizerError) as exc:
@@ -170,7 +164,7 @@ class PoolManager:
             hold = PoolObservation(generation=None, inputs_hold=f"the cluster ({failure_reason(exc)})")
             conditions = _held_conditions(previous, pool_conditions(previous, hold, self.clock()))
             change = inputs_event(previous, conditions)
-            return PassResult({"conditions": conditions}, (PoolEvent(*change),) if change else ())
+            return PassResult({"conditions": conditions}, (Event(*change),) if change else ())
         self._documents = dict(state.pool_documents)
         if stored_status is None:
             stored_status = (state.pool_documents.get(pool_name) or {}).get("status")
@@ -179,9 +173,9 @@ class PoolManager:
             problem = state.pool_errors[pool_name]
             observed = PoolObservation(generation=None, problem=problem)
             status = {"conditions": pool_conditions(previous, observed, self.clock())}
-            return PassResult(status, (PoolEvent("Warning", "InvalidPool", problem),))
+            return PassResult(status, (Event("Warning", "InvalidPool", problem),))
         for outcome in self.executor.recover(self.manages, self.drains.busy()):
-            events.append(PoolEvent("Warning", "DrainRecovered", outcome.message))
+            events.append(Event("Warning", "DrainRecovered", outcome.message))
         if events:
             state = self.reader.read()  # recovery changed nodes: plan on what is there now
         pool = next((p for p in state.pools if p.name == pool_name), None)
@@ -242,7 +236,7 @@ class PoolManager:
             inputs_event(previous, status["conditions"]),
         ):
             if change is not None:
-                events.append(PoolEvent(*change))
+                events.append(Event(*change))
         return PassResult(status, tuple(events), tuple(outcomes))
 
     def _unplaceable(self, node: str) -> str | None:
@@ -259,7 +253,7 @@ class PoolManager:
 
     def _unreadable_until(
         self, pool: str, state: ClusterState, members: Sequence[Node], now: datetime
-    ) -> list[PoolEvent]:
+    ) -> list[Event]:
         """A Warning, once per object and value, for a do-not-disrupt-until that is not a time (it
         protects meanwhile: fail closed)."""
         names = {n.name for n in members}
@@ -275,7 +269,7 @@ class PoolManager:
             key = (what, marks.get(DO_NOT_DISRUPT_UNTIL, ""))
             seen.add(key)
             if key not in self._reported_until.get(pool, set()):
-                events.append(PoolEvent("Warning", "InvalidAnnotation", until.reason))
+                events.append(Event("Warning", "InvalidAnnotation", until.reason))
         self._reported_until[pool] = seen
         return events
 
@@ -368,7 +362,7 @@ class PoolManager:
         return outcomes
 
     def _report(
-        self, outcome: StepOutcome, pool: PoolPolicy, members: Sequence[Node], events: list[PoolEvent]
+        self, outcome: StepOutcome, pool: PoolPolicy, members: Sequence[Node], events: list[Event]
     ) -> None:
         """Count, account and explain one drain's outcome; a failed one starts the node's back-off."""
         self._account(outcome, pool, members)
@@ -376,10 +370,10 @@ class PoolManager:
             f"node{outcome.result.value[:1].upper()}{outcome.result.value[1:]}", "consolidation"
         )
         if outcome.result is Result.REMOVED:
-            events.append(PoolEvent("Normal", "NodeRemoved", outcome.message))
+            events.append(Event("Normal", "NodeRemoved", outcome.message))
         elif outcome.result is not Result.SKIPPED:
             name = f"Drain{outcome.result.value[:1].upper()}{outcome.result.value[1:]}"
-            events.append(PoolEvent("Warning", name, self._back_off(outcome)))
+            events.append(Event("Warning", name, self._back_off(outcome)))
 
     def _account(self, outcome: StepOutcome, pool: PoolPolicy, members: Sequence[Node]) -> None:
         """What a removed node saves, once its drain has ended."""
@@ -402,7 +396,7 @@ class PoolManager:
         document: Mapping[str, Any],
         members: Sequence[Node],
         now: datetime,
-    ) -> list[PoolEvent]:
+    ) -> list[Event]:
         spec = document.get("spec") or {}
         gpus_per_node = int(spec.get("gpusPerNode") or 0)
         if gpus_per_node <= 0:
@@ -428,7 +422,7 @@ class PoolManager:
             # its GPUs) will take these pods, so the same Pending pods never order machines twice.
             ordered = provider.desired_nodes()
         except ProviderError as exc:
-            return [PoolEvent("Warning", "ScaleUpFailed", f"{exc}; ordering nothing until it can be read")]
+            return [Event("Warning", "ScaleUpFailed", f"{exc}; ordering nothing until it can be read")]
         serving = sum(1 for n in members if n.gpus() > 0 and not n.deleting)
         coming = max((ordered if ordered is not None else len(members)) - serving, 0)
         needed = wanted - coming
@@ -439,12 +433,12 @@ class PoolManager:
         try:
             names = provider.add_nodes(needed)
         except ProviderError as exc:
-            return [PoolEvent("Warning", "ScaleUpFailed", str(exc))]
+            return [Event("Warning", "ScaleUpFailed", str(exc))]
         self._last_scale_up[pool.name] = now
         self.telemetry.decisions.inc("scaleUp", "pendingGpuPods")
         added = ", ".join(names) if names else f"{needed} node(s)"
         message = f"added {added} through {provider.describe()} for {len(demand)} Pending GPU pod(s)"
-        return [PoolEvent("Normal", "ScaledUp", message)]
+        return [Event("Normal", "ScaledUp", message)]
 
     # -- reporting --------------------------------------------------------------------------------
 

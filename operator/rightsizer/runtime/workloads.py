@@ -58,6 +58,7 @@ from rightsizer.core.status import (
 )
 from rightsizer.core.wording import format_money
 from rightsizer.runtime import mapping
+from rightsizer.runtime.events import Event
 from rightsizer.runtime.io_time import IoTime
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
@@ -76,13 +77,6 @@ MANAGED_BY = "rightsizer.io/managed-by"
 DEFAULT_IDLE_POLICY = IdlePolicy(
     threshold_percent=5.0, idle_for=timedelta(minutes=30), action=IdleAction.RECOMMEND
 )
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass
