@@ -51,6 +51,7 @@ from rightsizer.core.budgets import (
     node_block_reason,
     pod_disposition,
 )
+from rightsizer.core.metrics_view import IDLE_GPU_PERCENT
 from rightsizer.core.pools import (
     WHEN_EMPTY,
     PoolAssignment,
@@ -82,7 +83,7 @@ class PlannerOptions:
     allow_local_storage: bool = False  # move pods with emptyDir/hostPath volumes
     allow_training_disruption: bool = False  # move training pods in every pool
     keep_gpu_model: bool = True  # a GPU pod only moves to a node with its current GPU model
-    idle_gpu_percent: Decimal = Decimal(5)  # GPU activity at or below this is idle
+    idle_gpu_percent: Decimal = IDLE_GPU_PERCENT
     replacement: bool = True  # consider cheaper replacement node types
     # CPU-only pods from CPU nodes may use GPU nodes' spare room when no CPU node has it. Off by default:
     # such pods later pin the GPU node ("CPU pod pins a GPU node"), which costs far more than a CPU node.

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from rightsizer.api.durations import format_duration
 from rightsizer.core.gpu_catalog import CATALOG, GpuModel, MigProfile
-from rightsizer.core.metrics_view import GpuSample
+from rightsizer.core.metrics_view import IDLE_GPU_PERCENT, GpuSample
 from rightsizer.core.wording import format_percent
 
 
@@ -50,7 +50,7 @@ def recommend_gpu_fit(
     now: datetime,
     observation: timedelta,
     min_observation: timedelta,
-    busy_threshold_percent: float = 5.0,
+    busy_threshold_percent: float = float(IDLE_GPU_PERCENT),
     margin: float = 0.15,
     percentile: float = 0.9,
     catalog: Sequence[GpuModel] = CATALOG,

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 from rightsizer.api.durations import format_duration
@@ -27,6 +28,11 @@ class HoldCode(StrEnum):
     INVALID = "InvalidMetrics"
     STALE = "StaleMetrics"
     PARTIAL = "PartialMetrics"
+
+
+# GPU activity (percent) at or below which a GPU counts as idle wherever no policy says otherwise:
+# consolidation, pool status and GPU-fit advice.
+IDLE_GPU_PERCENT = Decimal(5)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from rightsizer.core.consolidation import unplaceable_from
 from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
 from rightsizer.core.errors import InvalidPool, RightsizerError
 from rightsizer.core.gpu_share import gpu_share
+from rightsizer.core.metrics_view import IDLE_GPU_PERCENT
 from rightsizer.core.planner import PlanInput, PlannerOptions, plan
 from rightsizer.core.pool_status import (
     INPUTS_AVAILABLE,
@@ -79,7 +80,6 @@ from rightsizer.runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-IDLE_GPU_PERCENT = Decimal(5)
 DEFAULT_SCALE_DOWN_AFTER = timedelta(minutes=10)
 
 
