@@ -17,13 +17,11 @@ from rightsizer.core.budgets import (
     budget_active,
     budget_nodes,
     consolidation_due,
-    last_fire,
     node_block_reason,
-    parse_cron,
     pod_disposition,
 )
+from rightsizer.core.cron import last_fire, parse_cron
 from rightsizer.core.errors import InvalidSchedule
-from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot import PodDisruptionBudget, snapshot_from_document
 from tests.unit.planner_builders import gpu_node, kube_list, pod
 
@@ -321,8 +319,7 @@ def test_budget_percentages_round_up(nodes: str, size: int, expected: int) -> No
 def test_allowed_disruptions(  # noqa: PLR0917 - one column per table field
     budgets: tuple[NodeBudget, ...], size: int, disrupting: int, now: datetime, reason: str, expected: int
 ) -> None:
-    pool = PoolPolicy(name="p", budgets=budgets)
-    assert allowed_disruptions(pool, size, disrupting, now, reason) == expected
+    assert allowed_disruptions(budgets, size, disrupting, now, reason) == expected
 
 
 @pytest.mark.parametrize(
@@ -336,5 +333,4 @@ def test_allowed_disruptions(  # noqa: PLR0917 - one column per table field
     ],
 )
 def test_consolidate_after(after: timedelta | None, since: datetime | None, due: bool) -> None:
-    pool = PoolPolicy(name="p", consolidate_after=after)
-    assert (consolidation_due(pool, since, MONDAY_10) is None) is due
+    assert (consolidation_due(after, since, MONDAY_10) is None) is due

@@ -377,7 +377,7 @@ class _Run:
             more = len(self.blockers[i]) - 1
             suffix = f" (+{more} more unmovable pod{'s' if more > 1 else ''})" if more else ""
             return f"pod {pod.key} cannot move: {disposition.reason}{suffix}"
-        left = consolidation_due(pool, self._since(i), self.now)
+        left = consolidation_due(pool.consolidate_after, self._since(i), self.now)
         if left is not None:
             if pool.consolidate_after is None:
                 return f"pool {pool.name} has consolidateAfter: Never"
@@ -411,7 +411,7 @@ class _Run:
         allowed = self._allowed.get(key)
         if allowed is None:
             allowed = allowed_disruptions(
-                pool, self.pool_size[pool.name], self.pool_disrupting[pool.name], self.now, reason
+                pool.budgets, self.pool_size[pool.name], self.pool_disrupting[pool.name], self.now, reason
             )
             self._allowed[key] = allowed
         if self.pool_planned[pool.name] >= allowed:

@@ -40,8 +40,8 @@ from rightsizer.core.budgets import (
     DEFAULT_BUDGET,
     REASONS,
     NodeBudget,
-    parse_cron,
 )
+from rightsizer.core.cron import parse_cron
 from rightsizer.core.errors import InvalidPool, InvalidQuantity, InvalidSchedule
 from rightsizer.core.protections import DEFAULT_CHECKPOINT_TIMEOUT, DEFAULT_STARTUP_GRACE
 from rightsizer.core.quantity import parse_quantity

@@ -298,7 +298,7 @@ class Executor:
             movable.append(pod)
         members = [n for n in live_nodes if selector_matches(pool.node_selector, n.labels)]
         disrupting = sum(1 for n in members if is_disrupting(n) or INTENT_ANNOTATION in n.annotations)
-        room = allowed_disruptions(pool, len(members), disrupting, self.clock(), step.budget_reason)
+        room = allowed_disruptions(pool.budgets, len(members), disrupting, self.clock(), step.budget_reason)
         if room <= 0:
             return f"disruption budget of pool {pool.name} exhausted ({disrupting} node(s) disrupted now)"
         return Validated(node, pool, tuple(movable))
