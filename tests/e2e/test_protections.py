@@ -4,6 +4,7 @@ gangs. Negative checks wait for consolidation passes (rightsizer_pool_passes_tot
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import requests
 from kubernetes import client
 
 from rightsizer.adapters.nodepools.kwok_nodes import A100_80GB_X8
+from rightsizer.cli.main import main
 from tests.support.apiproxy import ApiProxy, operator_proxy
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
 from tests.support.fleet import (
@@ -322,3 +324,27 @@ def test_a_pod_that_never_answers_the_checkpoint_request_is_never_evicted(
         wait_passes(operator, fleet.pool("a100"), 3)
         assert running_pods(cluster, namespace) == before, "a pod was evicted without its checkpoint"
         assert node not in fleet.tainted()
+
+
+def test_plan_live_reads_the_cluster_as_the_operator_does(
+    cluster: Cluster,
+    namespace: str,
+    fleet: Fleet,
+    gpu_util: GpuUtilization,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    two_busy_nodes(namespace, fleet, gpu_util)
+    before = spread_apps(cluster, fleet, namespace, [("guarded", 1), ("filler", 2)])
+    nodes = {name.split("-")[0]: node for name, (_, node) in before.items()}
+    assert len(set(nodes.values())) == 2, deployments_summary(cluster, namespace)
+    cluster.apply(gpu_workload("guarded", "guarded", protection={"doNotDisrupt": True}), namespace)
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+
+    # No operator runs: only the plan reads the GPUWorkload, its pool and its prices.
+    assert main(["plan", "--live", "--kubeconfig", cluster.kubeconfig, "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    removed = {action["node"] for action in plan["actions"]}
+    assert nodes["filler"] in removed, plan["actions"]
+    assert nodes["guarded"] not in removed
+    reasons = [s["reason"] for s in plan["skipped"] if s["node"] == nodes["guarded"]]
+    assert any(f"protected by its GPUWorkload {namespace}/guarded" in r for r in reasons), plan["skipped"]

@@ -1,16 +1,16 @@
 """`rightsizer plan`: the consolidation planner as a dry run on a snapshot file or the live cluster.
 
-Reads ``kubectl get nodes,pods,pdb -A -o json`` (from a file, stdin, or by running kubectl with
-``--live``), optional GPUNodePool documents and per-pod GPU activity, and prints the plan as a table
-or as one JSON object. Nothing in the cluster is changed. Exit codes: 0 plan printed, 2 bad input,
-1 kubectl failed.
+Reads ``kubectl get nodes,pods,pdb -A -o json`` (from a file or stdin) with optional GPUNodePool
+documents, or, with ``--live``, the cluster exactly as the operator's consolidation reads it (nodes,
+pods, PDBs, GPUNodePools and what GPUWorkloads say of their pods, through the same reader), plus
+optional per-pod GPU activity, and prints the plan as a table or as one JSON object. Nothing in the
+cluster is changed. Exit codes: 0 plan printed, 2 bad input, 1 the cluster could not be read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -20,15 +20,19 @@ from pathlib import Path
 from typing import TextIO
 
 import yaml
+from kubernetes.client.rest import ApiException
+from kubernetes.config import ConfigException
 
+from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.pools import PoolPolicy, parse_pools
-from rightsizer.core.snapshot import Snapshot, parse_time, snapshot_from_json
+from rightsizer.core.snapshot import parse_time, snapshot_from_json
+from rightsizer.runtime.node_pools import pod_policies_of
+from rightsizer.runtime.wiring import api_client
 
 EXIT_BAD_INPUT = 2
-EXIT_KUBECTL_FAILED = 1
-KUBECTL_TIMEOUT_SECONDS = 120
+EXIT_UNREADABLE = 1
 
 
 class BadInput(Exception):
@@ -51,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="JSON of `kubectl get nodes,pods,pdb -A -o json` ('-' reads standard input)",
     )
     source.add_argument(
-        "--live", action="store_true", help="read the current cluster with kubectl (read-only)"
+        "--live",
+        action="store_true",
+        help="read the cluster as the operator does, its GPUNodePools and GPUWorkloads too (read-only)",
     )
     parser.add_argument(
         "--pools", metavar="FILE", help="GPUNodePool documents (YAML or JSON, several allowed)"
@@ -85,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     except RightsizerError as exc:
         print(f"rightsizer plan: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KubectlFailed as exc:
+    except ClusterUnreadable as exc:
         print(f"rightsizer plan: {exc}", file=sys.stderr)
-        return EXIT_KUBECTL_FAILED
+        return EXIT_UNREADABLE
     started = time.perf_counter()
     result = plan(inputs)
     result = result.timed(time.perf_counter() - started)
@@ -99,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class KubectlFailed(Exception):
-    pass
+class ClusterUnreadable(Exception):
+    """The live cluster, or an input protection depends on, could not be read: no plan, as the
+    operator drains nothing then."""
 
 
 def _read(path: str, what: str) -> str:
@@ -119,7 +126,6 @@ def _inputs(args: argparse.Namespace) -> PlanInput:
         if parsed is None:
             raise BadInput("--now needs an RFC 3339 time such as 2026-01-31T12:00:00Z")
         now = parsed
-    snapshot = _snapshot(args)
     pools = _pools(args.pools) if args.pools else None
     activity = _activity(args.activity) if args.activity else {}
     options = PlannerOptions(
@@ -128,33 +134,33 @@ def _inputs(args: argparse.Namespace) -> PlanInput:
         keep_gpu_model=not args.any_gpu_model,
         cpu_pods_on_gpu_nodes=args.cpu_pods_on_gpu_nodes,
     )
-    return PlanInput(snapshot=snapshot, now=now, pools=pools, gpu_activity=activity, options=options)
+    if not args.live:
+        snapshot = snapshot_from_json(_read(args.snapshot, "snapshot"))
+        return PlanInput(snapshot=snapshot, now=now, pools=pools, gpu_activity=activity, options=options)
+    state = _live(args.kubeconfig, args.context)
+    for name, problem in sorted(state.pool_errors.items()):
+        print(f"rightsizer plan: GPUNodePool {name} is left out: {problem}", file=sys.stderr)
+    return PlanInput(
+        snapshot=state.snapshot,
+        now=now,
+        pools=pools if pools is not None else state.pools,
+        gpu_activity=activity,
+        pod_policies=pod_policies_of(state),
+        options=options,
+    )
 
 
-def _snapshot(args: argparse.Namespace) -> Snapshot:
-    if args.live:
-        return snapshot_from_json(kubectl_snapshot(args.kubeconfig, args.context))
-    return snapshot_from_json(_read(args.snapshot, "snapshot"))
-
-
-def kubectl_snapshot(kubeconfig: str | None, context: str | None) -> str:
-    """Run the read-only `kubectl get nodes,pods,pdb -A -o json` and return its output."""
-    command = ["kubectl", "get", "nodes,pods,pdb", "-A", "-o", "json"]
-    if kubeconfig:
-        command += ["--kubeconfig", kubeconfig]
-    if context:
-        command += ["--context", context]
+def _live(kubeconfig: str | None, context: str | None) -> ClusterState:
     try:
-        proc = subprocess.run(
-            command, capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_SECONDS, check=False
+        state = ClusterReader(api_client(kubeconfig, context)).read()
+    except (ApiException, RightsizerError, ConfigException, OSError) as exc:
+        raise ClusterUnreadable(f"the cluster could not be read: {exc}") from exc
+    if (unreadable := state.unreadable_summary()) is not None:
+        raise ClusterUnreadable(
+            f"could not read {unreadable}: the operator drains no node with pods until it can, so "
+            "there is no plan to show"
         )
-    except FileNotFoundError as exc:
-        raise KubectlFailed("kubectl is not on PATH; install it or pass --snapshot FILE") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise KubectlFailed(f"kubectl did not answer within {KUBECTL_TIMEOUT_SECONDS}s") from exc
-    if proc.returncode != 0:
-        raise KubectlFailed(f"`{' '.join(command)}` failed: {proc.stderr.strip()}")
-    return proc.stdout
+    return state
 
 
 def _pools(path: str) -> tuple[PoolPolicy, ...]:

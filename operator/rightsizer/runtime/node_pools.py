@@ -184,7 +184,7 @@ class PoolManager:
             return PassResult({})
         now = self.clock()
         activity, metrics_hold = self._activity()
-        policies = _policies(state)
+        policies = pod_policies_of(state)
         inputs_hold = state.unreadable_summary()
         result = plan(
             PlanInput(
@@ -249,7 +249,9 @@ class PoolManager:
         if (unreadable := state.unreadable_summary()) is not None:
             return f"cannot read {unreadable}"
         assignment = assign_pools(state.snapshot.nodes, state.pools)
-        return unplaceable_from(state.snapshot, assignment, node, now=self.clock(), policies=_policies(state))
+        return unplaceable_from(
+            state.snapshot, assignment, node, now=self.clock(), policies=pod_policies_of(state)
+        )
 
     def _unreadable_until(
         self, pool: str, state: ClusterState, members: Sequence[Node], now: datetime
@@ -499,7 +501,7 @@ def _currency(document: Mapping[str, Any] | None) -> str:
     return str(((document or {}).get("spec") or {}).get("currency") or "USD")
 
 
-def _policies(state: ClusterState) -> dict[str, PodPolicy]:
+def pod_policies_of(state: ClusterState) -> dict[str, PodPolicy]:
     """What the GPUWorkloads say about every pod: planner and executor use the same."""
     claims = mapping.workload_claims(state.workloads, state.selectors, state.unresolved)
     return ownership.pod_policies(state.snapshot.pods, claims, state.owners, WORKLOAD_ANNOTATION)

@@ -33,10 +33,10 @@ class Operator:
     cache: ClusterCache
 
 
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """In a pod: the ServiceAccount token; elsewhere: KUBECONFIG / --kubeconfig."""
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In a pod: the ServiceAccount token; elsewhere: KUBECONFIG / --kubeconfig (and its context)."""
+    if kubeconfig or context:
+        return config.new_client_from_config(config_file=kubeconfig, context=context)
     try:
         config.load_incluster_config()
         return client.ApiClient()
