@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+from rightsizer.api.durations import format_duration
 from rightsizer.core.binpack import (
     CPU,
     MEMORY,
@@ -382,7 +383,8 @@ class _Run:
             if pool.consolidate_after is None:
                 return f"pool {pool.name} has consolidateAfter: Never"
             return (
-                f"consolidateAfter {_duration(pool.consolidate_after)} not reached ({_duration(left)} left)"
+                f"consolidateAfter {format_duration(pool.consolidate_after)} not reached "
+                f"({format_duration(_whole_seconds(left))} left)"
             )
         if (unknown := self._unknown_activity(i, pool)) is not None:
             return unknown
@@ -816,17 +818,9 @@ def _targetable(node: Node) -> bool:
     )
 
 
-def _duration(delta: timedelta) -> str:
-    """``1h30m``, ``10m``, ``45s``: how Kubernetes users write durations."""
-    seconds = int(delta.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = (
-        (f"{hours}h" if hours else "")
-        + (f"{minutes}m" if minutes else "")
-        + (f"{seconds}s" if seconds else "")
-    )
-    return text or "0s"
+def _whole_seconds(delta: timedelta) -> timedelta:
+    # What is left of a wait is said to the second: the milliseconds are noise to the reader.
+    return timedelta(seconds=int(delta.total_seconds()))
 
 
 def _match_pdbs(
