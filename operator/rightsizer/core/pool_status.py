@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rightsizer.core.status import format_time
+from rightsizer.core.status import condition, conditions_by_type
 
 READY = "Ready"
 CONFLICT = "Conflict"
@@ -64,39 +64,37 @@ def pool_conditions(
     previous: Sequence[Mapping[str, Any]] | None, observed: PoolObservation, now: datetime
 ) -> list[dict[str, Any]]:
     """The complete condition list for ``observed``; ``previous`` is the list currently stored."""
-    earlier = {c.get("type"): c for c in previous or () if isinstance(c, Mapping)}
+    earlier = conditions_by_type(previous)
 
-    def condition(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
-        return _condition(earlier.get(kind) or {}, kind, status, reason, message, now, observed.generation)
+    def make(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return condition(earlier.get(kind) or {}, kind, status, reason, message, now, observed.generation)
 
     if observed.problem is not None:
         # Whether selectors overlap is unknown while the pool cannot be read: keep what was said.
         kept = [dict(earlier[CONFLICT])] if CONFLICT in earlier else []
-        return [condition(READY, False, INVALID_POOL, observed.problem), *kept]
+        return [make(READY, False, INVALID_POOL, observed.problem), *kept]
     metrics: list[dict[str, Any]] = []
     if observed.metrics_hold is not None:
         message = f"GPU activity unavailable ({observed.metrics_hold}): holding, no node with pods is drained"
-        metrics = [condition(METRICS_AVAILABLE, False, METRICS_UNAVAILABLE, message)]
+        metrics = [make(METRICS_AVAILABLE, False, METRICS_UNAVAILABLE, message)]
     elif observed.metrics_configured:
-        metrics = [condition(METRICS_AVAILABLE, True, "ActivityRead", "GPU activity read this pass")]
+        metrics = [make(METRICS_AVAILABLE, True, "ActivityRead", "GPU activity read this pass")]
     if observed.inputs_hold is not None:
         message = f"cannot read {observed.inputs_hold}: holding, no node with pods is drained"
-        metrics.append(condition(INPUTS_AVAILABLE, False, INPUTS_UNREADABLE, message))
+        metrics.append(make(INPUTS_AVAILABLE, False, INPUTS_UNREADABLE, message))
     else:
-        metrics.append(
-            condition(INPUTS_AVAILABLE, True, "InputsRead", "everything protection needs was read")
-        )
+        metrics.append(make(INPUTS_AVAILABLE, True, "InputsRead", "everything protection needs was read"))
     overlap = overlap_message(observed.overlaps)
     if overlap is not None:
         return [
-            condition(READY, False, OVERLAPPING_SELECTORS, overlap),
-            condition(CONFLICT, True, OVERLAPPING_SELECTORS, overlap),
+            make(READY, False, OVERLAPPING_SELECTORS, overlap),
+            make(CONFLICT, True, OVERLAPPING_SELECTORS, overlap),
             *metrics,
         ]
     plural = "" if observed.nodes == 1 else "s"
     return [
-        condition(READY, True, "Managed", f"{observed.nodes} node{plural} managed"),
-        condition(CONFLICT, False, "DisjointSelectors", "no other GPUNodePool selects these nodes"),
+        make(READY, True, "Managed", f"{observed.nodes} node{plural} managed"),
+        make(CONFLICT, False, "DisjointSelectors", "no other GPUNodePool selects these nodes"),
         *metrics,
     ]
 
@@ -167,30 +165,6 @@ def _transition_event(
 
 def _find(conditions: Sequence[Mapping[str, Any]] | None, kind: str) -> Mapping[str, Any]:
     return next((c for c in conditions or () if isinstance(c, Mapping) and c.get("type") == kind), {})
-
-
-def _condition(  # noqa: PLR0917 (one call site, a closure that names them)
-    before: Mapping[str, Any],
-    kind: str,
-    status: bool,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: int | None,
-) -> dict[str, Any]:
-    text = "True" if status else "False"
-    since = before.get("lastTransitionTime")
-    unchanged = before.get("status") == text and isinstance(since, str)
-    condition: dict[str, Any] = {
-        "type": kind,
-        "status": text,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since if unchanged else format_time(now),
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
 
 
 def _nodes(nodes: tuple[str, ...]) -> str:

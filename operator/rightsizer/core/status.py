@@ -119,33 +119,48 @@ def workload_status(
 
 
 def _conditions(previous: Any, observed: WorkloadObservation, now: datetime) -> list[dict[str, Any]]:
-    earlier = {
-        c.get("type"): c for c in previous or () if isinstance(c, Mapping) and isinstance(c.get("type"), str)
-    }
+    earlier = conditions_by_type(previous)
     wanted = (
         (READY, *_ready(observed)),
         (METRICS_AVAILABLE, *_metrics_available(observed.metrics)),
         (SCALING, *_scaling(observed)),
         (CONFLICT, *_conflict(observed.conflict)),
     )
-    conditions = []
-    for kind, status, reason, message in wanted:
-        status_text = "True" if status else "False"
-        before = earlier.get(kind) or {}
-        # The transition time says since when this has been so; it moves only when status does.
-        since = before.get("lastTransitionTime")
-        unchanged = before.get("status") == status_text and isinstance(since, str)
-        conditions.append(
-            {
-                "type": kind,
-                "status": status_text,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": since if unchanged else format_time(now),
-                "observedGeneration": observed.generation,
-            }
-        )
-    return conditions
+    return [
+        condition(earlier.get(kind) or {}, kind, status, reason, message, now, observed.generation)
+        for kind, status, reason, message in wanted
+    ]
+
+
+def conditions_by_type(previous: Any) -> dict[str, Mapping[str, Any]]:
+    """The stored conditions by type; anything that is not a condition is left out."""
+    return {c["type"]: c for c in previous or () if isinstance(c, Mapping) and isinstance(c.get("type"), str)}
+
+
+def condition(  # noqa: PLR0917 - a condition's fields, in their order
+    before: Mapping[str, Any],
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    """One condition, as both kinds of object store it. The transition time says since when this has
+    been so: it moves only when the status does."""
+    text = "True" if status else "False"
+    since = before.get("lastTransitionTime")
+    unchanged = before.get("status") == text and isinstance(since, str)
+    out: dict[str, Any] = {
+        "type": kind,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since if unchanged else format_time(now),
+    }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
 
 
 def _ready(observed: WorkloadObservation) -> tuple[bool, str, str]:
