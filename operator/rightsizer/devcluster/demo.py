@@ -94,8 +94,10 @@ def pool(name: str, product: str, gpus: int, price: float, watts: int) -> dict[s
             "minNodes": 1,
             "consolidationPolicy": "WhenUnderutilized",
             "consolidateAfter": "30s",
-            # The demo's pods are minutes old when consolidation starts; real pools keep 10m.
+            # The demo's pods are minutes old when consolidation starts, and an emptied node should go
+            # while you watch; real pools keep 10m for both.
             "startupGracePeriod": "1m",
+            "scaleDownAfter": "1m",
             "disruption": {"budgets": [{"nodes": "1"}]},
         },
     }
@@ -235,10 +237,31 @@ def wait_for_statuses(timeout: float) -> None:
         time.sleep(2)
 
 
+def nodes_line() -> str:
+    names = kubectl("get", "nodes", "-L", "rightsizer.io/pool", "--no-headers", check=False)
+    return f"{names.count(chr(10))} nodes\n"
+
+
+def _settled_view(table: str) -> list[list[str]]:
+    """What counts as a change: each workload's current and desired replicas, and the node count; not
+    its utilisation, cost or age, which move all the time."""
+    view = []
+    for line in table.splitlines():
+        words = line.split()
+        # NAME TYPE MODE UTIL% REPLICAS DESIRED $/H AGE
+        view.append([words[0], words[4], words[5]] if len(words) == 8 else words)
+    return view
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=240, help="seconds to let the operator work (240)")
+    parser.add_argument(
+        "--duration", type=int, default=480, help="most seconds to let the operator work (480)"
+    )
     parser.add_argument("--every", type=int, default=15, help="seconds between progress lines (15)")
+    parser.add_argument(
+        "--settle", type=int, default=4, help="stop once this many progress lines in a row show no change (4)"
+    )
     parser.add_argument("--out", default="demo-output", help="folder for the report and chart")
     args = parser.parse_args(argv)
     prom = os.environ["RIGHTSIZER_PROMETHEUS_URL"]
@@ -284,18 +307,22 @@ def main(argv: list[str] | None = None) -> int:
         print("[demo] baseline taken; switching the workloads to Enforce\n")
         apply(workloads())
         deadline = time.monotonic() + args.duration
-        while time.monotonic() < deadline:
+        last, unchanged = "", 0
+        while time.monotonic() < deadline and unchanged < args.settle:
             time.sleep(args.every)
             if operator.poll() is not None:
                 print(f"[demo] the operator stopped unexpectedly; see {log}")
                 break
             elapsed = int(time.time() - start)
+            fleet_now = kubectl("get", "gw", "-n", NAMESPACE) + nodes_line()
             print(f"--- {elapsed}s ---")
-            print(kubectl("get", "gw", "-n", NAMESPACE), end="")
-            print(
-                kubectl("get", "nodes", "-L", "rightsizer.io/pool", "--no-headers", check=False).count("\n"),
-                "nodes",
-            )
+            print(fleet_now, end="")
+            unchanged = unchanged + 1 if _settled_view(fleet_now) == _settled_view(last) else 0
+            last = fleet_now
+        if unchanged >= args.settle:
+            print(f"[demo] settled: nothing changed in the last {args.settle * args.every}s")
+        else:
+            print(f"[demo] still changing after {args.duration}s; the report shows where it got to")
         report = rightsizer("report", "--baseline", str(baseline))
         (out / "report.txt").write_text(report)
         print("\n" + report)
@@ -304,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         operator.terminate()
         operator.wait(timeout=30)
-    print('[demo] the cluster stays up: eval "$(hack/cluster.sh env)"; kubectl get gw,pods -A')
-    print(
-        "[demo] operator: .venv/bin/rightsizer run --standalone --prometheus-url $RIGHTSIZER_PROMETHEUS_URL"
-    )
+    print("[demo] the operator has stopped; the cluster stays up, as the demo left it:")
+    print('[demo]   eval "$(hack/cluster.sh env)"; kubectl get gw,pods -A')
+    print("[demo] to run the operator again (Ctrl-C stops it):")
+    print("[demo]   .venv/bin/rightsizer run --standalone --prometheus-url $RIGHTSIZER_PROMETHEUS_URL")
     print("[demo] tear down: make cluster-down")
     return 0
 
