@@ -212,21 +212,21 @@ def outside_the_pod(generated: str, exporter_url: str, kubeconfig: str) -> dict[
     return config
 
 
-def _gpu_nodes(cluster: Cluster) -> int:
-    out = cluster.kubectl("get", "nodes", "-l", "nvidia.com/gpu.product", "-o", "name").stdout.split()
-    assert out, "the cluster has no GPU node"
-    return len(out)
-
-
 def _exporter_ready(cluster: Cluster) -> bool:
-    """An exporter pod runs on every GPU node and the Service's Endpoints list them as ready."""
+    """Every pod the DaemonSet wants runs, and the Service's Endpoints list them all as ready. (The
+    DaemonSet's own count, not the nodes': another test's nodes may still be going away.)"""
+    args = ["get", "daemonset", EXPORTER_NAME, "-n", EXPORTER_NAMESPACE, "-o", "json"]
+    status = yaml.safe_load(cluster.kubectl(*args).stdout).get("status") or {}
+    wanted = status.get("desiredNumberScheduled") or 0
+    if not wanted or status.get("numberReady") != wanted:
+        return False
     # Endpoints (v1): what the generated discovery (role endpoints, the operator's default) reads.
     args = ["get", "endpoints", EXPORTER_NAME, "-n", EXPORTER_NAMESPACE, "-o", "json"]
     subsets = yaml.safe_load(cluster.kubectl(*args).stdout).get("subsets") or []
     ready = [
         a for s in subsets for a in s.get("addresses") or [] if a.get("targetRef", {}).get("kind") == "Pod"
     ]
-    return len(ready) == _gpu_nodes(cluster)
+    return len(ready) == wanted
 
 
 def _describe(cluster: Cluster) -> str:
