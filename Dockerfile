@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # GPU Rightsizer operator image: `docker build -t gpu-rightsizer:0.1.0 .`
 #
-# Stage 1 builds the wheel and installs it with its dependencies into a virtual environment.
+# Stage 1 builds the wheel and installs it with its dependencies into a virtual environment, less the
+# local cluster's tooling (rightsizer.devcluster: fake exporter, demo), which the operator never runs.
 # Stage 2 is the slim Python runtime with that environment only: no compiler, no pip, no sources,
 # running as an unprivileged user (uid 65532, the chart's runAsUser).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -14,6 +15,8 @@ COPY operator ./operator
 RUN pip wheel --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/rightsizer \
  && pip --python /opt/rightsizer/bin/python install --no-index --find-links /wheels gpu-rightsizer \
+ && /opt/rightsizer/bin/python -c "import pathlib, shutil, rightsizer; \
+shutil.rmtree(pathlib.Path(rightsizer.__file__).parent / 'devcluster')" \
  && /opt/rightsizer/bin/rightsizer --help >/dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime

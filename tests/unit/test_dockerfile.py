@@ -172,3 +172,23 @@ def test_the_build_context_makes_a_wheel_with_the_operator_and_its_console_scrip
         entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "rightsizer/cli/run.py" in names and "rightsizer/runtime/settings.py" in names
     assert "rightsizer = rightsizer.cli.main:main" in entry_points
+
+
+def test_the_operator_runs_without_the_local_clusters_tooling(tmp_path: Path) -> None:
+    # As in the image: the package less rightsizer.devcluster.
+    shutil.copytree(
+        ROOT / "operator" / "rightsizer", tmp_path / "rightsizer", ignore=shutil.ignore_patterns("devcluster")
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "rightsizer.cli.main", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "run the operator" in done.stdout and "fake-dcgm-exporter" not in done.stdout
+    check = "import rightsizer.cli.main as m; print(m.__file__)"
+    where = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.startswith(str(tmp_path)), "the copy, not the source tree, was run"

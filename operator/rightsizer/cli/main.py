@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
 # Each module exposes register(subparsers) and sets `func` on its parser.
 SUBCOMMANDS = ("run", "plan", "report", "metrics", "crds", "fake_dcgm")
+
+
+# The local cluster's tooling (rightsizer.devcluster) is not in the operator image: its commands are
+# offered only where it is installed.
+DEV_SUBCOMMANDS = frozenset({"fake_dcgm"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
+        if name in DEV_SUBCOMMANDS and importlib.util.find_spec("rightsizer.devcluster") is None:
+            continue
         importlib.import_module(f"rightsizer.cli.{name}").register(subparsers)
     return parser
 
