@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +23,7 @@ from rightsizer.adapters.metrics.prometheus import PrometheusSource
 from rightsizer.adapters.metrics.series_shapes import LabelShape
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from tests.contract.test_metrics_contract import NOW, FleetWorld
+from tests.support.serving import serving
 
 pytestmark = pytest.mark.unit
 
@@ -229,13 +229,8 @@ def html_server() -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as url:
+        yield url
 
 
 def test_something_that_is_not_prometheus_is_unavailable(html_server: str) -> None:
@@ -263,13 +258,8 @@ def prometheus_api() -> Iterator[tuple[str, list[dict[str, str]]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as url:
+        yield url, seen
 
 
 def test_bearer_token_file_is_read_on_every_query_so_rotation_needs_no_restart(

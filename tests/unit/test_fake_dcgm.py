@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from rightsizer.devcluster.gpu_devices import (
 )
 from rightsizer.devcluster.scenario import gpu_readings
 from rightsizer.devcluster.scenario_rules import ActiveRule, Rule, ScenarioError, load_scenario
+from tests.support.serving import serving
 
 pytestmark = pytest.mark.unit
 
@@ -509,13 +509,8 @@ def served() -> Iterator[tuple[str, World, FakeDcgmExporter]]:
     world.pods = [pod_json("web-1", node="a100-1")]
     exporter = world.exporter()
     server = _Server(("127.0.0.1", 0), exporter, LABEL_FLAVOURS["new"], timedelta(seconds=30))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", world, exporter
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as url:
+        yield url, world, exporter
 
 
 def get(url: str) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ the operator's own reader."""
 from __future__ import annotations
 
 import argparse
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -23,6 +22,7 @@ from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, render
 from rightsizer.devcluster.exporter_state import ClusterObjects, FakeDcgmExporter
 from rightsizer.devcluster.gpu_devices import GpuNode, GpuPod, assign_mig, gpu_uuid, mig_layout
 from rightsizer.devcluster.scenario_rules import ScenarioError, load_scenario
+from tests.support.serving import serving
 
 pytestmark = pytest.mark.unit
 
@@ -243,13 +243,8 @@ def served() -> Iterator[str]:
     server = fake_dcgm._Server(
         ("127.0.0.1", 0), exporter, LABEL_FLAVOURS["new"], timedelta(seconds=30), virtual_gpus=False
     )
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as url:
+        yield url
 
 
 def test_virtual_gpus_is_an_exporter_option_each_request_may_override(served: str) -> None:
