@@ -149,3 +149,19 @@ def test_a_mig_workload_reading_gpu_util_is_told_which_signal_reads_its_slices()
         "report no DCGM_FI_DEV_GPU_UTIL; signal Auto or DCGM_FI_PROF_GR_ENGINE_ACTIVE reads them"
         in (metrics["message"])
     )
+
+
+@pytest.mark.parametrize(
+    ("meta", "phase", "starting"),
+    [
+        ({}, "Pending", True),
+        ({"deletionTimestamp": "2026-12-01T00:00:00Z"}, "Running", False),
+        ({}, "Failed", False),
+        ({}, "Succeeded", False),
+    ],
+)
+def test_a_pod_not_ready_is_starting_only_on_its_way_up(
+    meta: dict[str, str], phase: str, starting: bool
+) -> None:
+    pod = pod_info({"metadata": {"name": "p", **meta}, "spec": {}, "status": {"phase": phase}})
+    assert (pod.ready, pod.starting) == (False, starting)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from rightsizer.adapters.cluster_view import ScalerRef
+from rightsizer.adapters.kube import TargetRef
 from rightsizer.devcluster.memory_cluster import MemoryCluster
 
 pytestmark = pytest.mark.unit
@@ -163,3 +165,25 @@ def test_a_workload_on_a_time_sliced_gpu_says_so_and_is_not_scaled_down_on_the_d
     assert result.status["lastDecision"]["action"] == "Hold"
     assert "SharedGpu" in result.status["lastDecision"]["reason"]
     assert c.telemetry.decisions.value("Hold", "SharedGpu") == 12
+
+
+@pytest.mark.parametrize(
+    ("leaving", "expected"),
+    [
+        pytest.param({"deleting": True, "ready": False}, 3, id="a-pod-being-deleted"),
+        pytest.param({"phase": "Failed", "ready": False}, 3, id="a-failed-pod"),
+        pytest.param({"phase": "Pending", "ready": False}, 2, id="a-pod-still-starting-damps-it"),
+    ],
+)
+def test_only_pods_on_their_way_up_damp_a_scale_up_as_for_hpa(
+    leaving: dict[str, object], expected: int
+) -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 3, util=90)
+    c.pods["ml"][2] = replace(c.pods["ml"][2], **leaving)
+    c.targets.add("ml", TargetRef("apps/v1", "Deployment", "chat"), 2, "app=chat")
+    c.workload("ml", "chat")
+    # Two Ready pods at 90% against 60%: 3. A third pod that is starting counts as idle and holds
+    # the count (90+90+0 over 3 is 60%); one that is leaving is not counted at all.
+    c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == expected

@@ -82,6 +82,13 @@ class PodInfo:
     labels: Mapping[str, str]
     gpu_requests: Mapping[str, Decimal] = field(default_factory=dict)
     """Whole, shared and MIG GPU resources requested, by resource name (what its cost is priced on)."""
+    deleting: bool = False
+
+    @property
+    def starting(self) -> bool:
+        """Not Ready yet and on its way to be: a pod being deleted or that has ended is not starting,
+        and, as for HPA, neither damps a scale-up nor keeps its workload from scaling to zero."""
+        return not self.ready and not self.deleting and self.phase not in ("Failed", "Succeeded")
 
 
 def pod_info(body: Mapping[str, Any]) -> PodInfo:
@@ -117,6 +124,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         annotations=dict(meta.get("annotations") or {}),
         labels=dict(meta.get("labels") or {}),
         gpu_requests=gpu_requests,
+        deleting=bool(meta.get("deletionTimestamp")),
     )
 
 

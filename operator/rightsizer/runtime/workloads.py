@@ -260,7 +260,7 @@ class WorkloadReconciler:
 
         pods = view.pods(namespace, scale.selector)
         ready = [p.name for p in pods if p.ready]
-        starting = [p.name for p in pods if not p.ready]
+        starting = [p.name for p in pods if p.starting]
         metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, now)
         if isinstance(metrics, Hold):
             on_mig = [
