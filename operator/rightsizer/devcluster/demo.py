@@ -242,15 +242,12 @@ def nodes_line() -> str:
     return f"{names.count(chr(10))} nodes\n"
 
 
-def _settled_view(table: str) -> list[list[str]]:
+def settled_view() -> str:
     """What counts as a change: each workload's current and desired replicas, and the node count; not
     its utilisation, cost or age, which move all the time."""
-    view = []
-    for line in table.splitlines():
-        words = line.split()
-        # NAME TYPE MODE UTIL% REPLICAS DESIRED $/H AGE
-        view.append([words[0], words[4], words[5]] if len(words) == 8 else words)
-    return view
+    replicas = "{.metadata.name} {.status.replicas.current} {.status.replicas.desired}"
+    path = "{range .items[*]}" + replicas + '{"\\n"}{end}'
+    return kubectl("get", "gw", "-n", NAMESPACE, "-o", f"jsonpath={path}") + nodes_line()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,11 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[demo] the operator stopped unexpectedly; see {log}")
                 break
             elapsed = int(time.time() - start)
-            fleet_now = kubectl("get", "gw", "-n", NAMESPACE) + nodes_line()
             print(f"--- {elapsed}s ---")
-            print(fleet_now, end="")
-            unchanged = unchanged + 1 if _settled_view(fleet_now) == _settled_view(last) else 0
-            last = fleet_now
+            print(kubectl("get", "gw", "-n", NAMESPACE) + nodes_line(), end="")
+            now_view = settled_view()
+            unchanged = unchanged + 1 if now_view == last else 0
+            last = now_view
         if unchanged >= args.settle:
             print(f"[demo] settled: nothing changed in the last {args.settle * args.every}s")
         else:
