@@ -78,12 +78,16 @@ def exporter_service(address: str) -> list[dict[str, Any]]:
     ]
 
 
-def operator_discovering(cluster: Cluster, namespace: str, identity: str, service: str) -> Any:
+def operator_discovering(
+    cluster: Cluster, namespace: str, service: str, identity: str | None = None, refused: str | None = None
+) -> Any:
     """The operator reading the exporters behind `service`, as the chart's `metricsSource: DCGM` and
-    `dcgm.service` values set it up."""
+    `dcgm.service` values set it up; as `identity` (a chart's cluster-wide ServiceAccount; by default
+    the session's, installed without dcgm.service), `refused` naming the refusals the test expects."""
     return OperatorProcess.start(
         cluster.kubeconfig, namespace, cluster.prometheus_url, interval=3, identity=identity,
-        cluster_wide=True, extra_args=("--metrics-source", "DCGM", "--dcgm-service", service),
+        cluster_wide=True, refusals_expected=refused,
+        extra_args=("--metrics-source", "DCGM", "--dcgm-service", service),
     )  # fmt: skip
 
 
@@ -116,7 +120,7 @@ def test_the_operator_scrapes_the_exporters_behind_the_dcgm_service_with_the_cha
     values = {"dcgm": {"service": service}}
     with (
         installed_chart_identity(cluster.kubeconfig, tmp_path, values) as chart,
-        operator_discovering(cluster, ns, chart.kubeconfig, service) as operator,
+        operator_discovering(cluster, ns, service, identity=chart.kubeconfig) as operator,
     ):
         # Recommend: 2 replicas at 90% against a 60% target want 3, on the exporter's numbers only.
         cluster.apply(
@@ -150,10 +154,7 @@ def test_exporters_that_cannot_be_listed_mean_hold_and_say_what_to_grant(
     cluster.apply(exporter_service(exporter_host.address), exporter_namespace)
     world.run_gpu_app(gpu_util, "chat", 2, UTIL)
     # The session's chart was installed without dcgm.service: it grants no EndpointSlice list.
-    with OperatorProcess.start(
-        cluster.kubeconfig, ns, cluster.prometheus_url, interval=3, refusals_expected="endpointslices",
-        extra_args=("--metrics-source", "DCGM", "--dcgm-service", service),
-    ):  # fmt: skip
+    with operator_discovering(cluster, ns, service, refused="endpointslices"):
         cluster.apply(gpu_workload("chat", "chat", metric={"source": "DCGM", "window": "10s"}), ns)
 
         def holding() -> bool:
