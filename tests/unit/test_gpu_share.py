@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 
 from rightsizer.adapters.kube import pod_info
-from rightsizer.core.gpu_share import gpu_share, single_mig_profile
+from rightsizer.core.gpu_share import gpu_share, shares_a_gpu, single_mig_profile
 from rightsizer.devcluster.memory_cluster import MemoryCluster
 
 pytestmark = pytest.mark.unit
@@ -165,3 +165,31 @@ def test_a_pod_not_ready_is_starting_only_on_its_way_up(
 ) -> None:
     pod = pod_info({"metadata": {"name": "p", **meta}, "spec": {}, "status": {"phase": phase}})
     assert (pod.ready, pod.starting) == (False, starting)
+
+
+def test_a_pod_on_a_time_sliced_gpu_is_shared_even_when_only_it_has_labels() -> None:
+    # dcgm-exporter without --kubernetes-virtual-gpus labels one sharer: no other series names the GPU.
+    c = MemoryCluster()
+    c.nodes["node-0"] = [{**SLICED}]
+    c.nodes["node-1"] = [{**SLICED}]
+    c.deployment("ml", "chat", 2, util=3)
+    c.workload("ml", "chat", behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    status = c.reconcile("ml", "chat").status
+    assert status["utilization"]["sharedGpu"] is True
+    assert status["lastDecision"]["action"] == "Hold"
+    assert c.replicas("ml", "chat") == 2
+
+
+@pytest.mark.parametrize(
+    ("requests", "labels", "shared"),
+    [
+        ({"nvidia.com/gpu": 1}, SLICED, True),
+        ({"nvidia.com/gpu": 1}, A100, False),
+        ({"nvidia.com/gpu.shared": 1}, {}, True),
+        ({"nvidia.com/mig-1g.10gb": 1}, A100, False),
+        ({"nvidia.com/gpu": 1}, {"nvidia.com/gpu.replicas": "1"}, False),
+        ({"nvidia.com/gpu": 1}, {"nvidia.com/gpu.replicas": "x"}, True),  # unreadable: not trusted
+    ],
+)
+def test_which_requests_share_a_gpu(requests: dict[str, int], labels: dict[str, str], shared: bool) -> None:
+    assert shares_a_gpu({k: Decimal(v) for k, v in requests.items()}, labels) is shared

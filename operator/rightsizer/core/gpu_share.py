@@ -54,6 +54,19 @@ def _replicas(labels: Mapping[str, str]) -> Decimal:
     return Decimal(int(raw)) if raw.isdigit() and int(raw) > 0 else ONE
 
 
+def shares_a_gpu(requests: Mapping[str, Decimal], node_labels: Mapping[str, str]) -> bool:
+    """The pod holds a time-sliced or MPS replica of a GPU. Its series, when it has any, carry the
+    device's numbers, even where the exporter labels only one of the sharers (so no other pod's series
+    names the same GPU)."""
+    if requests.get(SHARED_GPU, Decimal(0)) > 0:
+        return True
+    if requests.get(WHOLE_GPU, Decimal(0)) <= 0 or REPLICAS_LABEL not in node_labels:
+        return False
+    raw = node_labels[REPLICAS_LABEL]
+    # A replicas label that cannot be read may mean sharing: the pod's numbers are not trusted as its own.
+    return not raw.isdigit() or int(raw) > 1
+
+
 def single_mig_profile(requests: Sequence[Mapping[str, Decimal]]) -> str | None:
     """The MIG profile when every replica holds exactly one slice of it and nothing else."""
     names = {name for r in requests for name in r}

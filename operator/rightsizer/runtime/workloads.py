@@ -42,7 +42,7 @@ from rightsizer.core.cost_annotations import allowed_lag, annotations_are_stale
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from rightsizer.core.gpu_catalog import find_gpu_model
 from rightsizer.core.gpu_fit import recommend_gpu_fit, recommend_mig_fit
-from rightsizer.core.gpu_share import MIG_PREFIX, gpu_share, single_mig_profile, used_gpu_share
+from rightsizer.core.gpu_share import MIG_PREFIX, gpu_share, shares_a_gpu, single_mig_profile, used_gpu_share
 from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
 from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, signal_hint, view_metrics
 from rightsizer.core.replicas import ReplicaAction, decide_replicas
@@ -164,17 +164,19 @@ class FleetCache:
             return samples
 
 
-def to_gpu_samples(samples: PodSamples) -> list[GpuSample]:
+def to_gpu_samples(samples: PodSamples, on_shared_gpus: frozenset[str] = frozenset()) -> list[GpuSample]:
     """The adapter's per-pod summaries as per-GPU samples: each GPU keeps its own value, so one busy
-    GPU of eight keeps its pod busy (a source without per-GPU detail gives each GPU the mean)."""
+    GPU of eight keeps its pod busy (a source without per-GPU detail gives each GPU the mean). A pod
+    is on a shared GPU when the source saw it share one, or when it holds a time-sliced replica."""
     out: list[GpuSample] = []
     for pod, s in samples.items():
         gpus = max(s.gpus, 1)
         values = s.per_gpu if len(s.per_gpu) == gpus else (s.value,) * gpus
         power = s.power_watts / gpus if s.power_watts is not None else None
+        shared = s.shared or pod in on_shared_gpus
         for i, value in enumerate(values):
             out.append(
-                GpuSample(pod, value, s.timestamp, str(i), s.memory_used_mib, power, s.signal or "", s.shared)
+                GpuSample(pod, value, s.timestamp, str(i), s.memory_used_mib, power, s.signal or "", shared)
             )
     return out
 
@@ -261,7 +263,11 @@ class WorkloadReconciler:
         pods = view.pods(namespace, scale.selector)
         ready = [p.name for p in pods if p.ready]
         starting = [p.name for p in pods if p.starting]
-        metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, now)
+        labels = view.node_labels([p.node for p in pods if p.node])
+        on_shared = frozenset(
+            p.name for p in pods if shares_a_gpu(p.gpu_requests, labels.get(p.node or "", {}))
+        )
+        metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, on_shared, now)
         if isinstance(metrics, Hold):
             on_mig = [
                 p.name for p in pods if p.ready and any(r.startswith(MIG_PREFIX) for r in p.gpu_requests)
@@ -372,8 +378,14 @@ class WorkloadReconciler:
         return result
 
     # -- observe ----------------------------------------------------------------------------------
-    def _metrics(
-        self, spec: GPUWorkloadSpec, namespace: str, ready: list[str], starting: list[str], now: datetime
+    def _metrics(  # noqa: PLR0917 - what one workload's metrics depend on
+        self,
+        spec: GPUWorkloadSpec,
+        namespace: str,
+        ready: list[str],
+        starting: list[str],
+        on_shared: frozenset[str],
+        now: datetime,
     ) -> tuple[UsableMetrics | Hold, list[GpuSample]]:
         source = self._sources.get(str(spec.metric.source))
         if source is None:
@@ -395,7 +407,7 @@ class WorkloadReconciler:
         except InvalidMetricQuery as exc:
             # The user's PromQL template is broken: say so in status; never send it to Prometheus.
             return Hold(HoldCode.INVALID, str(exc)), []
-        gpu_samples = to_gpu_samples(samples)
+        gpu_samples = to_gpu_samples(samples, on_shared)
         metrics = view_metrics(gpu_samples, ready, starting, now, self._max_age())
         return name_failing_endpoints(metrics, source), gpu_samples
 
