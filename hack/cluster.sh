@@ -4,6 +4,8 @@
 # exporter. Every listener binds 127.0.0.1.
 #
 #   hack/cluster.sh up       build/install tools if needed, start everything, wait until ready
+#   hack/cluster.sh up --karpenter   also run the real Karpenter (its kwok cloud provider): a NodePool
+#                            per GPU shape launches priced fake nodes for Pending pods (or RIGHTSIZER_KARPENTER=1)
 #   hack/cluster.sh down     stop everything, leave no process or port behind
 #   hack/cluster.sh status   say what runs (exit 0 when up, 3 when down)
 #   hack/cluster.sh env      print `export` lines: KUBECONFIG, RIGHTSIZER_PROMETHEUS_URL, RIGHTSIZER_DCGM_URL,
@@ -35,6 +37,9 @@ APISERVER_PORT="${RIGHTSIZER_APISERVER_PORT:-16443}"
 PROM_PORT="${RIGHTSIZER_PROMETHEUS_PORT:-19090}"
 DCGM_PORT="${RIGHTSIZER_DCGM_PORT:-19400}"
 OPERATOR_METRICS_PORT="${RIGHTSIZER_OPERATOR_METRICS_PORT:-18080}"
+# Karpenter's health probe; its metrics listen on the next port.
+KARPENTER_PORT="${RIGHTSIZER_KARPENTER_PORT:-18081}"
+KARPENTER="${RIGHTSIZER_KARPENTER:-0}"
 READY_TIMEOUT="${RIGHTSIZER_READY_TIMEOUT:-180}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 BIN="$CACHE/bin"
@@ -143,6 +148,9 @@ cmd_status() {
   if apiserver_up; then log "kube-apiserver: up at https://127.0.0.1:$APISERVER_PORT (kubeconfig $KUBECONFIG_PATH)"; else log "kube-apiserver: down"; up=3; fi
   if pid_alive "$STATE/prometheus.pid"; then log "prometheus: up at http://127.0.0.1:$PROM_PORT"; else log "prometheus: down"; up=3; fi
   if pid_alive "$STATE/fake-dcgm.pid"; then log "fake DCGM exporter: up at http://127.0.0.1:$DCGM_PORT/metrics"; else log "fake DCGM exporter: down"; up=3; fi
+  if karpenter_wanted; then
+    if pid_alive "$STATE/karpenter.pid"; then log "Karpenter: up (log $STATE/logs/karpenter.log)"; else log "Karpenter: down"; up=3; fi
+  fi
   return "$up"
 }
 
@@ -171,8 +179,30 @@ wait_serving() { # wait_serving PIDFILE URL LOG WHAT
   done
 }
 
+karpenter_wanted() { [ "$KARPENTER" = 1 ] || [ -f "$STATE/karpenter.pid" ]; }
+
+start_karpenter() {
+  pid_alive "$STATE/karpenter.pid" && return 0
+  log "starting Karpenter $KARPENTER_VERSION (kwok cloud provider; health on 127.0.0.1:$KARPENTER_PORT)"
+  local crds=("$CACHE/crds/karpenter-$KARPENTER_VERSION" "$CACHE/crds/karpenter-kwok-$KARPENTER_VERSION") d
+  for d in "${crds[@]}"; do kctl apply --server-side -f "$d" >/dev/null; done
+  kctl wait --for=condition=Established crd/nodepools.karpenter.sh crd/nodeclaims.karpenter.sh \
+    crd/kwoknodeclasses.karpenter.kwok.sh --timeout=60s >/dev/null
+  "$PYTHON" -m rightsizer.devcluster.karpenter_fleet instance-types >"$STATE/karpenter-instance-types.json"
+  KUBECONFIG="$KUBECONFIG_PATH" DISABLE_LEADER_ELECTION=true \
+    INSTANCE_TYPES_FILE_PATH="$STATE/karpenter-instance-types.json" \
+    HEALTH_PROBE_PORT="$KARPENTER_PORT" METRICS_PORT="$((KARPENTER_PORT + 1))" \
+    nohup "$BIN/karpenter-kwok" >"$STATE/logs/karpenter.log" 2>&1 &
+  echo $! >"$STATE/karpenter.pid"
+  wait_serving "$STATE/karpenter.pid" "http://127.0.0.1:$KARPENTER_PORT/readyz" "$STATE/logs/karpenter.log" "Karpenter"
+  "$PYTHON" -m rightsizer.devcluster.karpenter_fleet nodepools | kctl apply -f - >/dev/null
+}
+
 cmd_up() {
-  if apiserver_up && pid_alive "$STATE/prometheus.pid" && pid_alive "$STATE/fake-dcgm.pid"; then
+  if [ "${1:-}" = --karpenter ]; then KARPENTER=1; fi
+  [ "$KARPENTER" = 1 ] && [ "$MODE" != local ] && fail "--karpenter runs only on the local cluster (RIGHTSIZER_TEST_CLUSTER=local)"
+  if apiserver_up && pid_alive "$STATE/prometheus.pid" && pid_alive "$STATE/fake-dcgm.pid" \
+    && { [ "$KARPENTER" != 1 ] || pid_alive "$STATE/karpenter.pid"; }; then
     log "already running (KUBECONFIG=$KUBECONFIG_PATH); 'hack/cluster.sh down' stops it"
     return 0
   fi
@@ -192,6 +222,7 @@ cmd_up() {
   local ports=()
   pid_alive "$STATE/prometheus.pid" || ports+=("$PROM_PORT")
   pid_alive "$STATE/fake-dcgm.pid" || ports+=("$DCGM_PORT")
+  [ "$KARPENTER" = 1 ] && ! pid_alive "$STATE/karpenter.pid" && ports+=("$KARPENTER_PORT" "$((KARPENTER_PORT + 1))")
   [ "$MODE" = local ] && [ "$resume" = 0 ] && ports+=("$APISERVER_PORT")
   for p in "${ports[@]}"; do
     port_busy "$p" && fail "port 127.0.0.1:$p is in use by another process; stop it or set RIGHTSIZER_*_PORT (see hack/cluster.sh)"
@@ -211,6 +242,7 @@ cmd_up() {
     [ "$MODE" = kind ] && "$HERE/kind-gpu.sh"
   fi
   start_observability
+  [ "$KARPENTER" = 1 ] && start_karpenter
   trap - EXIT
   log "ready: KUBECONFIG=$KUBECONFIG_PATH  Prometheus http://127.0.0.1:$PROM_PORT  DCGM http://127.0.0.1:$DCGM_PORT/metrics"
 }
@@ -257,6 +289,8 @@ start_observability() {
 }
 
 cmd_down_quiet() {
+  # Karpenter first: with the API server gone it would only log errors.
+  stop_pid "$STATE/karpenter.pid"
   stop_pid "$STATE/fake-dcgm.pid"
   stop_pid "$STATE/prometheus.pid"
   stop_pid "$STATE/operator.pid"
@@ -283,9 +317,9 @@ cmd_down() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--karpenter]|down|status|env" >&2; exit 2 ;;
 esac

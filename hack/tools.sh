@@ -116,10 +116,28 @@ fetch_crds() { # fetch_crds MODULE VERSION DIR NAME — a module's CRD YAML into
   local dest="$CACHE/crds/$4-$2"
   [ -d "$dest" ] && return 0
   log "fetching the CRDs of $1 $2"
-  local src; src="$(cd "$CACHE/build" && go mod download -json "$1@$2" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
-  [ -d "$src/$3" ] || die "no $3 in $1 $2"
+  local json src
+  json="$(cd "$CACHE/build" && go mod download -json "$1@$2")" || die "could not download $1 $2: $json"
+  src="$(sed -n 's/.*"Dir": "\(.*\)".*/\1/p' <<<"$json")"
+  [ -d "$src/$3" ] || die "no $3 in $1 $2: $json"
   rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
   cp "$src/$3"/*.yaml "$dest.tmp/" && mv "$dest.tmp" "$dest"
+}
+
+build_karpenter() {
+  # Karpenter's kwok provider binary is called kwok, like kwok's own controller: cached as karpenter-kwok.
+  if ! have karpenter-kwok "$KARPENTER_VERSION"; then
+    log "building Karpenter's kwok provider $KARPENTER_VERSION (under $KARPENTER_GO_TOOLCHAIN, fetched by go)"
+    local out="$CACHE/build/karpenter-$KARPENTER_VERSION/bin"
+    rm -rf "$out"; mkdir -p "$out" "$BIN/karpenter-kwok-$KARPENTER_VERSION"
+    (cd "$CACHE/build" && GOTOOLCHAIN="$KARPENTER_GO_TOOLCHAIN" GOBIN="$out" \
+      go install -trimpath -ldflags "-s -w" "sigs.k8s.io/karpenter/kwok@$KARPENTER_VERSION") \
+      || die "building Karpenter $KARPENTER_VERSION failed (see the go output above)"
+    mv "$out/kwok" "$BIN/karpenter-kwok-$KARPENTER_VERSION/karpenter-kwok"
+  fi
+  link karpenter-kwok "$KARPENTER_VERSION"
+  GOTOOLCHAIN="$KARPENTER_GO_TOOLCHAIN" fetch_crds sigs.k8s.io/karpenter "$KARPENTER_VERSION" kwok/charts/crds karpenter
+  GOTOOLCHAIN="$KARPENTER_GO_TOOLCHAIN" fetch_crds sigs.k8s.io/karpenter "$KARPENTER_VERSION" kwok/apis/crds karpenter-kwok
 }
 
 PROMETHEUS_MODULE_VERSION="$(IFS=. read -r maj min pat <<<"${PROMETHEUS_VERSION#v}"; printf 'v0.%d%02d.%d' "$maj" "$min" "$pat")"
@@ -130,10 +148,13 @@ check_only=0
 if [ "$check_only" = 1 ]; then
   for pair in kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION kube-scheduler:$KUBE_VERSION \
               kubectl:$KUBE_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION helm:$HELM_VERSION \
-              prometheus-operator:$PROMETHEUS_OPERATOR_VERSION prometheus-upstream:$PROMETHEUS_MODULE_VERSION; do
+              prometheus-operator:$PROMETHEUS_OPERATOR_VERSION prometheus-upstream:$PROMETHEUS_MODULE_VERSION \
+              karpenter-kwok:$KARPENTER_VERSION; do
     have "${pair%%:*}" "${pair#*:}" || { log "missing ${pair%%:*} ${pair#*:}"; exit 1; }
   done
-  [ -d "$CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" ] || { log "missing prometheus-operator CRDs"; exit 1; }
+  for crds in "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" "karpenter-$KARPENTER_VERSION" "karpenter-kwok-$KARPENTER_VERSION"; do
+    [ -d "$CACHE/crds/$crds" ] || { log "missing CRDs $crds"; exit 1; }
+  done
   echo "$BIN"; exit 0
 fi
 
@@ -173,6 +194,7 @@ fetch_crds github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERA
 build_simple github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
   "github.com/prometheus/prometheus/cmd/prometheus:prometheus-upstream" \
   "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+build_karpenter
 
 # From Debian's packages: Prometheus for the cluster, iproute2 for the e2e tests' own test hosts
 # (network namespaces), shellcheck for the static checks.

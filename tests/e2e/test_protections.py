@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from kubernetes import client
 
 from rightsizer.adapters.nodepools.kwok_nodes import A100_80GB_X8
@@ -25,7 +24,7 @@ from tests.support.fleet import (
     operator_args,
     running_pods,
 )
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import OperatorProcess, pool_passes, wait_passes
 from tests.support.world import gpu_workload
 
 pytestmark = pytest.mark.e2e
@@ -42,21 +41,6 @@ GPUWORKLOAD_LIST = r"^/apis/rightsizer\.io/v1alpha1/gpuworkloads$"  # cluster-wi
 def proxy(cluster: Cluster, tmp_path: Path) -> Iterator[ApiProxy]:
     with operator_proxy(cluster, tmp_path) as running:
         yield running
-
-
-def pool_passes(operator: OperatorProcess, pool: str) -> float:
-    prefix = f'rightsizer_pool_passes_total{{pool="{pool}"}} '
-    for line in requests.get(operator.metrics_url, timeout=5).text.splitlines():
-        if line.startswith(prefix):
-            return float(line.split()[-1])
-    return 0.0
-
-
-def wait_passes(operator: OperatorProcess, pool: str, count: int) -> None:
-    start = pool_passes(operator, pool)
-    wait_for(
-        lambda: pool_passes(operator, pool) >= start + count, timeout=30 + 5 * count, describe=operator.log
-    )
 
 
 def spread_apps(

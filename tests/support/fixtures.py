@@ -11,9 +11,21 @@ from kubernetes import client
 from tests.support.cluster import Cluster, GpuUtilization, new_namespace_name
 from tests.support.cluster import wait_for as _wait_for
 from tests.support.fleet import fleet
+from tests.support.karpenter import Karpenter
+from tests.support.operator_process import ROOT
 from tests.support.world import World
 
-__all__ = ["cluster", "fleet", "gpu_util", "kubectl", "namespace", "wait_for", "world"]
+__all__ = [
+    "cluster",
+    "fleet",
+    "gpu_util",
+    "karpenter",
+    "karpenter_process",
+    "kubectl",
+    "namespace",
+    "wait_for",
+    "world",
+]
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +63,18 @@ def gpu_util(cluster: Cluster) -> GpuUtilization:
 def world(cluster: Cluster, namespace: str) -> World:
     cluster.kubectl("apply", "-f", "crds/")
     return World(cluster, namespace)
+
+
+@pytest.fixture(scope="module")
+def karpenter_process(cluster: Cluster) -> Iterator[Karpenter]:
+    """The real Karpenter (kwok provider), for the tests of one module."""
+    with Karpenter.start(cluster) as running:
+        yield running
+
+
+@pytest.fixture
+def karpenter(karpenter_process: Karpenter) -> Iterator[Karpenter]:
+    """Karpenter for one test: the NodePools it makes, and their nodes, are gone after it."""
+    karpenter_process.cluster.kubectl("apply", "-f", str(ROOT / "crds"))  # the GPUNodePools over them
+    with karpenter_process.for_test() as running:
+        yield running

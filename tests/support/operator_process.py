@@ -198,3 +198,20 @@ class PrivatePrometheus:
                 if s.connect_ex(("127.0.0.1", self.port)) != 0:
                     return
             time.sleep(0.2)
+
+
+def pool_passes(operator: OperatorProcess, pool: str) -> float:
+    """How many consolidation passes the operator has made over `pool` (its own /metrics)."""
+    prefix = f'rightsizer_pool_passes_total{{pool="{pool}"}} '
+    for line in requests.get(operator.metrics_url, timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_passes(operator: OperatorProcess, pool: str, count: int) -> None:
+    """Negative checks wait for `count` more passes over the pool, never for a fixed time."""
+    start = pool_passes(operator, pool)
+    wait_for(
+        lambda: pool_passes(operator, pool) >= start + count, timeout=30 + 5 * count, describe=operator.log
+    )

@@ -172,6 +172,8 @@ def test_pdb_at_limit_or_several_pdbs_block(allowed: int, count: int, mobility: 
         ({"karpenter.sh/do-not-disrupt": "true"}, [], False, "karpenter.sh/do-not-disrupt"),
         ({"cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}, [], False, "scale-down-disabled"),
         ({}, [{"key": "rightsizer.io/disrupted", "effect": "NoSchedule"}], False, "already being disrupted"),
+        ({}, [{"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}], False, "Karpenter is disrupting"),
+        ({}, [{"key": "karpenter.sh/unregistered", "effect": "NoExecute"}], False, "not registered"),
         ({}, [], True, "cordoned"),
     ],
 )

@@ -165,13 +165,29 @@ def test_default_budget_is_ten_percent_rounded_up() -> None:
     assert len(removed(result)) == 2  # ceil(12 * 10%)
 
 
-def test_nodes_already_disrupting_count_against_the_budget() -> None:
-    tainted = gpu_node("a0", taints=[{"key": "rightsizer.io/disrupted", "effect": "NoSchedule"}])
+@pytest.mark.parametrize(
+    ("taint", "why"),
+    [
+        ({"key": "rightsizer.io/disrupted", "effect": "NoSchedule"}, "already being disrupted"),
+        ({"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}, "Karpenter is disrupting"),
+        ({"key": "karpenter.sh/unregistered", "effect": "NoExecute"}, "not registered with Karpenter"),
+    ],
+)
+def test_nodes_already_disrupting_count_against_the_budget(taint: dict[str, str], why: str) -> None:
+    tainted = gpu_node("a0", taints=[taint])
     result = run(
         tainted, gpu_node("a1"), gpu_node("a2"), pool_docs=pools(disruption={"budgets": [{"nodes": "2"}]})
     )
     assert len(removed(result)) == 1
-    assert "already being disrupted" in reason(result, "a0")
+    assert why in reason(result, "a0")
+
+
+def test_a_node_karpenter_is_disrupting_receives_no_moved_pod() -> None:
+    # a1's pod would fit beside a0's, but Karpenter is draining a0: the pod has nowhere to go.
+    pods = (pod("w-0", "a0", gpus=4), pod("w-1", "a1", gpus=4))
+    draining = gpu_node("a0", taints=[{"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}])
+    assert removed(run(draining, gpu_node("a1"), *pods, pool_docs=pools())) == []
+    assert len(removed(run(gpu_node("a0"), gpu_node("a1"), *pods, pool_docs=pools()))) == 1
 
 
 @pytest.mark.parametrize(

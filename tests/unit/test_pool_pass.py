@@ -153,6 +153,7 @@ def test_pools_that_select_the_same_nodes_act_on_nothing_while_other_pools_are_s
         "Ready": "True",
         "Conflict": "False",
         "InputsAvailable": "True",
+        "ProviderReady": "True",
     }
 
     # The overlap is fixed: the pool acts again, and says the conflict is over.
@@ -163,6 +164,7 @@ def test_pools_that_select_the_same_nodes_act_on_nothing_while_other_pools_are_s
         "Ready": "True",
         "Conflict": "False",
         "InputsAvailable": "True",
+        "ProviderReady": "True",
     }
     assert "SelectorsDisjoint" in [e.reason for e in fixed.events]
     assert [o.result for o in fixed.outcomes] == [Result.REMOVED]
@@ -266,6 +268,28 @@ def test_gpuworkloads_that_cannot_be_read_hold_every_drain_with_pods_and_say_so(
     recovered = pools.run_pass("a100", again.status)
     assert "InputsRecovered" in [e.reason for e in recovered.events]
     assert evictions(edge) == ["default/web-1"]
+
+
+def test_a_provider_that_cannot_act_holds_the_pool_and_says_why_until_it_can() -> None:
+    edge = FakeDrain(gpu_node("a-0"), gpu_node("a-1"), pod("web-1", "a-0", gpus=1))
+    cluster = Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **FAST))
+    provider = FakeProvider("a100", ["a-0", "a-1"])
+    pools = manager(cluster, Clock(), {"a100": provider})
+    provider.problem = "GPUNodePool a100: Karpenter is not installed; install Karpenter"
+
+    held = pools.run_pass("a100")
+    assert held.outcomes == () and edge.calls == [] and provider.removed == [], "not even the empty a-1"
+    ready = next(c for c in held.status["conditions"] if c["type"] == "ProviderReady")
+    assert ready["status"] == "False" and ready["reason"] == "ProviderUnavailable"
+    assert "Karpenter is not installed; install Karpenter" in ready["message"]
+    assert [e.reason for e in held.events] == ["ProviderUnavailable"]
+    again = pools.run_pass("a100", held.status)
+    assert again.events == () and edge.calls == [], "one event per change, and still holding"
+
+    provider.problem = None
+    recovered = pools.run_pass("a100", again.status)
+    assert "ProviderRecovered" in [e.reason for e in recovered.events]
+    assert provider.removed == ["a-1"]
 
 
 def test_a_cluster_that_cannot_be_read_holds_and_keeps_the_other_conditions() -> None:

@@ -97,6 +97,10 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: ["karpenter.sh"]
   resources: ["nodeclaims"]
   verbs: ["list", "delete"]
+# ... and reads its NodePool each pass: Karpenter missing, or the NodePool, holds the pool.
+- apiGroups: ["karpenter.sh"]
+  resources: ["nodepools"]
+  verbs: ["get"]
 {{- end }}
 {{- else }}
 - apiGroups: ["rightsizer.io"]

@@ -40,6 +40,11 @@ SAFE_TO_EVICT_LOCAL_VOLUMES = "cluster-autoscaler.kubernetes.io/safe-to-evict-lo
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 WORKLOAD_TYPE = "rightsizer.io/workload-type"
 DISRUPTED_TAINT = "rightsizer.io/disrupted"
+# Karpenter's taints: a node it is disrupting (draining before deleting its NodeClaim), and a node it
+# launched that has not registered yet. Either node is Karpenter's to finish: never a source or a
+# destination of our plans, and it counts against budgets as Karpenter counts it.
+KARPENTER_DISRUPTED_TAINT = "karpenter.sh/disrupted"
+KARPENTER_UNREGISTERED_TAINT = "karpenter.sh/unregistered"
 TRAINING_OWNER_KINDS = frozenset(
     {"PyTorchJob", "TFJob", "MPIJob", "XGBoostJob", "PaddleJob", "JAXJob", "TrainJob", "RayJob"}
 )
@@ -171,6 +176,10 @@ def node_block_reason(node: Node, now: datetime | None = None) -> str | None:
         return "node is already being deleted"
     if any(t.key == DISRUPTED_TAINT for t in node.taints):
         return "node is already being disrupted (resumed by the executor)"
+    if any(t.key == KARPENTER_DISRUPTED_TAINT for t in node.taints):
+        return f"Karpenter is disrupting the node (taint {KARPENTER_DISRUPTED_TAINT}): left to Karpenter"
+    if any(t.key == KARPENTER_UNREGISTERED_TAINT for t in node.taints):
+        return f"the node has not registered with Karpenter yet (taint {KARPENTER_UNREGISTERED_TAINT})"
     if node.unschedulable:
         return "node is cordoned by someone else"
     if not node.ready:
@@ -179,8 +188,12 @@ def node_block_reason(node: Node, now: datetime | None = None) -> str | None:
 
 
 def is_disrupting(node: Node) -> bool:
-    """Nodes that count against budgets: being deleted, being drained, or NotReady (Karpenter)."""
-    return node.deleting or not node.ready or any(t.key == DISRUPTED_TAINT for t in node.taints)
+    """Nodes that count against budgets: being deleted, being drained (by us or by Karpenter), or
+    NotReady (as Karpenter counts them)."""
+    return node.deleting or not node.ready or any(t.key in DISRUPTION_TAINTS for t in node.taints)
+
+
+DISRUPTION_TAINTS = frozenset({DISRUPTED_TAINT, KARPENTER_DISRUPTED_TAINT, KARPENTER_UNREGISTERED_TAINT})
 
 
 # ---------------------------------------------------------------------------------------------

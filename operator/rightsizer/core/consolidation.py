@@ -39,7 +39,7 @@ from rightsizer.core.binpack import (
     pod_constraints,
 )
 from rightsizer.core.budgets import (
-    DISRUPTED_TAINT,
+    DISRUPTION_TAINTS,
     REASON_EMPTY,
     REASON_UNDERUTILIZED,
     Disposition,
@@ -809,12 +809,13 @@ def timed_rules(pool: PoolPolicy | None, now: datetime) -> TimedRules:
 
 
 def _targetable(node: Node) -> bool:
-    """May the simulation place pods here? Not on cordoned, deleting, NotReady or draining nodes."""
+    """May the simulation place pods here? Not on cordoned, deleting, NotReady or draining nodes
+    (whoever drains them), nor on nodes Karpenter has not registered yet."""
     return not (
         node.unschedulable
         or node.deleting
         or not node.ready
-        or any(t.key == DISRUPTED_TAINT for t in node.taints)
+        or any(t.key in DISRUPTION_TAINTS for t in node.taints)
     )
 
 

@@ -9,6 +9,10 @@
   ``MetricsUnavailable`` while GPU activity cannot be read; the pool then drains nothing (empty nodes
   may still go, Pending pods still get nodes) until it can.
 
+- ``ProviderReady``: False with ``ProviderUnavailable`` while the pool's node-pool provider cannot
+  act (e.g. Karpenter not installed, or its NodePool missing), naming the remedy; the pool then
+  drains and adds nothing until it can.
+
 - ``InputsAvailable``: False with ``InputsUnreadable`` while something protection depends on cannot be
   read (GPUWorkloads, PodDisruptionBudgets, ReplicaSets, the cluster itself): "could not read" is
   never "none", so the pool drains nothing with pods until it can.
@@ -33,6 +37,8 @@ METRICS_AVAILABLE = "MetricsAvailable"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
 INPUTS_AVAILABLE = "InputsAvailable"
 INPUTS_UNREADABLE = "InputsUnreadable"
+PROVIDER_READY = "ProviderReady"
+PROVIDER_UNAVAILABLE = "ProviderUnavailable"
 _LISTED_NODES = 5
 
 
@@ -45,6 +51,7 @@ class PoolObservation:
     metrics_configured: bool = False  # a GPU activity source is set up
     metrics_hold: str | None = None  # why GPU activity could not be read this pass
     inputs_hold: str | None = None  # what protection depends on and could not be read this pass
+    provider_hold: str | None = None  # why the node-pool provider cannot act, with the remedy
 
 
 def overlap_message(overlaps: Mapping[str, tuple[str, ...]]) -> str | None:
@@ -84,6 +91,11 @@ def pool_conditions(
         metrics.append(make(INPUTS_AVAILABLE, False, INPUTS_UNREADABLE, message))
     else:
         metrics.append(make(INPUTS_AVAILABLE, True, "InputsRead", "everything protection needs was read"))
+    if observed.provider_hold is not None:
+        message = f"{observed.provider_hold}; holding, no node is drained or added"
+        metrics.append(make(PROVIDER_READY, False, PROVIDER_UNAVAILABLE, message))
+    else:
+        metrics.append(make(PROVIDER_READY, True, "ProviderReady", "the node-pool provider can act"))
     overlap = overlap_message(observed.overlaps)
     if overlap is not None:
         return [
@@ -140,6 +152,20 @@ def inputs_event(
         bad="False",
         warning=INPUTS_UNREADABLE,
         recovered=("InputsRecovered", "everything protection needs is readable again; consolidation resumes"),
+    )
+
+
+def provider_event(
+    previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
+) -> tuple[str, str, str] | None:
+    """A Warning when the pool's provider stops being able to act, a Normal event when it can again."""
+    return _transition_event(
+        previous,
+        current,
+        PROVIDER_READY,
+        bad="False",
+        warning=PROVIDER_UNAVAILABLE,
+        recovered=("ProviderRecovered", "the node-pool provider can act again; consolidation resumes"),
     )
 
 

@@ -52,6 +52,7 @@ from rightsizer.core.pool_status import (
     inputs_event,
     metrics_event,
     pool_conditions,
+    provider_event,
 )
 from rightsizer.core.pools import PoolAssignment, PoolPolicy, assign_pools, node_price, parse_duration
 from rightsizer.core.protections import DO_NOT_DISRUPT_UNTIL, protected_until
@@ -134,6 +135,16 @@ class PoolManager:
             log.warning("%s", exc)
             return None
 
+    def _provider_problem(self, pool: str) -> str | None:
+        """Why the pool's provider cannot act this pass (it cannot be built, or says so), or None."""
+        document = self._documents.get(pool)
+        if document is None:
+            return None
+        try:
+            return self.provider_for(document).check()
+        except ProviderError as exc:
+            return str(exc)
+
     def manages(self, pool: str) -> bool:
         labels = ((self._documents.get(pool) or {}).get("metadata") or {}).get("labels") or {}
         return pool in self._documents and all(labels.get(k) == v for k, v in self.pool_selector.items())
@@ -210,7 +221,8 @@ class PoolManager:
         for outcome in outcomes:
             self._report(outcome, pool, members, events)
         started: list[StepOutcome] = []
-        if not self.settings.dry_run and not overlaps:
+        provider_hold = self._provider_problem(pool_name)
+        if not self.settings.dry_run and not overlaps and provider_hold is None:
             steps = self._due(node_steps(result), pool_name, _scale_down_after(document), now)
             if metrics_hold is not None or inputs_hold is not None:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
@@ -227,6 +239,7 @@ class PoolManager:
             metrics_configured=self.activity is not None,
             metrics_hold=metrics_hold,
             inputs_hold=inputs_hold,
+            provider_hold=provider_hold,
         )
         status["conditions"] = pool_conditions(previous, observed, now)
         events.extend(self._unreadable_until(pool.name, state, members, now))
@@ -234,6 +247,7 @@ class PoolManager:
             conflict_event(previous, status["conditions"]),
             metrics_event(previous, status["conditions"]),
             inputs_event(previous, status["conditions"]),
+            provider_event(previous, status["conditions"]),
         ):
             if change is not None:
                 events.append(Event(*change))

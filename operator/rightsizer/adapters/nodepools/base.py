@@ -39,6 +39,11 @@ class NodePoolProvider(Protocol):
         """True when remove_node makes the node go away; False for cordon-only providers."""
         ...
 
+    def check(self) -> str | None:
+        """Why the provider cannot act now (its API or object missing, access refused), naming the
+        remedy; None when it can. Asked every pass: the pool holds while this is not None."""
+        ...
+
     def desired_nodes(self) -> int | None:
         """How many machines the provider is set to run, or None when it does not say."""
         ...

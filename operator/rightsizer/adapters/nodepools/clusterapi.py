@@ -50,6 +50,13 @@ class ClusterApiProvider:
             "machinedeployments/scale and machines"
         )
 
+    def check(self) -> str | None:
+        try:
+            self.desired_nodes()
+        except ProviderError as exc:
+            return str(exc)
+        return None
+
     def desired_nodes(self) -> int:
         try:
             scale = self._custom.get_namespaced_custom_object_scale(

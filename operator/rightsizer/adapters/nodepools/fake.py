@@ -17,6 +17,7 @@ class FakeProvider:
         self.added: list[str] = []
         self._can_scale_up = can_scale_up
         self.fail_removal = fail_removal
+        self.problem: str | None = None  # what check() says
 
     @property
     def type(self) -> str:
@@ -29,6 +30,9 @@ class FakeProvider:
     @property
     def removes_nodes(self) -> bool:
         return True
+
+    def check(self) -> str | None:
+        return self.problem
 
     def desired_nodes(self) -> int:
         return len(self.nodes)

@@ -4,11 +4,12 @@ Removing a node deletes its NodeClaim (Karpenter's termination controller then d
 removes the instance and the Node, possibly later: the drain intent completes once the node is
 gone). The user's NodePool, its limits included, is never changed: Karpenter launches nodes only for
 Pending pods, and a drained node leaves none behind. Karpenter launches nodes itself, so this provider
-does not add nodes on request.
+does not add nodes on request. Karpenter missing, or the NodePool, is a hold with the remedy (check).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes import client
@@ -39,6 +40,32 @@ class KarpenterProvider:
     @property
     def removes_nodes(self) -> bool:
         return True
+
+    def check(self) -> str | None:
+        try:
+            self._custom.get_cluster_custom_object(GROUP, VERSION, "nodepools", self.node_pool)
+        except ApiException as exc:
+            return self._problem(exc)
+        return None
+
+    def _problem(self, exc: ApiException) -> str:
+        where = f"GPUNodePool {self.pool}"
+        if exc.status == 404 and _names_object(exc, self.node_pool):
+            return (
+                f"{where}: Karpenter NodePool {self.node_pool} not found; create it or correct "
+                "spec.provider.nodePool"
+            )
+        if exc.status == 404:
+            return (
+                f"{where}: Karpenter is not installed (the API server does not serve {GROUP}/{VERSION} "
+                "NodePools); install Karpenter or set spec.provider.type to what manages these nodes"
+            )
+        if exc.status == 403:
+            return (
+                f"{where}: reading Karpenter NodePool {self.node_pool} was refused (403); install the chart "
+                "with providers.karpenter: true"
+            )
+        return f"{where}: Karpenter NodePool {self.node_pool} cannot be read ({exc.status} {exc.reason})"
 
     def _claims(self) -> list[dict[str, Any]]:
         listed = self._custom.list_cluster_custom_object(
@@ -71,3 +98,13 @@ class KarpenterProvider:
 
     def describe(self) -> str:
         return f"karpenter: NodePool {self.node_pool}"
+
+
+def _names_object(exc: ApiException, name: str) -> bool:
+    """A 404 about the object (a Status naming it), not about the resource type (the API server
+    answers a type it does not serve with a plain "404 page not found")."""
+    try:
+        body = json.loads(exc.body or "")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and (body.get("details") or {}).get("name") == name

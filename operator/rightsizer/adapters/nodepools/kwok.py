@@ -150,5 +150,8 @@ class KwokProvider:
                     f"GPUNodePool {self.pool}: deleting node {node} failed: {exc.reason}"
                 ) from exc
 
+    def check(self) -> str | None:
+        return None  # Node objects are all it needs: the API server is always there
+
     def describe(self) -> str:
         return f"{self.type}: Node objects labelled {self._selector()}"

@@ -38,9 +38,24 @@ class NodeShape:
 A100_80GB_X8 = NodeShape("p4de.24xlarge", 96, 1152, 8, "NVIDIA-A100-SXM4-80GB", 81920)
 L4_X4 = NodeShape("g6.12xlarge", 48, 192, 4, "NVIDIA-L4", 23034)
 L4_X1 = NodeShape("g6.2xlarge", 8, 32, 1, "NVIDIA-L4", 23034)
+L4_X8 = NodeShape("g6.48xlarge", 192, 768, 8, "NVIDIA-L4", 23034)
+H100_X8 = NodeShape("p5.48xlarge", 192, 2048, 8, "NVIDIA-H100-80GB-HBM3", 81559)
 CPU_32 = NodeShape("m6i.8xlarge", 32, 128)
 
-SHAPES: dict[str, NodeShape] = {s.instance_type: s for s in (A100_80GB_X8, L4_X4, L4_X1, CPU_32)}
+SHAPES: dict[str, NodeShape] = {
+    s.instance_type: s for s in (A100_80GB_X8, H100_X8, L4_X4, L4_X8, L4_X1, CPU_32)
+}
+
+
+def gpu_labels(shape: NodeShape) -> dict[str, str]:
+    """The labels GPU feature discovery puts on a node of the shape (none on a CPU node)."""
+    if not shape.gpus:
+        return {}
+    return {
+        GPU_PRODUCT_LABEL: shape.gpu_product,
+        GPU_MEMORY_LABEL: str(shape.gpu_memory_mib),
+        GPU_COUNT_LABEL: str(shape.gpus),
+    }
 
 
 def fake_node_manifest(name: str, shape: NodeShape, pool: str, zone: str) -> dict[str, Any]:
@@ -69,9 +84,7 @@ def fake_node_manifest(name: str, shape: NodeShape, pool: str, zone: str) -> dic
         "ephemeral-storage": "450Gi",
     }
     if shape.gpus:
-        labels[GPU_PRODUCT_LABEL] = shape.gpu_product
-        labels[GPU_MEMORY_LABEL] = str(shape.gpu_memory_mib)
-        labels[GPU_COUNT_LABEL] = str(shape.gpus)
+        labels.update(gpu_labels(shape))
         capacity[GPU_RESOURCE] = str(shape.gpus)
         allocatable[GPU_RESOURCE] = str(shape.gpus)
     return {

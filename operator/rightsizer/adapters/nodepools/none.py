@@ -50,5 +50,8 @@ class NoneProvider:
                     f"GPUNodePool {self.pool}: cordoning node {node} failed: {exc.reason}"
                 ) from exc
 
+    def check(self) -> str | None:
+        return None  # Node objects are all it needs: the API server is always there
+
     def describe(self) -> str:
         return "none: cordon and drain only; the platform removes empty nodes"

@@ -38,8 +38,8 @@ Labels = Annotated[dict[str, LabelValue], Field(max_length=64)]
 class ProviderType(StrEnum):
     """How nodes are added and removed. kwok / static: the operator creates Node objects from
     nodeTemplate and deletes them itself (fake or self-registered nodes); clusterapi: scales a
-    MachineDeployment; karpenter: deletes NodeClaims and lowers NodePool limits; none: cordon and
-    drain only, the platform's autoscaler removes the empty node."""
+    MachineDeployment; karpenter: deletes the drained node's NodeClaim (Karpenter removes the node);
+    none: cordon and drain only, the platform's autoscaler removes the empty node."""
 
     KWOK = "kwok"
     STATIC = "static"
