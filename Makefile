@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv tools cluster-up cluster-down cluster-status demo test test-unit lint crds bench bench-live clean
+.PHONY: venv tools cluster-up cluster-down cluster-status demo test test-unit lint crds bench bench-live bench-karpenter clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ bench: venv
 # 5,000 pods, about 15 minutes. Pass options with ARGS, e.g. `make bench-live ARGS="--scale 0.1"`.
 bench-live: venv
 	$(VENV)/bin/python -m benchmarks.live $(ARGS)
+
+# Consolidation side by side with the real Karpenter on its own local cluster
+# (rightsizer-bench-karpenter): two fleets of about 64 GPU nodes, each consolidated by Karpenter alone
+# and by GPU Rightsizer beside it. Quick run: `make bench-karpenter ARGS="--scale 0.25 --quiet 180"`.
+bench-karpenter: venv
+	$(VENV)/bin/python -m benchmarks.karpenter $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

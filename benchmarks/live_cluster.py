@@ -124,6 +124,9 @@ _PATHS = {  # kind -> (API prefix, plural, namespaced)
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "GPUWorkload": ("/apis/rightsizer.io/v1alpha1", "gpuworkloads", True),
     "GPUNodePool": ("/apis/rightsizer.io/v1alpha1", "gpunodepools", False),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
+    "NodePool": ("/apis/karpenter.sh/v1", "nodepools", False),
 }
 
 

@@ -9,6 +9,7 @@ The recommended split is the NodePools' default here: Karpenter's ``consolidatio
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -85,20 +86,23 @@ def gpu_app(
     }
 
 
-def gpu_node_pool(cluster: Cluster, karpenter: Karpenter, pool: str, kind: str) -> str:
-    """The GPUNodePool over Karpenter's NodePool `pool`."""
+def gpu_node_pool(
+    cluster: Cluster, karpenter: Karpenter, pool: str, kind: str, *, minimal: bool = False
+) -> str:
+    """The GPUNodePool over Karpenter's NodePool `pool`; `minimal`: without a nodeSelector and prices,
+    which the pool then takes from the NodePool and its nodes' instance types."""
     priced = shape(kind)
+    explicit = {"nodeSelector": {NODEPOOL_LABEL: pool}, "pricePerNodeHour": priced.on_demand}
     cluster.apply(
         {
             "apiVersion": "rightsizer.io/v1alpha1",
             "kind": "GPUNodePool",
             "metadata": {"name": pool, "labels": {OWNER_LABEL: karpenter.id}},
             "spec": {
-                "nodeSelector": {NODEPOOL_LABEL: pool},
+                **({} if minimal else explicit),
                 "provider": {"type": "karpenter", "nodePool": pool},
                 "gpuModel": priced.shape.gpu_product,
                 "gpusPerNode": priced.shape.gpus,
-                "pricePerNodeHour": priced.on_demand,
                 "consolidationPolicy": "WhenUnderutilized",
                 "consolidateAfter": "0s",
                 "scaleDownAfter": "0s",
@@ -142,6 +146,13 @@ def fragment(cluster: Cluster, karpenter: Karpenter, namespace: str, pool: str, 
     return small
 
 
+def pool_status(cluster: Cluster, pool: str) -> dict[str, Any]:
+    gpu_pool = client.CustomObjectsApi(cluster.api).get_cluster_custom_object(
+        "rightsizer.io", "v1alpha1", "gpunodepools", pool
+    )
+    return dict(gpu_pool.get("status") or {})
+
+
 def nodepool_spec(cluster: Cluster, pool: str) -> dict[str, Any]:
     return dict(
         client.CustomObjectsApi(cluster.api).get_cluster_custom_object(GROUP, VERSION, "nodepools", pool)[
@@ -160,7 +171,8 @@ def test_karpenter_nodes_are_emptied_by_the_operator_and_removed_through_their_n
     assert len(claims_before) == 3
     spec_before = nodepool_spec(cluster, pool)
 
-    gpu_node_pool(cluster, karpenter, pool, "gpu-l4-x4")
+    # The pool names only its NodePool: its nodes are the NodePool's, priced from their instance type.
+    gpu_node_pool(cluster, karpenter, pool, "gpu-l4-x4", minimal=True)
     with run_operator(cluster, namespace, karpenter, karpenter_identity) as operator:
         wait_for(
             lambda: len(karpenter.claims(pool)) == 1 and len(karpenter.nodes(pool)) == 1,
@@ -171,6 +183,16 @@ def test_karpenter_nodes_are_emptied_by_the_operator_and_removed_through_their_n
             ),
         )
         wait_for(lambda: len(pods_on(cluster, namespace)) == 3, timeout=60)
+        # One g6.12xlarge left, at the price Karpenter's instance types give it, not the default table's.
+        price = Decimal(str(shape("gpu-l4-x4").on_demand))
+        wait_for(
+            lambda: (
+                pool_status(cluster, pool).get("nodes") == 1
+                and Decimal(str(pool_status(cluster, pool).get("costPerHour"))) == price
+            ),
+            timeout=60,
+            describe=lambda: f"{pool_status(cluster, pool)}\n{operator.log()[-2000:]}",
+        )
 
     after = pods_on(cluster, namespace)
     (kept,) = karpenter.nodes(pool)

@@ -243,7 +243,7 @@ INVALID = [
         POOL,
         {"pricePerNodeHour": 24},
         "spec",
-        "exactly one of spec.pricePerGpuHour and spec.pricePerNodeHour must be set",
+        "only one of spec.pricePerGpuHour and spec.pricePerNodeHour may be set",
     ),
     Invalid(
         "no_price",
@@ -251,7 +251,26 @@ INVALID = [
         POOL,
         {"pricePerGpuHour": DELETE},
         "spec",
-        "exactly one of spec.pricePerGpuHour and spec.pricePerNodeHour must be set",
+        "one of spec.pricePerGpuHour and spec.pricePerNodeHour must be set",
+    ),
+    Invalid(
+        "no_price_clusterapi",
+        P,
+        POOL,
+        {
+            "pricePerGpuHour": DELETE,
+            "provider": {"type": "clusterapi", "machineDeployment": {"namespace": "c", "name": "m"}},
+        },
+        "spec",
+        "only a karpenter pool is priced from its nodes' instance types",
+    ),
+    Invalid(
+        "no_node_selector",
+        P,
+        POOL,
+        {"nodeSelector": DELETE},
+        "spec.nodeSelector",
+        "spec.nodeSelector is required unless spec.provider.type is karpenter",
     ),
     Invalid("negative_price", P, POOL, {"pricePerGpuHour": -1}, "spec.pricePerGpuHour"),
     Invalid(
@@ -573,6 +592,7 @@ pool_specs = st.fixed_dictionaries(
     {
         "pricePerGpuHour": _absent | st.just(3),
         "pricePerNodeHour": _absent | st.just(20),
+        "nodeSelector": _absent | st.just({"rightsizer.io/pool": "a100"}),
         "minNodes": st.integers(0, 3),
         "maxNodes": _absent | st.integers(0, 3),
         "wattsPerGpu": _absent | st.sampled_from([0, 300, 400.5]),

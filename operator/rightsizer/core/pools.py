@@ -4,7 +4,9 @@ A :class:`PoolPolicy` is the planner's own frozen view of a GPUNodePool. :func:`
 GPUNodePool documents (``rightsizer.io/v1alpha1``, already decoded from YAML/JSON) with a small,
 strict parser, so the core does not depend on the API package's models. Without pool definitions,
 :func:`default_assignment` groups nodes by GPU model (``nvidia.com/gpu.product``) or instance type
-and prices them from :data:`DEFAULT_GPU_PRICES`.
+and prices them from the price their provider labelled them with (:data:`INSTANCE_PRICE_LABEL`, as
+Karpenter's kwok provider does) or from :data:`DEFAULT_GPU_PRICES`; so is a Karpenter pool that sets no
+price.
 
 Default prices (USD per GPU-hour, on-demand list prices rounded; the GPU price includes its host):
 
@@ -36,6 +38,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rightsizer.api import durations
 from rightsizer.core.budgets import (
     DEFAULT_BUDGET,
     REASONS,
@@ -47,7 +50,9 @@ from rightsizer.core.protections import DEFAULT_CHECKPOINT_TIMEOUT, DEFAULT_STAR
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.snapshot import (
     GPU_PRODUCT_LABEL,
+    INSTANCE_PRICE_LABEL,
     INSTANCE_TYPE_LABEL,
+    KARPENTER_NODEPOOL_LABEL,
     LabelSelector,
     Node,
     Requirement,
@@ -146,38 +151,17 @@ class PoolAssignment:
 
 
 # ---------------------------------------------------------------------------------------------
-# Durations ("10m", "1h30m", "Never")
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": Decimal("1e-9"),
-    "us": Decimal("1e-6"),
-    "µs": Decimal("1e-6"),
-    "ms": Decimal("1e-3"),
-    "s": Decimal(1),
-    "m": Decimal(60),
-    "h": Decimal(3600),
-}
+# Durations: the API's one grammar (the CRD's pattern); "Never" is read where it is allowed
 
 
 def parse_duration(text: object, where: str) -> timedelta:
-    """Go-style duration as Kubernetes APIs write it: ``30s``, ``10m``, ``1h30m``."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return timedelta(seconds=text)
-    if text == "0":
-        return timedelta(0)
-    if not isinstance(text, str) or not text:
-        raise InvalidPool(f"{where}: {text!r} is not a duration such as 30s, 10m or 1h30m")
-    position = 0
-    seconds = Decimal(0)
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        seconds += Decimal(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position != len(text) or position == 0:
-        raise InvalidPool(f"{where}: {text!r} is not a duration such as 30s, 10m or 1h30m")
-    return timedelta(seconds=float(seconds))
+    """A duration as the CRD accepts it (``30s``, ``10m``, ``1h30m``), or :class:`InvalidPool`."""
+    try:
+        if not isinstance(text, str):
+            raise durations.InvalidDuration(text)
+        return durations.parse_duration(text)
+    except durations.InvalidDuration as exc:
+        raise InvalidPool(f"{where}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,9 +322,12 @@ def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
     if max_nodes is not None and max_nodes < min_nodes:
         raise InvalidPool(f"{where}: maxNodes {max_nodes} is below minNodes {min_nodes}")
     provider = _map(spec.get("provider"), f"{where}.provider")
+    selector = spec.get("nodeSelector")
+    if not selector and provider.get("type") == "karpenter" and provider.get("nodePool"):
+        selector = {KARPENTER_NODEPOOL_LABEL: str(provider["nodePool"])}  # the NodePool's own nodes
     return PoolPolicy(
         name=name,
-        node_selector=_selector(spec.get("nodeSelector"), f"{where}.nodeSelector"),
+        node_selector=_selector(selector, f"{where}.nodeSelector"),
         gpu_model=str(spec["gpuModel"]) if spec.get("gpuModel") else None,
         gpus_per_node=_int(spec.get("gpusPerNode"), f"{where}.gpusPerNode", None),
         price_per_gpu_hour=_decimal(spec.get("pricePerGpuHour"), f"{where}.pricePerGpuHour"),
@@ -421,7 +408,23 @@ def default_gpu_price(model: str | None) -> Decimal:
     return DEFAULT_UNKNOWN_GPU_PRICE
 
 
+def instance_price(labels: Mapping[str, str]) -> Decimal | None:
+    """The price its provider labelled the node (or NodeClaim) with; None if absent or not a price."""
+    raw = labels.get(INSTANCE_PRICE_LABEL)
+    if raw is None:
+        return None
+    try:
+        price = Decimal(raw.strip())
+    except InvalidOperation:
+        return None
+    return price if price.is_finite() and price >= 0 else None
+
+
 def default_node_price(node: Node) -> Decimal:
+    """The price of its instance type where the node carries one, else the default table's."""
+    labelled = instance_price(node.labels)
+    if labelled is not None:
+        return labelled
     gpus = node.physical_gpus()
     if gpus > 0:
         return gpus * default_gpu_price(node.gpu_model or node.labels.get(INSTANCE_TYPE_LABEL))
@@ -429,11 +432,13 @@ def default_node_price(node: Node) -> Decimal:
 
 
 def node_price(node: Node, pool: PoolPolicy | None) -> Decimal:
-    """Hourly price of a node: the pool's node or GPU price plus its overhead, else the default table."""
-    if pool is not None:
-        if pool.price_per_node_hour is not None:
-            return pool.price_per_node_hour + pool.overhead_per_hour
-        if pool.price_per_gpu_hour is not None:
-            gpus = node.physical_gpus() or Decimal(pool.gpus_per_node or 0)
-            return gpus * pool.price_per_gpu_hour + pool.overhead_per_hour
-    return default_node_price(node)
+    """Hourly price of a node: the pool's node or GPU price, else its instance type's or the default
+    table's (a Karpenter pool may leave prices to its instance types), plus the pool's overhead."""
+    if pool is None:
+        return default_node_price(node)
+    if pool.price_per_node_hour is not None:
+        return pool.price_per_node_hour + pool.overhead_per_hour
+    if pool.price_per_gpu_hour is not None:
+        gpus = node.physical_gpus() or Decimal(pool.gpus_per_node or 0)
+        return gpus * pool.price_per_gpu_hour + pool.overhead_per_hour
+    return default_node_price(node) + pool.overhead_per_hour

@@ -22,6 +22,10 @@ from rightsizer.core.quantity import parse_quantity
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+KARPENTER_NODEPOOL_LABEL = "karpenter.sh/nodepool"
+# The hourly price of the node's instance type and capacity type, as Karpenter's kwok provider labels
+# its nodes and NodeClaims (eks-node-viewer's convention); other providers may write it too.
+INSTANCE_PRICE_LABEL = "eks-node-viewer/instance-price"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"

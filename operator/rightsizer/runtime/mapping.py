@@ -14,6 +14,7 @@ from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.cost import PricingModel
 from rightsizer.core.idle import IdleAction, IdlePolicy
 from rightsizer.core.ownership import WorkloadClaim
+from rightsizer.core.pools import default_gpu_price, instance_price
 from rightsizer.core.replicas import ScalingPolicy, StepRule
 from rightsizer.core.selectors import parse_selector
 from rightsizer.runtime.settings import PricingDefaults
@@ -47,17 +48,26 @@ def idle_policy(spec: GPUWorkloadSpec) -> IdlePolicy | None:
 
 
 def pool_matches(pool: GPUNodePoolSpec, node_labels: Mapping[str, str]) -> bool:
-    return all(node_labels.get(k) == v for k, v in pool.node_selector.items())
+    selector = pool.selector
+    return bool(selector) and all(node_labels.get(k) == v for k, v in selector.items())
 
 
-def pool_pricing(pool: GPUNodePoolSpec, defaults: PricingDefaults) -> PricingModel:
+def pool_pricing(
+    pool: GPUNodePoolSpec, defaults: PricingDefaults, node_labels: Mapping[str, str] | None = None
+) -> PricingModel:
+    """The pool's prices; a pool priced by instance type (Karpenter) takes the node's labelled price,
+    else the default price of the pool's GPU model, as consolidation prices that node."""
     gpus = pool.gpus_per_node
     overhead = pool.overhead_per_hour / gpus if gpus else Decimal(0)
+    gpu_hour, node_hour = pool.price_per_gpu_hour, pool.price_per_node_hour
+    if pool.priced_by_instance_type:
+        node_hour = instance_price(node_labels or {})
+        gpu_hour = default_gpu_price(pool.gpu_model) if node_hour is None else None
     return PricingModel(
         currency=pool.currency,
-        gpu_hour=pool.price_per_gpu_hour,
-        node_hour=pool.price_per_node_hour,
-        gpus_per_node=gpus if pool.price_per_node_hour is not None else None,
+        gpu_hour=gpu_hour,
+        node_hour=node_hour,
+        gpus_per_node=gpus if node_hour is not None else None,
         cpu_core_hour=pool.cpu_core_price_per_hour or Decimal(0),
         energy_kwh=pool.energy_price_per_kwh,
         rated_watts_per_gpu=pool.watts_per_gpu if pool.watts_per_gpu is not None else defaults.gpu_watts,
@@ -90,7 +100,7 @@ def workload_pricing(
     for labels in node_labels:
         match = next((p for p in pools if pool_matches(p, labels)), None)
         if match is not None:
-            base, origin = pool_pricing(match, defaults), f"pool {match.gpu_model}"
+            base, origin = pool_pricing(match, defaults, labels), f"pool {match.gpu_model}"
             break
     override = spec.pricing
     if override is None or (override.price_per_gpu_hour is None and override.cpu_core_price_per_hour is None):

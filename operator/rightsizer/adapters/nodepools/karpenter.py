@@ -16,10 +16,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from rightsizer.adapters.nodepools.base import ProviderError, ScaleUpUnsupported
+from rightsizer.core.snapshot import KARPENTER_NODEPOOL_LABEL as NODEPOOL_LABEL
 
 GROUP = "karpenter.sh"
 VERSION = "v1"
-NODEPOOL_LABEL = "karpenter.sh/nodepool"
 
 
 class KarpenterProvider:

@@ -30,6 +30,7 @@ from rightsizer.api.v1alpha1.common import (
     StatusModel,
     Watts,
 )
+from rightsizer.core.snapshot import KARPENTER_NODEPOOL_LABEL
 
 LabelValue = Annotated[str, Field(max_length=63)]
 Labels = Annotated[dict[str, LabelValue], Field(max_length=64)]
@@ -194,11 +195,18 @@ class ReplacementType(SpecModel):
     price_per_node_hour: Price = Field(description="Price of one node of the shape for one hour.")
 
 
+_KARPENTER = "(has(self.provider) && self.provider.type == 'karpenter')"
+
+
 class GPUNodePoolSpec(SpecModel):
     """Which nodes form the pool, what they cost, and how they may be scaled and consolidated."""
 
-    node_selector: Annotated[dict[str, LabelValue], Field(min_length=1, max_length=16)] = Field(
-        description="Labels selecting the pool's nodes, e.g. {rightsizer.io/pool: a100}."
+    node_selector: Annotated[dict[str, LabelValue], Field(min_length=1, max_length=16)] | None = Field(
+        default=None,
+        description=(
+            "Labels selecting the pool's nodes, e.g. {rightsizer.io/pool: a100}. Optional with provider "
+            "karpenter: the nodes of its NodePool (label karpenter.sh/nodepool)."
+        ),
     )
     provider: NodePoolProvider = Field(default=NodePoolProvider(), description="Who adds and removes nodes.")
     gpu_model: str = Field(
@@ -212,7 +220,11 @@ class GPUNodePoolSpec(SpecModel):
         description="Memory of one GPU, MiB (for smaller-model and MIG recommendations).",
     )
     price_per_gpu_hour: Price | None = Field(
-        default=None, description="Price of one GPU for one hour. Set this or pricePerNodeHour."
+        default=None,
+        description=(
+            "Price of one GPU for one hour. Set this or pricePerNodeHour; with provider karpenter both may "
+            "be left out: each node is priced from its instance type (see README, Prices)."
+        ),
     )
     price_per_node_hour: Price | None = Field(
         default=None, description="Price of one node for one hour. Set this or pricePerGpuHour."
@@ -292,11 +304,37 @@ class GPUNodePoolSpec(SpecModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["instanceType"]},
     )
 
+    @property
+    def selector(self) -> dict[str, str]:
+        """The labels that select the pool's nodes: the nodeSelector, else its Karpenter NodePool's."""
+        if self.node_selector:
+            return dict(self.node_selector)
+        return {KARPENTER_NODEPOOL_LABEL: self.provider.node_pool} if self.provider.node_pool else {}
+
+    @property
+    def priced_by_instance_type(self) -> bool:
+        return self.price_per_gpu_hour is None and self.price_per_node_hour is None
+
     rules = (
         Rule(
-            cel="has(self.pricePerGpuHour) != has(self.pricePerNodeHour)",
-            message="exactly one of spec.pricePerGpuHour and spec.pricePerNodeHour must be set",
-            check=lambda s: (s.price_per_gpu_hour is None) != (s.price_per_node_hour is None),
+            cel="!has(self.pricePerGpuHour) || !has(self.pricePerNodeHour)",
+            message="only one of spec.pricePerGpuHour and spec.pricePerNodeHour may be set",
+            check=lambda s: s.price_per_gpu_hour is None or s.price_per_node_hour is None,
+        ),
+        Rule(
+            cel=_KARPENTER + " || has(self.pricePerGpuHour) || has(self.pricePerNodeHour)",
+            message=(
+                "one of spec.pricePerGpuHour and spec.pricePerNodeHour must be set "
+                "(only a karpenter pool is priced from its nodes' instance types)"
+            ),
+            check=lambda s: s.provider.type is ProviderType.KARPENTER or not s.priced_by_instance_type,
+        ),
+        Rule(
+            cel=_KARPENTER + " || has(self.nodeSelector)",
+            message="spec.nodeSelector is required unless spec.provider.type is karpenter",
+            check=lambda s: s.provider.type is ProviderType.KARPENTER or s.node_selector is not None,
+            field_path=".nodeSelector",
+            reason="FieldValueRequired",
         ),
         Rule(
             cel="!has(self.maxNodes) || self.minNodes <= self.maxNodes",
