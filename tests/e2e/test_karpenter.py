@@ -9,11 +9,13 @@ The recommended split is the NodePools' default here: Karpenter's ``consolidatio
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from tests.support.chart import chart_identity
 from tests.support.cluster import Cluster, GpuUtilization, wait_for
@@ -34,9 +36,9 @@ def karpenter_identity(cluster: Cluster, tmp_path_factory: pytest.TempPathFactor
         yield kubeconfig
 
 
-def run_operator(cluster: Cluster, namespace: str, karpenter: Karpenter, identity: str) -> Any:
+def run_operator(cluster: Cluster, namespace: str, karpenter: Karpenter, identity: str, *args: str) -> Any:
     """The operator, as the chart's ServiceAccount, consolidating only this test's GPUNodePools."""
-    extra = (*OPERATOR_ARGS, "--pool-selector", f"{OWNER_LABEL}={karpenter.id}")
+    extra = (*OPERATOR_ARGS, *args, "--pool-selector", f"{OWNER_LABEL}={karpenter.id}")
     return OperatorProcess.start(
         cluster.kubeconfig,
         namespace,
@@ -87,7 +89,7 @@ def gpu_app(
 
 
 def gpu_node_pool(
-    cluster: Cluster, karpenter: Karpenter, pool: str, kind: str, *, minimal: bool = False
+    cluster: Cluster, karpenter: Karpenter, pool: str, kind: str, *, minimal: bool = False, budget: str = "1"
 ) -> str:
     """The GPUNodePool over Karpenter's NodePool `pool`; `minimal`: without a nodeSelector and prices,
     which the pool then takes from the NodePool and its nodes' instance types."""
@@ -107,7 +109,7 @@ def gpu_node_pool(
                 "consolidateAfter": "0s",
                 "scaleDownAfter": "0s",
                 "startupGracePeriod": "0s",
-                "disruption": {"budgets": [{"nodes": "1"}]},
+                "disruption": {"budgets": [{"nodes": budget}]},
             },
         }
     )
@@ -231,3 +233,64 @@ def test_pods_karpenter_protects_are_never_moved_by_the_operator(
     assert after[guarded][1] == small[guarded], "the do-not-disrupt pod was moved"
     assert free not in after
     assert {node for _, node in after.values()} == {small[guarded]}
+
+
+HOLD = "rightsizer.io/e2e-hold"
+
+
+def hold(core: client.CoreV1Api, node: str, on: bool) -> None:
+    """Add or take away a finalizer of the test's own, beside Karpenter's."""
+    finalizers = [f for f in core.read_node(node).metadata.finalizers or [] if f != HOLD]
+    # A JSON patch: a strategic merge patch merges finalizer lists, so it could not take one away.
+    value = [*finalizers, HOLD] if on else finalizers
+    core.patch_node(node, [{"op": "add", "path": "/metadata/finalizers", "value": value}])
+
+
+def ready_condition(cluster: Cluster, pool: str) -> dict[str, Any]:
+    conditions = pool_status(cluster, pool).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "ProviderReady"), {})
+
+
+def test_a_node_karpenter_cannot_finish_removing_holds_the_pool_until_it_is_gone(
+    cluster: Cluster, namespace: str, karpenter: Karpenter, karpenter_identity: str
+) -> None:
+    # Karpenter removes no empty node itself here: the operator removes both, one after the other.
+    pool = karpenter.node_pool("gpu-l4-x4", consolidate_after="Never")
+    stuck, held = karpenter.launch(pool), karpenter.launch(pool)
+    core = client.CoreV1Api(cluster.api)
+    # A finalizer nobody removes (as a storage or network plugin's can be): Karpenter's termination
+    # flow deletes the node, and it stays, terminating. `held` is protected until `stuck` is stuck.
+    hold(core, stuck, True)
+    core.patch_node(held, {"metadata": {"annotations": {"rightsizer.io/do-not-disrupt": "true"}}})
+    gpu_node_pool(cluster, karpenter, pool, "gpu-l4-x4", minimal=True, budget="100%")
+    try:
+        with run_operator(
+            cluster, namespace, karpenter, karpenter_identity, "--removal-timeout", "10"
+        ) as operator:
+            wait_for(
+                lambda: ready_condition(cluster, pool).get("reason") == "RemovalStuck",
+                timeout=180,
+                interval=2,
+                describe=lambda: f"{pool_status(cluster, pool)}\n{operator.log()[-3000:]}",
+            )
+            message = ready_condition(cluster, pool)["message"]
+            assert stuck in message and f"karpenter: NodePool {pool}" in message, message
+            assert core.read_node(stuck).metadata.deletion_timestamp, "Karpenter never started removing it"
+
+            core.patch_node(held, {"metadata": {"annotations": {"rightsizer.io/do-not-disrupt": None}}})
+            wait_passes(operator, pool, 3)
+            annotations = core.read_node(held).metadata.annotations or {}
+            assert "rightsizer.io/disruption-intent" not in annotations, "drained while removals were stuck"
+            assert len(karpenter.claims(pool)) == 2
+
+            hold(core, stuck, False)
+            wait_for(
+                lambda: not karpenter.nodes(pool) and not karpenter.claims(pool),
+                timeout=180,
+                interval=2,
+                describe=lambda: f"{pool_status(cluster, pool)}\n{operator.log()[-3000:]}",
+            )
+            wait_for(lambda: ready_condition(cluster, pool).get("status") == "True", timeout=30)
+    finally:
+        with suppress(ApiException):
+            hold(core, stuck, False)

@@ -302,6 +302,7 @@ CUSTOM: dict[str, Any] = {
         "pollSeconds": 5,
         "maxNodesPerPass": 2,
         "scaleUpCooldownSeconds": 120,
+        "removalTimeoutSeconds": 1800,
         "poolSelector": {"team": "ml"},
     },
     "metrics": {"port": 9090},
@@ -342,7 +343,7 @@ def test_every_value_reaches_the_operator_settings(monkeypatch: pytest.MonkeyPat
     assert (pr.energy_kwh, pr.pue, pr.gpu_watts) == (Decimal("0.25"), Decimal("1.2"), Decimal("400"))
     c = settings.consolidation
     assert (c.enabled, c.interval_seconds, c.drain_timeout_seconds, c.poll_seconds) == (False, 90, 600, 5)
-    assert (c.max_nodes_per_pass, c.scale_up_cooldown_seconds) == (2, 120)
+    assert (c.max_nodes_per_pass, c.scale_up_cooldown_seconds, c.removal_timeout_seconds) == (2, 120, 1800)
     # A map does not fit an environment variable: the pool selector is a flag.
     assert container(CUSTOM)["args"] == ["--pool-selector", "team=ml"]
 

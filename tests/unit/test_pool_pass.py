@@ -484,3 +484,43 @@ def test_pool_status_counts_physical_gpus_a_mig_slice_or_time_sliced_replica_as_
     # what nobody requested: 5/7 and 3/4 of a GPU.
     assert status["costPerHour"] == 6
     assert status["idleCostPerHour"] == pytest.approx(3 * (5 / 7 + 3 / 4), abs=1e-3)
+
+
+def test_a_node_the_provider_never_removes_holds_the_pool_until_it_is_gone() -> None:
+    # a-0 is removed first; a-1 is protected until a-0 has been stuck past the removal timeout.
+    edge = FakeDrain(
+        gpu_node("a-0"), gpu_node("a-1"), gpu_node("a-2"), pod("big-1", "a-2", gpus=8, owner=None)
+    )
+    edge.nodes["a-1"]["metadata"]["annotations"] = {"rightsizer.io/do-not-disrupt": "true"}
+    budgets = {**FAST, "disruption": {"budgets": [{"nodes": "100%"}]}}
+    cluster = Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **budgets))
+    provider = FakeProvider("a100", ["a-0", "a-1", "a-2"])  # removes nothing from the cluster: stuck
+    clock = Clock()
+    pools = manager(cluster, clock, {"a100": provider})
+    pools.settings = replace(pools.settings, removal_timeout=timedelta(minutes=1))
+
+    first = pools.run_pass("a100")
+    assert [o.result for o in first.outcomes] == [Result.REMOVED] and provider.removed == ["a-0"]
+    clock.sleep(30)
+    waiting = pools.run_pass("a100", first.status)
+    assert waiting.events == (), "asked once: the removal is neither resumed nor reported before the bound"
+    clock.sleep(31)
+    stuck = pools.run_pass("a100", waiting.status)
+    ready = next(c for c in stuck.status["conditions"] if c["type"] == "ProviderReady")
+    assert (ready["status"], ready["reason"]) == ("False", "RemovalStuck")
+    assert "node(s) a-0 (1m1s ago) was asked of fake" in ready["message"], ready["message"]
+    assert [e.reason for e in stuck.events] == ["RemovalStuck"]
+
+    del edge.nodes["a-1"]["metadata"]["annotations"]["rightsizer.io/do-not-disrupt"]
+    status = stuck.status
+    for _ in range(3):
+        clock.sleep(2)
+        held = pools.run_pass("a100", status)
+        status = held.status
+        assert held.outcomes == () and held.events == (), "one event per change, and still holding"
+    assert provider.removed == ["a-0"], "a-1 drained while the provider was not removing nodes"
+
+    del edge.nodes["a-0"]  # the provider finally removes it
+    recovered = pools.run_pass("a100", status)
+    assert "ProviderRecovered" in [e.reason for e in recovered.events]
+    assert provider.removed == ["a-0", "a-1"]

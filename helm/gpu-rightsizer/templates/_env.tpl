@@ -98,6 +98,8 @@ once by rightsizer.runtime.settings.Settings.load. A unit test loads exactly the
   value: {{ .Values.consolidation.drainWorkers | toString | quote }}
 - name: RIGHTSIZER_CONSOLIDATION__INTENT_LEASE_SECONDS
   value: {{ .Values.consolidation.intentLeaseSeconds | toString | quote }}
+- name: RIGHTSIZER_CONSOLIDATION__REMOVAL_TIMEOUT_SECONDS
+  value: {{ .Values.consolidation.removalTimeoutSeconds | toString | quote }}
 - name: RIGHTSIZER_CONSOLIDATION__SCALE_UP_COOLDOWN_SECONDS
   value: {{ .Values.consolidation.scaleUpCooldownSeconds | toString | quote }}
 {{- end -}}

@@ -71,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--consolidation-interval", type=float, help="seconds between passes per GPUNodePool (60)")
     p.add_argument("--drain-timeout", type=float, help="seconds a drain waits for replacements (300)")
+    p.add_argument(
+        "--removal-timeout",
+        type=float,
+        help="seconds after which a node the provider was asked to remove counts as stuck (900)",
+    )
     p.add_argument("--drain-workers", type=int, help="drains running at once, on their own threads (2)")
     p.add_argument(
         "--intent-lease",
@@ -134,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "drain_timeout_seconds": args.drain_timeout,
         "drain_workers": args.drain_workers,
         "intent_lease_seconds": args.intent_lease,
+        "removal_timeout_seconds": args.removal_timeout,
         "drain_backoff_seconds": args.drain_backoff,
         "pool_selector": dict(s.split("=", 1) for s in args.pool_selector) if args.pool_selector else None,
     }

@@ -10,8 +10,9 @@
   may still go, Pending pods still get nodes) until it can.
 
 - ``ProviderReady``: False with ``ProviderUnavailable`` while the pool's node-pool provider cannot
-  act (e.g. Karpenter not installed, or its NodePool missing), naming the remedy; the pool then
-  drains and adds nothing until it can.
+  act (e.g. Karpenter not installed, or its NodePool missing), naming the remedy; or with
+  ``RemovalStuck`` while a node the provider was asked to remove is still there after the removal
+  timeout (a NodeClaim stuck terminating). The pool then drains and adds nothing until it can.
 
 - ``InputsAvailable``: False with ``InputsUnreadable`` while something protection depends on cannot be
   read (GPUWorkloads, PodDisruptionBudgets, ReplicaSets, the cluster itself): "could not read" is
@@ -39,6 +40,7 @@ INPUTS_AVAILABLE = "InputsAvailable"
 INPUTS_UNREADABLE = "InputsUnreadable"
 PROVIDER_READY = "ProviderReady"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+REMOVAL_STUCK = "RemovalStuck"
 _LISTED_NODES = 5
 
 
@@ -52,6 +54,7 @@ class PoolObservation:
     metrics_hold: str | None = None  # why GPU activity could not be read this pass
     inputs_hold: str | None = None  # what protection depends on and could not be read this pass
     provider_hold: str | None = None  # why the node-pool provider cannot act, with the remedy
+    removal_hold: str | None = None  # nodes the provider was asked to remove long ago, still there
 
 
 def overlap_message(overlaps: Mapping[str, tuple[str, ...]]) -> str | None:
@@ -94,6 +97,9 @@ def pool_conditions(
     if observed.provider_hold is not None:
         message = f"{observed.provider_hold}; holding, no node is drained or added"
         metrics.append(make(PROVIDER_READY, False, PROVIDER_UNAVAILABLE, message))
+    elif observed.removal_hold is not None:
+        message = f"{observed.removal_hold}; holding, no node is drained or added until they are gone"
+        metrics.append(make(PROVIDER_READY, False, REMOVAL_STUCK, message))
     else:
         metrics.append(make(PROVIDER_READY, True, "ProviderReady", "the node-pool provider can act"))
     overlap = overlap_message(observed.overlaps)
@@ -183,7 +189,7 @@ def _transition_event(
     if not after or before.get("status") == after.get("status"):
         return None
     if after.get("status") == bad:
-        return "Warning", warning, str(after.get("message", ""))
+        return "Warning", str(after.get("reason") or warning), str(after.get("message", ""))
     if before.get("status") == bad:
         return "Normal", *recovered
     return None

@@ -246,7 +246,7 @@ class Executor:
             return self._gone(node.name, pool.name, evicted_keys)
         if (intent := self._keep(node.name)) is None:
             return self._lost(node.name, pool.name, evicted)
-        removing = replace(intent, phase=PHASE_REMOVING)
+        removing = replace(intent, phase=PHASE_REMOVING, removal_started=self.clock())
         self.edge.annotate(node.name, {INTENT_ANNOTATION: removing.to_json()})
         return self._remove(node.name, pool.name, provider, step.reason, evicted_keys)
 
@@ -399,6 +399,8 @@ class Executor:
             if intent is not None:
                 if intent.held_by_other(self.holder, self.clock()):
                     continue
+                if intent.phase == PHASE_REMOVING and intent.holder == self.holder:
+                    continue  # this process asked the provider already; the pool reports it if stuck
                 intent = self._claim(node.name, intent)
             provider = self.provider_of(pool) if intent else None
             if intent is not None and intent.phase == PHASE_REMOVING and provider is not None:

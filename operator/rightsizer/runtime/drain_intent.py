@@ -14,8 +14,11 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+from rightsizer.core.snapshot import Node
 
 INTENT_ANNOTATION = "rightsizer.io/disruption-intent"
 PHASE_DRAINING = "draining"
@@ -38,6 +41,7 @@ class Intent:
     pods: tuple[str, ...] = ()
     holder: str = ""  # "" in intents written before holders existed: anyone may take those over
     lease_until: datetime | None = None
+    removal_started: datetime | None = None  # when the provider was asked to remove the node
 
     def held_by_other(self, holder: str, now: datetime) -> bool:
         """Does another live process hold this intent (its lease not run out)?"""
@@ -61,6 +65,7 @@ class Intent:
                 "pods": list(self.pods),
                 "holder": self.holder,
                 "leaseUntil": self.lease_until.isoformat() if self.lease_until else None,
+                "removalStarted": self.removal_started.isoformat() if self.removal_started else None,
             },
             separators=(",", ":"),
         )
@@ -69,7 +74,7 @@ class Intent:
     def from_json(cls, text: str) -> Intent | None:
         try:
             raw = json.loads(text)
-            lease = raw.get("leaseUntil")
+            lease, removal = raw.get("leaseUntil"), raw.get("removalStarted")
             return cls(
                 plan=str(raw.get("plan", "")),
                 pool=str(raw["pool"]),
@@ -78,6 +83,22 @@ class Intent:
                 pods=tuple(str(p) for p in raw.get("pods") or ()),
                 holder=str(raw.get("holder") or ""),
                 lease_until=datetime.fromisoformat(str(lease)) if lease else None,
+                removal_started=datetime.fromisoformat(str(removal)) if removal else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
+
+
+def stuck_removals(nodes: Iterable[Node], now: datetime, bound: timedelta) -> list[tuple[str, timedelta]]:
+    """Nodes whose removal was asked of the provider at least ``bound`` ago and that are still there,
+    with how long ago. An intent written before removals were timed counts from the drain's start."""
+    stuck = []
+    for node in nodes:
+        raw = node.annotations.get(INTENT_ANNOTATION)
+        intent = Intent.from_json(raw) if raw else None
+        if intent is None or intent.phase != PHASE_REMOVING:
+            continue
+        waited = now - (intent.removal_started or intent.started)
+        if waited >= bound:
+            stuck.append((node.name, waited))
+    return sorted(stuck)

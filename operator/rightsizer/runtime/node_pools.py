@@ -36,6 +36,7 @@ from rightsizer.adapters.node_drain import KubeNodeDrain
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.adapters.nodepools.registry import provider_for
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
+from rightsizer.api.durations import format_duration
 from rightsizer.api.v1alpha1.gpunodepool import GPUNodePoolStatus
 from rightsizer.core import drain_backoff, ownership
 from rightsizer.core.budgets import PodPolicy
@@ -74,6 +75,7 @@ from rightsizer.runtime.consolidation import (
     StepOutcome,
     node_steps,
 )
+from rightsizer.runtime.drain_intent import stuck_removals
 from rightsizer.runtime.drain_runner import DrainRunner
 from rightsizer.runtime.events import Event
 from rightsizer.runtime.settings import Settings
@@ -101,6 +103,7 @@ class PassSettings:
     scale_up_cooldown: timedelta = timedelta(seconds=60)
     dry_run: bool = False
     drain_backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    removal_timeout: timedelta = timedelta(minutes=15)
 
 
 @dataclass
@@ -222,7 +225,8 @@ class PoolManager:
             self._report(outcome, pool, members, events)
         started: list[StepOutcome] = []
         provider_hold = self._provider_problem(pool_name)
-        if not self.settings.dry_run and not overlaps and provider_hold is None:
+        removal_hold = self._stuck(pool_name, members, now)
+        if not self.settings.dry_run and not overlaps and provider_hold is None and removal_hold is None:
             steps = self._due(node_steps(result), pool_name, _scale_down_after(document), now)
             if metrics_hold is not None or inputs_hold is not None:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
@@ -240,6 +244,7 @@ class PoolManager:
             metrics_hold=metrics_hold,
             inputs_hold=inputs_hold,
             provider_hold=provider_hold,
+            removal_hold=removal_hold,
         )
         status["conditions"] = pool_conditions(previous, observed, now)
         events.extend(self._unreadable_until(pool.name, state, members, now))
@@ -252,6 +257,18 @@ class PoolManager:
             if change is not None:
                 events.append(Event(*change))
         return PassResult(status, tuple(events), tuple(outcomes))
+
+    def _stuck(self, pool: str, members: Sequence[Node], now: datetime) -> str | None:
+        """Nodes the provider was asked to remove long ago and that are still there: the provider is not
+        removing nodes (a NodeClaim stuck terminating, a finalizer that never goes), so draining more
+        would only evict pods for nothing. The pool holds until they are gone."""
+        stuck = stuck_removals(members, now, self.settings.removal_timeout)
+        if not stuck:
+            return None
+        provider = self.provider(pool)
+        through = provider.describe() if provider is not None else "its provider"
+        nodes = ", ".join(f"{name} ({format_duration(_whole_seconds(waited))} ago)" for name, waited in stuck)
+        return f"removal of node(s) {nodes} was asked of {through} and they are still there"
 
     def _unplaceable(self, node: str) -> str | None:
         """Re-simulated on the cluster as it is now: why the node's remaining pods would not fit
@@ -532,6 +549,10 @@ def _held_conditions(
     return list(known.values())
 
 
+def _whole_seconds(value: timedelta) -> timedelta:
+    return timedelta(seconds=int(value.total_seconds()))
+
+
 def _members(state: ClusterState, assignment: PoolAssignment, pool: PoolPolicy) -> list[Node]:
     return [n for n in state.snapshot.nodes if assignment.node_pool.get(n.name) == pool.name]
 
@@ -663,6 +684,7 @@ def build_pool_manager(
             max_nodes_per_pass=options.max_nodes_per_pass,
             scale_up_cooldown=timedelta(seconds=options.scale_up_cooldown_seconds),
             dry_run=settings.dry_run,
+            removal_timeout=timedelta(seconds=options.removal_timeout_seconds),
             drain_backoff=BackoffPolicy(
                 base=timedelta(seconds=options.drain_backoff_seconds),
                 cap=timedelta(seconds=max(options.drain_backoff_seconds, options.drain_backoff_cap_seconds)),

@@ -130,6 +130,15 @@ class ConsolidationSettings(BaseModel):
     scale_up_cooldown_seconds: float = Field(
         60.0, ge=0, le=3600, description="Wait this long after adding nodes before adding more."
     )
+    removal_timeout_seconds: float = Field(
+        900.0,
+        ge=1,
+        le=86400,
+        description=(
+            "A node still there this long after its removal was asked of the provider is reported stuck; "
+            "its pool then drains and adds nothing until it is gone."
+        ),
+    )
     pool_selector: dict[str, str] = Field(
         default_factory=dict, description="Manage only GPUNodePools with these labels (empty: all)."
     )
