@@ -12,6 +12,8 @@ launches every node; the real scheduler places every pod), and consolidates it:
 (b) GPU Rightsizer in Enforce (GPUWorkloads on the inference, training and idle workloads,
     GPUNodePools on the NodePools, run as the Helm chart's ServiceAccount), Karpenter `WhenEmpty`.
     Training workers are never moved unless --training-movable (the runs checkpoint).
+(both, with --modes): (b) with Karpenter's `WhenEmptyOrUnderutilized` kept: what happens when both
+    consolidate.
 
 Each run ends when the fleet's node count has not changed for --quiet seconds (or --time-limit). It
 reports GPU nodes and cost per hour, pods evicted (the Eviction API's DisruptionTarget condition),
@@ -255,9 +257,9 @@ def run_once(
     operator: OperatorRun | None = None
     pool_names = [p.name for p in fleet.pools]
     with Evictions().watching(core) as evictions:
-        for pool in kf.node_pools(fleet, karpenter_consolidates=mode == "karpenter"):
+        for pool in kf.node_pools(fleet, karpenter_consolidates=mode in ("karpenter", "both")):
             admin.apply(pool)
-        if mode == "rightsizer":
+        if mode in ("rightsizer", "both"):
             workloads = kf.gpu_workloads(fleet, training_movable=args.training_movable)
             for obj in (*kf.gpu_node_pools(fleet), *workloads):
                 admin.apply(obj)
@@ -319,13 +321,15 @@ def report(outcomes: Sequence[Outcome]) -> str:
         )
     lines.append("")
     for fleet in dict.fromkeys(o.fleet for o in outcomes):
-        a = next(o for o in outcomes if o.fleet == fleet and o.mode == "karpenter")
-        b = next(o for o in outcomes if o.fleet == fleet and o.mode == "rightsizer")
-        ratio = b.cost_after / a.cost_after if a.cost_after else float("nan")
-        per_node = b.evictions_per_node / a.evictions_per_node if a.evictions_per_node else float("nan")
-        lines.append(
-            f"{fleet}: cost (b)/(a) = {ratio:.3f}; evictions per node removed (b)/(a) = {per_node:.2f}"
-        )
+        a = next((o for o in outcomes if o.fleet == fleet and o.mode == "karpenter"), None)
+        for b in (o for o in outcomes if o.fleet == fleet and o.mode != "karpenter"):
+            if a is None:
+                continue
+            ratio = b.cost_after / a.cost_after if a.cost_after else float("nan")
+            per_node = b.evictions_per_node / a.evictions_per_node if a.evictions_per_node else float("nan")
+            lines.append(
+                f"{fleet}: {b.mode}/karpenter: cost {ratio:.3f}; evictions per node removed {per_node:.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -340,11 +344,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=1800, help="longest a run may consolidate")
     parser.add_argument("--keep-cluster", action="store_true", help="leave the cluster running")
     parser.add_argument(
+        "--modes",
+        default="karpenter,rightsizer",
+        help="runs per fleet, in order: karpenter (a), rightsizer (b), both (b with Karpenter's "
+        "WhenEmptyOrUnderutilized kept)",
+    )
+    parser.add_argument(
         "--training-movable",
         action="store_true",
         help="(b): training GPUWorkloads allow consolidation (the runs checkpoint), as Karpenter assumes",
     )
     args = parser.parse_args(argv)
+    if not set(args.modes.split(",")) <= {"karpenter", "rightsizer", "both"}:
+        parser.error(f"--modes: {args.modes!r}: use karpenter, rightsizer and both")
     cluster = LocalCluster(dict(CLUSTER_ENV))
     with tempfile.TemporaryDirectory(prefix="bench-karpenter-") as workdir:
         args.workdir = workdir
@@ -358,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcomes = [
                 run_once(cluster, fleet, mode, args, identity)
                 for fleet in kf.fleets(args.scale)
-                for mode in ("karpenter", "rightsizer")
+                for mode in args.modes.split(",")
             ]
         except (BenchError, subprocess.CalledProcessError) as exc:
             print(f"bench-karpenter: {exc}", file=sys.stderr)

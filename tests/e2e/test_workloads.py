@@ -57,6 +57,36 @@ def test_inference_scales_up_to_the_computed_count_within_one_interval(
     )
 
 
+def test_a_ready_pod_without_series_counts_as_idle_against_a_scale_up_as_hpa_counts_it(
+    world: World, gpu_util: GpuUtilization, operator: OperatorProcess
+) -> None:
+    ns = world.namespace
+    world.run_gpu_app(gpu_util, "chat", 3, 100)
+    # The exporter stops labelling one pod's GPU with it: that Ready pod has no series any more.
+    unmapped = sorted(p.metadata.name for p in world.core.list_namespaced_pod(ns).items)[0]
+    world.core.patch_namespaced_pod(
+        unmapped, ns, {"metadata": {"annotations": {"rightsizer.io/fake-dcgm-unmapped": "true"}}}
+    )
+    spec = {"targetUtilization": 50, "maxReplicas": 4, "metric": {"window": "5s"}}
+    # Recommend first, until the operator itself sees the pod's series gone: the decision that
+    # follows in Enforce is made on two pods' samples, never on a window that still had three.
+    world.cluster.apply(gpu_workload("chat", "chat", mode="Recommend", **spec), ns)
+    wait_for(
+        lambda: (world.condition("chat", "MetricsAvailable") or {}).get("reason") == "PartialMetrics",
+        timeout=60,
+        describe=lambda: world.describe("chat"),
+    )
+    # 100% on two pods against 50%: even with the third counted as idle it is 66.7%, so
+    # ceil(200/50) = 4. Holding every decision for one missing pod would never scale up.
+    world.cluster.apply(gpu_workload("chat", "chat", **spec), ns)
+    wait_for(lambda: world.replicas("chat") == 4, timeout=60, describe=lambda: world.describe("chat"))
+    wait_for(
+        lambda: any(f"counting {unmapped} as 0%" in m for m in world.events("ScaleUp")),
+        timeout=20,
+        describe=lambda: str(world.events()),
+    )
+
+
 def test_scale_down_waits_for_the_stabilisation_window_and_never_goes_below_min(
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:

@@ -183,6 +183,20 @@ def test_idle_gpu_reports_zero_and_carries_no_pod_labels() -> None:
     assert value_of(text, "DCGM_FI_DEV_FB_FREE", gpu="1") == 81920
 
 
+def test_a_pod_the_exporter_cannot_map_has_no_series_but_keeps_its_gpu() -> None:
+    world = World()
+    world.pods = [
+        pod_json("web-1"),
+        pod_json("web-2", annotations={"rightsizer.io/fake-dcgm-unmapped": "true"}),
+    ]
+    world.configmaps = [scenario_cm("ml", "rules:\n- util: 90\n")]
+    text = metrics_text(world.exporter(), T0)
+    assert 'pod="web-1"' in text and 'pod="web-2"' not in text
+    # Its GPU is still taken (web-1 holds GPU 0, web-2 GPU 1) and written without pod labels.
+    assert value_of(text, "DCGM_FI_DEV_GPU_UTIL", gpu="0") == 90
+    assert 'namespace="ml"' not in next(ln for ln in text.splitlines() if 'gpu="1"' in ln)
+
+
 @pytest.mark.parametrize(
     ("flavour", "hostname", "expected"),
     [

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rightsizer.core.errors import InvalidPolicy
-from rightsizer.core.metrics_view import Hold, HoldCode, PodUtilization, UsableMetrics
+from rightsizer.core.metrics_view import (
+    GpuSample,
+    Hold,
+    HoldCode,
+    PodUtilization,
+    UsableMetrics,
+    view_metrics,
+)
 from rightsizer.core.replicas import (
     Decision,
     Recommendation,
@@ -552,3 +559,57 @@ def test_device_level_numbers_of_a_shared_gpu_never_remove_a_replica() -> None:
 def test_device_level_numbers_of_a_shared_gpu_may_still_add_replicas() -> None:
     decision = decide(policy(), 2, shared_metrics(90, 90)).decision
     assert (decision.action, decision.replicas) == (ReplicaAction.SCALE_UP, 3)
+
+
+# --- Ready pods without a sample: HPA's conservative fill -------------------------------------
+
+
+def gated(ready: int, reported: dict[int, float], starting: Sequence[str] = ()) -> UsableMetrics | Hold:
+    """What the metrics gate makes of ``ready`` Ready pods of which only ``reported`` have a sample."""
+    samples = [GpuSample(f"web-{i}", percent, T0) for i, percent in reported.items()]
+    return view_metrics(samples, [f"web-{i}" for i in range(ready)], starting, T0, GAP)
+
+
+@pytest.mark.parametrize(
+    ("ready", "reported", "target", "expected", "action"),
+    [
+        # 90% on two pods, one unknown: counted as 0% it is 60%, on target: kept (HPA keeps too).
+        (3, {0: 90, 1: 90}, 60, 3, ReplicaAction.HOLD),
+        # 100% on two pods against 50%: even with the third at 0% it is 66.7%, so up to ceil(200/50).
+        (3, {0: 100, 1: 100}, 50, 4, ReplicaAction.SCALE_UP),
+        # 10% on three pods, one unknown: counted as 100% it is 32.5%, still low: down to ceil(130/60).
+        (4, {0: 10, 1: 10, 2: 10}, 60, 3, ReplicaAction.SCALE_DOWN),
+        # 5% on one pod, two unknown: counted as 100% they make it 68.3%, over target: no scale-down.
+        (3, {0: 5}, 60, 3, ReplicaAction.HOLD),
+    ],
+)
+def test_ready_pods_without_a_sample_count_against_the_change_as_hpa_counts_them(
+    ready: int, reported: dict[int, float], target: float, expected: int, action: ReplicaAction
+) -> None:
+    m = gated(ready, reported)
+    assert isinstance(m, Hold) and m.code is HoldCode.PARTIAL, "the gate still says the data is partial"
+    decision = decide(policy(target_utilization=target), ready, m).decision
+    assert (decision.replicas, decision.action) == (expected, action), decision.reason
+    assert "no sample: as HPA does" in decision.reason
+
+
+def test_a_pod_without_a_sample_is_never_idle_so_the_workload_never_goes_to_zero() -> None:
+    # Every pod that reported is idle; the unknown one counts as busy: down to 2, never to 0.
+    m = gated(3, {0: 0, 1: 0})
+    decision = decide(policy(min_replicas=0), 3, m).decision
+    assert (decision.replicas, decision.action) == (2, ReplicaAction.SCALE_DOWN), decision.reason
+
+
+def test_starting_pods_count_as_idle_against_a_scale_up_with_pods_unknown() -> None:
+    # 100% on two pods, one unknown and one starting, target 60: (200 + 0 + 0) / 4 = 50%: kept.
+    m = gated(3, {0: 100, 1: 100}, starting=["web-9"])
+    decision = decide(policy(), 3, m).decision
+    assert (decision.replicas, decision.action) == (3, ReplicaAction.HOLD), decision.reason
+    assert "web-2 and starting web-9 as 0%" in decision.reason
+
+
+def test_no_sample_at_all_or_a_stale_one_still_holds_everything() -> None:
+    assert decide(policy(), 3, gated(3, {})).decision.action is ReplicaAction.HOLD
+    stale = view_metrics([GpuSample("web-0", 100, T0 - 2 * GAP)], ["web-0", "web-1"], (), T0, GAP)
+    assert isinstance(stale, Hold) and stale.partial is None
+    assert decide(policy(), 2, stale).decision.action is ReplicaAction.HOLD

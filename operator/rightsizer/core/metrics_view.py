@@ -2,7 +2,10 @@
 
 Every decision about a workload starts here. The rule is "never act on partial data": a pod
 whose series is missing is *unknown*, not idle, so missing, stale, NaN or out-of-range samples,
-or samples that cover fewer than all Ready pods, give a :class:`Hold` instead of numbers.
+or samples that cover fewer than all Ready pods, give a :class:`Hold` instead of numbers. A hold
+for pods without a series still carries what the others reported (``Hold.partial``): replica
+decisions may use it the way HPA does, counting each missing pod as whatever argues against the
+change (see core.replicas); nothing else (idle verdicts, cost, advice) does.
 Pods that are not Ready yet are neither idle nor busy: their samples are left out and they are
 listed separately so callers can treat a starting workload as such.
 """
@@ -93,6 +96,8 @@ class UsableMetrics:
     reason: str
     signal: str | None = None
     """The DCGM field(s) read, joined by + when the GPUs differ; None when the source did not say."""
+    missing: tuple[str, ...] = ()
+    """Ready pods without a sample (only in ``Hold.partial``): unknown, never idle."""
 
     @property
     def shared_pods(self) -> tuple[str, ...]:
@@ -121,6 +126,8 @@ class Hold:
 
     code: HoldCode
     reason: str
+    partial: UsableMetrics | None = None
+    """PartialMetrics only: what the pods that did report say, with the ``missing`` ones named."""
 
 
 def view_metrics(
@@ -174,31 +181,32 @@ def view_metrics(
             )
 
     reported = {pod for pod, _ in latest}
-    missing = [pod for pod in ready if pod not in reported]
+    missing = tuple(pod for pod in ready if pod not in reported)
+    by_pod: dict[str, list[GpuSample]] = {}
+    for (pod, _), sample in latest.items():
+        by_pod.setdefault(pod, []).append(sample)
+    per_pod = tuple(_summarise(pod, by_pod[pod]) for pod in ready if pod in reported)
+    aggregate = sum(pod.percent for pod in per_pod) / len(per_pod)
+    starting_note = f"; starting, not counted: {', '.join(starting)}" if starting else ""
+    fields = sorted({part for s in latest.values() if s.signal for part in s.signal.split("+")})
+    usable = UsableMetrics(
+        signal="+".join(fields) or None,
+        aggregate=aggregate,
+        per_pod=per_pod,
+        not_ready=starting,
+        sampled_at=min(pod.sampled_at for pod in per_pod),
+        reason=f"{len(per_pod)} of {len(ready)} Ready pods reported, mean {format_percent(aggregate)}"
+        f"{starting_note}",
+        missing=missing,
+    )
     if missing:
         return Hold(
             HoldCode.PARTIAL,
             f"only {len(reported)} of {len(ready)} Ready pods reported GPU samples; "
             f"missing: {', '.join(missing)}",
+            partial=usable,
         )
-
-    by_pod: dict[str, list[GpuSample]] = {}
-    for (pod, _), sample in latest.items():
-        by_pod.setdefault(pod, []).append(sample)
-    per_pod = tuple(_summarise(pod, by_pod[pod]) for pod in ready)
-    aggregate = sum(pod.percent for pod in per_pod) / len(per_pod)
-    sampled_at = min(pod.sampled_at for pod in per_pod)
-    starting_note = f"; starting, not counted: {', '.join(starting)}" if starting else ""
-    fields = sorted({part for s in latest.values() if s.signal for part in s.signal.split("+")})
-    return UsableMetrics(
-        signal="+".join(fields) or None,
-        aggregate=aggregate,
-        per_pod=per_pod,
-        not_ready=starting,
-        sampled_at=sampled_at,
-        reason=f"{len(per_pod)} of {len(per_pod)} Ready pods reported, mean {format_percent(aggregate)}"
-        f"{starting_note}",
-    )
+    return usable
 
 
 def _invalid_value(percent: float) -> str:
@@ -251,4 +259,4 @@ def signal_hint(hold: Hold, signal: str, mig_pods: Sequence[str]) -> Hold:
         f"{', '.join(sorted(mig_pods))} run on MIG instances, which report no {GPU_UTIL_FIELD}; "
         "signal Auto or DCGM_FI_PROF_GR_ENGINE_ACTIVE reads them"
     )
-    return Hold(hold.code, f"{hold.reason}. {hint}")
+    return Hold(hold.code, f"{hold.reason}. {hint}", hold.partial)

@@ -230,12 +230,16 @@ def decide_replicas(
         reason = f"{current} replicas < minReplicas {bound} → {bound}"
         return outcome(ReplicaAction.SCALE_UP, bound, reason, recorded=bound)
 
+    unknown = metrics.reason if isinstance(metrics, Hold) else None  # some Ready pods have no sample
     if isinstance(metrics, Hold):
-        # Recording the current count keeps the windows honest: a hold is not idle time.
-        reason = f"holding at {current}: {metrics.reason}"
-        return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
-
-    raw, why = _raw_recommendation(policy, current, metrics, wake_signal)
+        if metrics.partial is None:
+            # Recording the current count keeps the windows honest: a hold is not idle time.
+            reason = f"holding at {current}: {metrics.reason}"
+            return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
+        metrics = metrics.partial
+        raw, why = _with_missing_filled(policy, current, metrics)
+    else:
+        raw, why = _raw_recommendation(policy, current, metrics, wake_signal)
     stabilised, stabilise_why = _stabilise(policy, current, raw, kept, now)
     final, limit_why = _limit_rate(policy, current, stabilised, events, now)
     reason = _join(why, stabilise_why, limit_why)
@@ -248,6 +252,10 @@ def decide_replicas(
             f"are the device's); {reason}"
         )
         return outcome(ReplicaAction.HOLD, current, reason, recorded=current, code=SHARED_GPU)
+    if final == current and unknown is not None:
+        return outcome(
+            ReplicaAction.HOLD, current, f"holding at {current}: {unknown}; {reason}", recorded=raw
+        )
     if final == current:
         action = ReplicaAction.NO_CHANGE
     elif final > current:
@@ -330,6 +338,47 @@ def _raw_recommendation(
     elif clamped < desired:
         why += f"; capped at maxReplicas {clamped}"
     return clamped, _join(note, why)
+
+
+def _with_missing_filled(policy: ScalingPolicy, current: int, metrics: UsableMetrics) -> tuple[int, str]:
+    """HPA's rule for Ready pods without a sample: each counts as whatever argues against the change
+    the others ask for (0% against a scale-up, 100% against a scale-down; starting pods as 0%
+    against a scale-up too). A change survives only if it still holds then, in the same direction.
+    Never to zero: an unknown pod is not idle."""
+    target = _decimal(policy.target_utilization)
+    reported = sum((_decimal(pod.percent) for pod in metrics.per_pod), start=Decimal(0))
+    ratio = reported / metrics.ready_count / target
+    missing = ", ".join(metrics.missing)
+    seen = (
+        f"util {format_percent(float(reported / metrics.ready_count))} on the {metrics.ready_count} "
+        f"Ready pods that reported"
+    )
+    if ratio == 1:
+        return current, f"{seen}, at target; {missing} unknown → keep {current}"
+    up = ratio > 1
+    fill, counted = (
+        (Decimal(0), len(metrics.missing) + len(metrics.not_ready))
+        if up
+        else (Decimal(100), len(metrics.missing))
+    )
+    total = reported + fill * counted
+    pods = metrics.ready_count + counted
+    new_ratio = total / pods / target
+    starting = f" and starting {', '.join(metrics.not_ready)}" if up and metrics.not_ready else ""
+    filled = (
+        f"{seen}; counting {missing}{starting} as {format_percent(float(fill))} (no sample: as HPA does) "
+        f"gives {format_percent(float(total / pods))}"
+    )
+    desired = math.ceil(total / target)
+    if (
+        abs(new_ratio - 1) <= _decimal(policy.tolerance)
+        or (new_ratio > 1) != up
+        or (up and desired < current)
+        or (not up and desired > current)
+    ):
+        return current, f"{filled} → keep {current}"
+    clamped = min(max(desired, policy.min_replicas, 1), policy.max_replicas)
+    return clamped, f"{filled} vs target {format_percent(policy.target_utilization)} → {clamped}"
 
 
 def _idle_verdict(

@@ -24,6 +24,9 @@ MEMORY_LABEL = "nvidia.com/gpu.memory"
 DRIVER_LABEL = "nvidia.com/cuda.driver-version.full"
 REPLICAS_LABEL = "nvidia.com/gpu.replicas"
 UTIL_ANNOTATION = "rightsizer.io/fake-gpu-util"
+# The exporter cannot map this pod's GPUs to it (as when the kubelet's pod-resources socket fails):
+# its GPUs' series carry no pod labels, so the pod has no series of its own.
+UNMAPPED_ANNOTATION = "rightsizer.io/fake-dcgm-unmapped"
 
 
 def nodes_from_api(items: Iterable[Mapping[str, Any]]) -> list[GpuNode]:
@@ -105,6 +108,7 @@ def pods_from_api(items: Iterable[Mapping[str, Any]]) -> tuple[list[GpuPod], lis
                 labels=dict(meta.get("labels") or {}),
                 util_override=override,
                 mig=mig,
+                unmapped=(meta.get("annotations") or {}).get(UNMAPPED_ANNOTATION) == "true",
             )
         )
     return pods, warnings

@@ -70,6 +70,7 @@ class GpuPod:
     labels: Mapping[str, str] = field(default_factory=dict)
     util_override: float | None = None
     mig: tuple[tuple[str, str, int], ...] = ()  # (container name, MIG profile, instances)
+    unmapped: bool = False  # the exporter cannot tell this pod holds its GPUs: no pod labels
 
     @property
     def gpus(self) -> int:

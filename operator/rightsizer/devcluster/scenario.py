@@ -19,7 +19,9 @@ names its `namespace`):
         memoryUsedMiB: 20000         # optional, per GPU
 
 Later rules win; the pod annotation `rightsizer.io/fake-gpu-util: "55"` beats every rule (on every
-GPU of the pod); a pod no rule matches reports 0%. A pod's GPU i is its i-th whole GPU (or
+GPU of the pod); a pod no rule matches reports 0%. A pod annotated `rightsizer.io/fake-dcgm-unmapped:
+"true"` has no series: its GPUs are written without pod labels, idle, as dcgm-exporter writes GPUs
+it cannot map to a pod. A pod's GPU i is its i-th whole GPU (or
 time-sliced replica) in index order; its MIG instances are counted the same way, on their own.
 
 What the devices report: a whole GPU its holder's utilisation (DCGM_FI_DEV_GPU_UTIL, and
@@ -138,7 +140,7 @@ class _Activity:
         for slot in order:
             holder = held.get(slot)
             pod = self.pods.get(holder.uid) if holder else None
-            if holder is None or pod is None:
+            if holder is None or pod is None or pod.unmapped:
                 continue
             util, memory = pod_activity(pod, self.rules, self.now, seen[holder.uid])
             seen[holder.uid] += 1

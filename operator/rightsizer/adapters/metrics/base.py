@@ -154,7 +154,9 @@ def name_failing_endpoints(metrics: UsableMetrics | Hold, source: object) -> Usa
     more = f" (+{len(failing) - _LISTED_ERRORS} more)" if len(failing) > _LISTED_ERRORS else ""
     plural = "s" if len(failing) > 1 else ""
     return Hold(
-        metrics.code, f"{metrics.reason}; {len(failing)} exporter endpoint{plural} failing: {listed}{more}"
+        metrics.code,
+        f"{metrics.reason}; {len(failing)} exporter endpoint{plural} failing: {listed}{more}",
+        metrics.partial,
     )
 
 
