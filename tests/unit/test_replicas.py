@@ -613,3 +613,13 @@ def test_no_sample_at_all_or_a_stale_one_still_holds_everything() -> None:
     stale = view_metrics([GpuSample("web-0", 100, T0 - 2 * GAP)], ["web-0", "web-1"], (), T0, GAP)
     assert isinstance(stale, Hold) and stale.partial is None
     assert decide(policy(), 2, stale).decision.action is ReplicaAction.HOLD
+
+
+def test_pods_are_weighted_by_the_gpus_they_hold_as_hpa_weights_them_by_request() -> None:
+    # A 4-GPU pod at 90% and a 1-GPU pod at 10%: their GPUs are 74% busy, not 50%; against 50%
+    # that is ceil(2 x 74 / 50) = 3 replicas (a plain mean would keep 2).
+    samples = [GpuSample("web-0", 90, T0, gpu=str(i)) for i in range(4)] + [GpuSample("web-1", 10, T0)]
+    m = view_metrics(samples, ["web-0", "web-1"], (), T0, GAP)
+    assert isinstance(m, UsableMetrics) and m.aggregate == 74
+    decision = decide(policy(target_utilization=50), 2, m).decision
+    assert (decision.replicas, decision.action) == (3, ReplicaAction.SCALE_UP), decision.reason

@@ -88,7 +88,8 @@ class UsableMetrics:
     """Samples that passed the gate: fresh, valid, one or more per Ready pod."""
 
     aggregate: float
-    """Mean utilisation over Ready pods, percent."""
+    """Mean utilisation over Ready pods' GPUs, percent: each pod weighted by the GPUs it holds, as
+    HPA weights each pod by its request."""
     per_pod: tuple[PodUtilization, ...]
     not_ready: tuple[str, ...]
     sampled_at: datetime
@@ -186,7 +187,7 @@ def view_metrics(
     for (pod, _), sample in latest.items():
         by_pod.setdefault(pod, []).append(sample)
     per_pod = tuple(_summarise(pod, by_pod[pod]) for pod in ready if pod in reported)
-    aggregate = sum(pod.percent for pod in per_pod) / len(per_pod)
+    aggregate = float(weighted_mean(per_pod))
     starting_note = f"; starting, not counted: {', '.join(starting)}" if starting else ""
     fields = sorted({part for s in latest.values() if s.signal for part in s.signal.split("+")})
     usable = UsableMetrics(
@@ -207,6 +208,20 @@ def view_metrics(
             partial=usable,
         )
     return usable
+
+
+def weighted_mean(pods: Sequence[PodUtilization]) -> Decimal:
+    """Utilisation of the pods' GPUs together: a 4-GPU pod at 90% and a 1-GPU pod at 10% are 74% busy,
+    not 50%."""
+    return weighted_total(pods) / len(pods)
+
+
+def weighted_total(pods: Sequence[PodUtilization]) -> Decimal:
+    """The pods' utilisation summed in pod-equivalents (mean x pods), exact for decisions: multiplied
+    before it is divided, so pods of one GPU each sum exactly as their percents do."""
+    gpus = sum(pod.gpus for pod in pods)
+    busy = sum((Decimal(str(pod.percent)) * pod.gpus for pod in pods), start=Decimal(0))
+    return busy * len(pods) / gpus
 
 
 def _invalid_value(percent: float) -> str:

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from rightsizer.api.durations import format_duration
 from rightsizer.core.errors import InvalidPolicy
-from rightsizer.core.metrics_view import Hold, UsableMetrics
+from rightsizer.core.metrics_view import Hold, UsableMetrics, weighted_total
 from rightsizer.core.wording import TIMES, format_percent
 
 SHARED_GPU = "SharedGpu"
@@ -303,7 +303,8 @@ def _raw_recommendation(
     # exactly 10% over (floats say 10.000000000000009%), and 0.4 + 79.9 + 39.7 over 60 is exactly 2
     # replicas (floats sum to 120.00000000000001 and ask for 3).
     exact_target = _decimal(target)
-    total = sum((_decimal(pod.percent) for pod in metrics.per_pod), start=Decimal(0))
+    # Pods weighted by their GPUs, as HPA weights them by request: total is in pod-equivalents.
+    total = weighted_total(metrics.per_pod)
     ratio = total / metrics.ready_count / exact_target
     exact_tolerance = _decimal(policy.tolerance)
     if abs(ratio - 1) <= exact_tolerance:
@@ -346,7 +347,7 @@ def _with_missing_filled(policy: ScalingPolicy, current: int, metrics: UsableMet
     against a scale-up too). A change survives only if it still holds then, in the same direction.
     Never to zero: an unknown pod is not idle."""
     target = _decimal(policy.target_utilization)
-    reported = sum((_decimal(pod.percent) for pod in metrics.per_pod), start=Decimal(0))
+    reported = weighted_total(metrics.per_pod)
     ratio = reported / metrics.ready_count / target
     missing = ", ".join(metrics.missing)
     seen = (
