@@ -4,7 +4,7 @@ replicas and MIG slices."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -193,3 +193,18 @@ def test_a_pod_on_a_time_sliced_gpu_is_shared_even_when_only_it_has_labels() -> 
 )
 def test_which_requests_share_a_gpu(requests: dict[str, int], labels: dict[str, str], shared: bool) -> None:
     assert shares_a_gpu({k: Decimal(v) for k, v in requests.items()}, labels) is shared
+
+
+def test_a_ready_pod_is_warming_until_its_ready_condition_is_older_than_the_delay() -> None:
+    since = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-25T12:00:00Z"}
+    pod = pod_info(
+        {"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Running", "conditions": [ready]}}
+    )
+    assert pod.ready_since == since
+    assert pod.warming(since + timedelta(seconds=29), timedelta(seconds=30))
+    assert not pod.warming(since + timedelta(seconds=30), timedelta(seconds=30))
+    # A Ready condition without a readable time is taken as warm: never a reason to wait for ever.
+    unreadable = {**ready, "lastTransitionTime": "soon"}
+    pod = pod_info({"metadata": {"name": "p"}, "spec": {}, "status": {"conditions": [unreadable]}})
+    assert pod.ready and not pod.warming(since, timedelta(seconds=30))

@@ -187,3 +187,24 @@ def test_only_pods_on_their_way_up_damp_a_scale_up_as_for_hpa(
     # the count (90+90+0 over 3 is 60%); one that is leaving is not counted at all.
     c.reconcile("ml", "chat")
     assert c.replicas("ml", "chat") == expected
+
+
+@pytest.mark.parametrize(("delay", "replicas"), [(0, 2), (60, 3)])
+def test_a_pod_ready_for_less_than_the_readiness_delay_is_neither_busy_nor_idle(
+    delay: int, replicas: int
+) -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 3, util=60)
+    # chat-2 became Ready 10 s ago and still loads its model: 0% so far.
+    loading = replace(c.pods["ml"][2], ready_since=c.now - timedelta(seconds=10))
+    c.pods["ml"][2] = loading
+    c.metrics.record("ml", "chat-2", 0.0, at=c.now)
+    c.workload(
+        "ml",
+        "chat",
+        initialReadinessDelaySeconds=delay,
+        behavior={"scaleDown": {"stabilizationWindowSeconds": 0}},
+    )
+    result = c.reconcile("ml", "chat")
+    # Counted, it drags the mean to 40% and one replica goes; warming up, the others are on target.
+    assert c.replicas("ml", "chat") == replicas, result.status["lastDecision"]["reason"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from rightsizer.core.errors import RightsizerError
 from rightsizer.core.gpu_share import is_gpu_request
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.selectors import format_selector
+from rightsizer.core.status import parse_time
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -83,6 +85,12 @@ class PodInfo:
     gpu_requests: Mapping[str, Decimal] = field(default_factory=dict)
     """Whole, shared and MIG GPU resources requested, by resource name (what its cost is priced on)."""
     deleting: bool = False
+    ready_since: datetime | None = None  # the Ready condition's last transition, when it says
+
+    def warming(self, now: datetime, delay: timedelta) -> bool:
+        """Ready for less than ``delay``: not measured yet, as a starting pod. A Ready pod without a
+        transition time is taken as warm (the API server always writes one)."""
+        return self.ready and self.ready_since is not None and now - self.ready_since < delay
 
     @property
     def starting(self) -> bool:
@@ -109,10 +117,10 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
                 gpu_requests[name] = gpu_requests.get(name, Decimal(0)) + amount
         cpu += parse_quantity(req.get("cpu", 0))
         memory += parse_quantity(req.get("memory", 0))
-    ready = any(
-        cond.get("type") == "Ready" and cond.get("status") == "True"
-        for cond in status.get("conditions") or []
-    ) and not meta.get("deletionTimestamp")
+    condition: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    ready = condition.get("status") == "True" and not meta.get("deletionTimestamp")
     return PodInfo(
         name=str(meta.get("name", "")),
         node=spec.get("nodeName"),
@@ -125,6 +133,8 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         labels=dict(meta.get("labels") or {}),
         gpu_requests=gpu_requests,
         deleting=bool(meta.get("deletionTimestamp")),
+        # Unreadable: taken as warm, never a reason to wait for ever.
+        ready_since=parse_time(condition.get("lastTransitionTime")) if ready else None,
     )
 
 

@@ -261,8 +261,10 @@ class WorkloadReconciler:
             now += timedelta(seconds=waited)
 
         pods = view.pods(namespace, scale.selector)
-        ready = [p.name for p in pods if p.ready]
-        starting = [p.name for p in pods if p.starting]
+        # A pod Ready for less than the warm-up counts as starting: neither busy nor idle yet.
+        warm_up = timedelta(seconds=spec.initial_readiness_delay_seconds)
+        ready = [p.name for p in pods if p.ready and not p.warming(now, warm_up)]
+        starting = [p.name for p in pods if p.starting or p.warming(now, warm_up)]
         labels = view.node_labels([p.node for p in pods if p.node])
         on_shared = frozenset(
             p.name for p in pods if shares_a_gpu(p.gpu_requests, labels.get(p.node or "", {}))

@@ -299,6 +299,15 @@ class GPUWorkloadSpec(SpecModel):
         default=None, description="Required with minReplicas 0: when to come back from zero."
     )
     behavior: Behavior = Field(default=Behavior(), description="Scaling speed and stabilisation.")
+    initial_readiness_delay_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description=(
+            "A pod Ready for less than this many seconds counts neither as busy nor as idle: it is "
+            "still starting (a model still loading reads 0%), as HPA's initial readiness delay."
+        ),
+    )
     idle_policy: IdlePolicy | None = Field(
         default=None, description="Training only: when the workload is idle and what to do about it."
     )
