@@ -208,3 +208,23 @@ def test_a_pod_ready_for_less_than_the_readiness_delay_is_neither_busy_nor_idle(
     result = c.reconcile("ml", "chat")
     # Counted, it drags the mean to 40% and one replica goes; warming up, the others are on target.
     assert c.replicas("ml", "chat") == replicas, result.status["lastDecision"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("scale_up", "replicas"),
+    [
+        (None, 20),  # HPA's default: the larger of 4 pods or 100% per 15 s
+        ({"stabilizationWindowSeconds": 0, "maxStep": 4}, 14),
+        ({"stabilizationWindowSeconds": 0, "maxPercent": 50}, 15),
+        ({"stabilizationWindowSeconds": 0, "maxStep": 12, "maxPercent": 50}, 22),  # the larger
+    ],
+)
+def test_a_jump_is_limited_per_period_as_hpa_limits_it(
+    scale_up: dict[str, int] | None, replicas: int
+) -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 10, util=100)  # 10 x 100 / 20 = 50 wanted
+    behavior = {"scaleUp": scale_up} if scale_up else {}
+    c.workload("ml", "chat", targetUtilization=20, maxReplicas=60, behavior=behavior)
+    result = c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == replicas, result.status["lastDecision"]["reason"]

@@ -28,8 +28,10 @@ def scaling_policy(spec: GPUWorkloadSpec) -> ScalingPolicy:
         max_replicas=spec.max_replicas or max(spec.min_replicas, 1),
         target_utilization=float(spec.target_utilization),
         tolerance=float(spec.behavior.tolerance),
-        scale_up=StepRule(up.stabilization_window_seconds, up.period_seconds, up.max_step),
-        scale_down=StepRule(down.stabilization_window_seconds, down.period_seconds, down.max_step),
+        scale_up=StepRule(up.stabilization_window_seconds, up.period_seconds, up.max_step, up.max_percent),
+        scale_down=StepRule(
+            down.stabilization_window_seconds, down.period_seconds, down.max_step, down.max_percent
+        ),
         wake_threshold=float(wake.threshold) if wake else 0.0,
         wake_replicas=min(wake.replicas, spec.max_replicas or wake.replicas) if wake else 1,
         zero_after=wake.cooldown if wake else None,

@@ -176,10 +176,20 @@ class ScalingRules(SpecModel):
         ),
     )
     max_step: int | None = Field(
-        default=None, ge=1, description="At most this many pods added or removed per period; unset: no limit."
+        default=None, ge=1, description="At most this many pods added or removed per period (a Pods policy)."
+    )
+    max_percent: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description=(
+            "At most this percent of the replicas at the start of the period added or removed per period "
+            "(a Percent policy). With maxStep too, the larger change is allowed (HPA's selectPolicy Max); "
+            "with neither, no limit."
+        ),
     )
     period_seconds: int = Field(
-        default=15, ge=1, le=1800, description="Length of the period maxStep applies to, in seconds."
+        default=15, ge=1, le=1800, description="Length of the period the limits apply to, in seconds."
     )
 
 
@@ -187,12 +197,14 @@ class Behavior(SpecModel):
     """Scaling speed and stabilisation (Inference only), as for a HorizontalPodAutoscaler."""
 
     scale_up: ScalingRules = Field(
-        default=ScalingRules(stabilization_window_seconds=0, max_step=4, period_seconds=15),
-        description="Scale-up limits; default: immediately, at most 4 pods per 15 s.",
+        default=ScalingRules(stabilization_window_seconds=0, max_step=4, max_percent=100, period_seconds=15),
+        description="Scale-up limits; default (HPA's): immediately, the larger of 4 pods or 100% per 15 s.",
     )
     scale_down: ScalingRules = Field(
-        default=ScalingRules(stabilization_window_seconds=300, period_seconds=15),
-        description="Scale-down limits; default: highest recommendation of the last 300 s, no step limit.",
+        default=ScalingRules(stabilization_window_seconds=300, max_percent=100, period_seconds=15),
+        description=(
+            "Scale-down limits; default (HPA's): highest recommendation of the last 300 s, 100% per 15 s."
+        ),
     )
     tolerance: Number = Field(
         default=Decimal("0.1"),
