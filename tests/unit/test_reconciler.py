@@ -228,3 +228,24 @@ def test_a_jump_is_limited_per_period_as_hpa_limits_it(
     c.workload("ml", "chat", targetUtilization=20, maxReplicas=60, behavior=behavior)
     result = c.reconcile("ml", "chat")
     assert c.replicas("ml", "chat") == replicas, result.status["lastDecision"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("util", "behavior", "replicas"),
+    [
+        (64, {}, 4),  # 6.7% over target: inside the shared 10%
+        (64, {"scaleUp": {"stabilizationWindowSeconds": 0, "tolerance": 0.05}}, 5),
+        (40, {"scaleDown": {"stabilizationWindowSeconds": 0}}, 3),  # 33% under: down
+        (40, {"scaleDown": {"stabilizationWindowSeconds": 0, "tolerance": 0.5}}, 4),
+        # A tolerance of 1 or more in one direction turns that direction off, as for HPA.
+        (5, {"scaleDown": {"stabilizationWindowSeconds": 0, "tolerance": 1}}, 4),
+    ],
+)
+def test_each_direction_may_have_its_own_tolerance(
+    util: float, behavior: dict[str, object], replicas: int
+) -> None:
+    c = MemoryCluster()
+    c.deployment("ml", "chat", 4, util=util)
+    c.workload("ml", "chat", behavior=behavior)
+    result = c.reconcile("ml", "chat")
+    assert c.replicas("ml", "chat") == replicas, result.status["lastDecision"]["reason"]

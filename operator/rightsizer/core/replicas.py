@@ -94,6 +94,9 @@ class ScalingPolicy:
     max_replicas: int
     target_utilization: float
     tolerance: float = 0.1
+    tolerance_up: float | None = None
+    """Per direction, as HPA's behavior.scaleUp/scaleDown.tolerance; None: ``tolerance``."""
+    tolerance_down: float | None = None
     scale_up: StepRule = DEFAULT_SCALE_UP
     scale_down: StepRule = DEFAULT_SCALE_DOWN
     idle_threshold_percent: float = 1.0
@@ -123,6 +126,12 @@ class ScalingPolicy:
             )
         if not (0 <= self.tolerance < 1):
             raise InvalidPolicy("tolerance", f"{self.tolerance} is outside [0, 1)", "use e.g. 0.1 for 10%")
+        for name, value in (
+            ("scaleUp.tolerance", self.tolerance_up),
+            ("scaleDown.tolerance", self.tolerance_down),
+        ):
+            if value is not None and (not value >= 0 or math.isinf(value)):
+                raise InvalidPolicy(name, f"{value} is not a finite number >= 0", "use e.g. 0.1 for 10%")
         if not (0 <= self.idle_threshold_percent <= 100):
             raise InvalidPolicy(
                 "idleThresholdPercent", f"{self.idle_threshold_percent} is outside [0, 100]", "use e.g. 1"
@@ -131,6 +140,11 @@ class ScalingPolicy:
             raise InvalidPolicy("wakeReplicas", f"{self.wake_replicas} is below 1", "use 1 or more")
         if self.zero_after is not None and self.zero_after < timedelta(0):
             raise InvalidPolicy("wakeUp.cooldown", f"{self.zero_after} is negative", "use e.g. 5m")
+
+    def tolerance_for(self, up: bool) -> float:
+        """The tolerance of a scale-up (``up``) or of a scale-down."""
+        chosen = self.tolerance_up if up else self.tolerance_down
+        return self.tolerance if chosen is None else chosen
 
     @property
     def zero_window(self) -> timedelta:
@@ -298,7 +312,6 @@ def _raw_recommendation(
 
     target = policy.target_utilization
     observed = metrics.aggregate
-    tolerance = format_percent(policy.tolerance * 100)
     # Decimal arithmetic, so the numbers users read are the numbers compared: 66% against 60% is
     # exactly 10% over (floats say 10.000000000000009%), and 0.4 + 79.9 + 39.7 over 60 is exactly 2
     # replicas (floats sum to 120.00000000000001 and ask for 3).
@@ -306,12 +319,14 @@ def _raw_recommendation(
     # Pods weighted by their GPUs, as HPA weights them by request: total is in pod-equivalents.
     total = weighted_total(metrics.per_pod)
     ratio = total / metrics.ready_count / exact_target
-    exact_tolerance = _decimal(policy.tolerance)
+    up = ratio > 1
+    exact_tolerance = _decimal(policy.tolerance_for(up))
+    tolerance = format_percent(policy.tolerance_for(up) * 100)
     if abs(ratio - 1) <= exact_tolerance:
         return current, _join(
             note,
-            f"util {format_percent(observed)} within target {format_percent(target)} ±{tolerance} "
-            f"→ keep {current}",
+            f"util {format_percent(observed)} within target {format_percent(target)} "
+            f"{_band(policy, up)}{tolerance} → keep {current}",
         )
     if ratio > 1 and metrics.not_ready:
         # HPA's guard: count starting pods as idle before scaling up again.
@@ -339,6 +354,13 @@ def _raw_recommendation(
     elif clamped < desired:
         why += f"; capped at maxReplicas {clamped}"
     return clamped, _join(note, why)
+
+
+def _band(policy: ScalingPolicy, up: bool) -> str:
+    """± while both directions share a tolerance, else the side that applies."""
+    if policy.tolerance_for(True) == policy.tolerance_for(False):
+        return "±"
+    return "+" if up else "-"
 
 
 def _with_missing_filled(policy: ScalingPolicy, current: int, metrics: UsableMetrics) -> tuple[int, str]:
@@ -372,7 +394,7 @@ def _with_missing_filled(policy: ScalingPolicy, current: int, metrics: UsableMet
     )
     desired = math.ceil(total / target)
     if (
-        abs(new_ratio - 1) <= _decimal(policy.tolerance)
+        abs(new_ratio - 1) <= _decimal(policy.tolerance_for(new_ratio > 1))
         or (new_ratio > 1) != up
         or (up and desired < current)
         or (not up and desired > current)

@@ -28,6 +28,8 @@ def scaling_policy(spec: GPUWorkloadSpec) -> ScalingPolicy:
         max_replicas=spec.max_replicas or max(spec.min_replicas, 1),
         target_utilization=float(spec.target_utilization),
         tolerance=float(spec.behavior.tolerance),
+        tolerance_up=float(up.tolerance) if up.tolerance is not None else None,
+        tolerance_down=float(down.tolerance) if down.tolerance is not None else None,
         scale_up=StepRule(up.stabilization_window_seconds, up.period_seconds, up.max_step, up.max_percent),
         scale_down=StepRule(
             down.stabilization_window_seconds, down.period_seconds, down.max_step, down.max_percent

@@ -191,6 +191,16 @@ class ScalingRules(SpecModel):
     period_seconds: int = Field(
         default=15, ge=1, le=1800, description="Length of the period the limits apply to, in seconds."
     )
+    tolerance: Number | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description=(
+            "No change in this direction while observed/target is within this fraction of 1 (as HPA's "
+            "behavior.scaleUp/scaleDown.tolerance; e.g. 0.05 scales up early, 0.5 scales down late); "
+            "unset: behavior.tolerance."
+        ),
+    )
 
 
 class Behavior(SpecModel):
@@ -210,7 +220,10 @@ class Behavior(SpecModel):
         default=Decimal("0.1"),
         ge=0,
         lt=1,
-        description="No scaling while observed/target is within this fraction of 1 (default 0.1, i.e. 10%).",
+        description=(
+            "No scaling while observed/target is within this fraction of 1 (default 0.1, i.e. 10%); "
+            "scaleUp.tolerance or scaleDown.tolerance overrides it for one direction."
+        ),
     )
 
 
