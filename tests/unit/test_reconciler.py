@@ -237,7 +237,7 @@ def test_a_jump_is_limited_per_period_as_hpa_limits_it(
         (64, {"scaleUp": {"stabilizationWindowSeconds": 0, "tolerance": 0.05}}, 5),
         (40, {"scaleDown": {"stabilizationWindowSeconds": 0}}, 3),  # 33% under: down
         (40, {"scaleDown": {"stabilizationWindowSeconds": 0, "tolerance": 0.5}}, 4),
-        # A tolerance of 1 or more in one direction turns that direction off, as for HPA.
+        # A scale-down tolerance of 1 or more turns scale-down off (HPA reads it the same way).
         (5, {"scaleDown": {"stabilizationWindowSeconds": 0, "tolerance": 1}}, 4),
     ],
 )
