@@ -58,3 +58,8 @@ def format_duration(value: timedelta) -> str:
     seconds, millis = divmod(rest, 1000)
     parts = [(hours, "h"), (minutes, "m"), (seconds, "s"), (millis, "ms")]
     return "".join(f"{amount}{unit}" for amount, unit in parts if amount)
+
+
+def format_seconds(value: timedelta) -> str:
+    """A wait or an age said to the second (``"3m16s"``): the milliseconds are noise to the reader."""
+    return format_duration(timedelta(seconds=int(value.total_seconds())))

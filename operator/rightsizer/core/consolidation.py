@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
-from rightsizer.api.durations import format_duration
+from rightsizer.api.durations import format_duration, format_seconds
 from rightsizer.core.binpack import (
     CPU,
     MEMORY,
@@ -384,7 +384,7 @@ class _Run:
                 return f"pool {pool.name} has consolidateAfter: Never"
             return (
                 f"consolidateAfter {format_duration(pool.consolidate_after)} not reached "
-                f"({format_duration(_whole_seconds(left))} left)"
+                f"({format_seconds(left)} left)"
             )
         if (unknown := self._unknown_activity(i, pool)) is not None:
             return unknown
@@ -817,11 +817,6 @@ def _targetable(node: Node) -> bool:
         or not node.ready
         or any(t.key in DISRUPTION_TAINTS for t in node.taints)
     )
-
-
-def _whole_seconds(delta: timedelta) -> timedelta:
-    # What is left of a wait is said to the second: the milliseconds are noise to the reader.
-    return timedelta(seconds=int(delta.total_seconds()))
 
 
 def _match_pdbs(

@@ -36,7 +36,7 @@ from rightsizer.adapters.node_drain import KubeNodeDrain
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.adapters.nodepools.registry import provider_for
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
-from rightsizer.api.durations import format_duration
+from rightsizer.api.durations import format_seconds
 from rightsizer.api.v1alpha1.gpunodepool import GPUNodePoolStatus
 from rightsizer.core import drain_backoff, ownership
 from rightsizer.core.budgets import PodPolicy
@@ -267,7 +267,7 @@ class PoolManager:
             return None
         provider = self.provider(pool)
         through = provider.describe() if provider is not None else "its provider"
-        nodes = ", ".join(f"{name} ({format_duration(_whole_seconds(waited))} ago)" for name, waited in stuck)
+        nodes = ", ".join(f"{name} ({format_seconds(waited)} ago)" for name, waited in stuck)
         return f"removal of node(s) {nodes} was asked of {through} and they are still there"
 
     def _unplaceable(self, node: str) -> str | None:
@@ -547,10 +547,6 @@ def _held_conditions(
         if condition.get("type") == INPUTS_AVAILABLE:
             known[INPUTS_AVAILABLE] = dict(condition)
     return list(known.values())
-
-
-def _whole_seconds(value: timedelta) -> timedelta:
-    return timedelta(seconds=int(value.total_seconds()))
 
 
 def _members(state: ClusterState, assignment: PoolAssignment, pool: PoolPolicy) -> list[Node]:
