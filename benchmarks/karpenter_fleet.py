@@ -106,41 +106,51 @@ def _pod_spec(pool: str, gpus: int, cpu: str = "1") -> dict[str, Any]:
     }
 
 
-def deployment(
-    name: str, pool: str, replicas: int, gpus: int, role: str, *, annotations: dict[str, str] | None = None
+def _controller(
+    kind: str,
+    name: str,
+    labels: dict[str, str],
+    replicas: int,
+    pod_spec: dict[str, Any],
+    *,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
 ) -> dict[str, Any]:
-    labels = {"app": name, ROLE: role}
+    """A Deployment or StatefulSet of `replicas` pods selected by `app: name`."""
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind,
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
         "spec": {
             "replicas": replicas,
+            **spec,
             "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": labels, "annotations": annotations or {}},
-                "spec": _pod_spec(pool, gpus, cpu="2" if role == "cpu" else "1"),
-            },
+            "template": {"metadata": {"labels": labels, "annotations": annotations or {}}, "spec": pod_spec},
         },
     }
+
+
+def deployment(
+    name: str, pool: str, replicas: int, gpus: int, role: str, *, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    pod_spec = _pod_spec(pool, gpus, cpu="2" if role == "cpu" else "1")
+    labels = {"app": name, ROLE: role}
+    return _controller("Deployment", name, labels, replicas, pod_spec, annotations=annotations)
 
 
 def training(name: str, pool: str, pods: int) -> dict[str, Any]:
     """A training run's workers: a StatefulSet, since kwok completes any pod a batch Job owns at once
     (the workers of a PyTorchJob or a JobSet replica are not Job pods to Karpenter either)."""
     labels = {"app": name, ROLE: "training", "rightsizer.io/workload-type": "training"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": pods,
-            "serviceName": name,
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": labels}, "spec": _pod_spec(pool, 1)},
-        },
-    }
+    return _controller(
+        "StatefulSet",
+        name,
+        labels,
+        pods,
+        _pod_spec(pool, 1),
+        serviceName=name,
+        podManagementPolicy="Parallel",
+    )
 
 
 def pdb(name: str) -> dict[str, Any]:
