@@ -32,16 +32,9 @@ from decimal import Decimal
 
 from rightsizer.core.binpack import Constraints, ResourceSpace, fits, pod_constraints
 from rightsizer.core.budgets import Mobility, pod_disposition
+from rightsizer.core.matching import hard_taints, selector_matches
 from rightsizer.core.pools import PoolAssignment
-from rightsizer.core.snapshot import (
-    GPU_PRODUCT_LABEL,
-    HOSTNAME_LABEL,
-    Node,
-    Pod,
-    Snapshot,
-    hard_taints,
-    selector_matches,
-)
+from rightsizer.core.snapshot import GPU_PRODUCT_LABEL, HOSTNAME_LABEL, Node, Pod, Snapshot
 
 
 @dataclass(frozen=True)

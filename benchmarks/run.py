@@ -42,7 +42,8 @@ from benchmarks.baselines import (
 from benchmarks.generator import generate
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, assignment_for, plan
 from rightsizer.core.pools import PoolPolicy, parse_pools
-from rightsizer.core.snapshot import Snapshot, snapshot_from_json
+from rightsizer.core.snapshot import Snapshot
+from rightsizer.core.snapshot_parsing import snapshot_from_json
 
 TARGET_RATIO = 1.02
 TARGET_SECONDS_5000 = 10.0

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rightsizer.adapters.node_drain import Eviction, EvictionResult
-from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint, snapshot_from_document
+from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 
 
 class FakeDrain:

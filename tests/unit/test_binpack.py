@@ -16,7 +16,9 @@ from rightsizer.core.binpack import (
     spread_allows,
     to_units,
 )
-from rightsizer.core.snapshot import Snapshot, Taint, Toleration, snapshot_from_document, tolerates
+from rightsizer.core.matching import tolerates
+from rightsizer.core.snapshot import Snapshot, Taint, Toleration
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import cpu_node, gpu_node, kube_list, pod
 
 pytestmark = pytest.mark.unit

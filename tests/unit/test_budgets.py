@@ -22,7 +22,8 @@ from rightsizer.core.budgets import (
 )
 from rightsizer.core.cron import last_fire, parse_cron
 from rightsizer.core.errors import InvalidSchedule
-from rightsizer.core.snapshot import PodDisruptionBudget, snapshot_from_document
+from rightsizer.core.snapshot import PodDisruptionBudget
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import gpu_node, kube_list, pod
 
 pytestmark = pytest.mark.unit

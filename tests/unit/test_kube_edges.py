@@ -16,7 +16,8 @@ from kubernetes.client.rest import ApiException
 from rightsizer.adapters.kube import KubeWorkloads, TargetNotScalable, TargetRef
 from rightsizer.adapters.kube_retry import KubeRetry, RetryPolicy
 from rightsizer.adapters.node_drain import TAINT_CONFLICT_ATTEMPTS, Eviction, KubeNodeDrain, TaintConflict
-from rightsizer.core.snapshot import Taint, snapshot_from_document
+from rightsizer.core.snapshot import Taint
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import pod
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import pytest
 
 from rightsizer.core.planner import PlanInput, plan
 from rightsizer.core.pools import default_assignment, default_gpu_price, default_node_price, parse_pools
-from rightsizer.core.snapshot import snapshot_from_document
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pod
 
 pytestmark = pytest.mark.unit

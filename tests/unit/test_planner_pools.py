@@ -11,7 +11,7 @@ import pytest
 from rightsizer.core.budgets import NodeBudget
 from rightsizer.core.errors import InvalidPool
 from rightsizer.core.pools import assign_pools, node_price, parse_duration, parse_pools
-from rightsizer.core.snapshot import snapshot_from_document
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list
 
 pytestmark = pytest.mark.unit

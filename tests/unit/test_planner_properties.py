@@ -232,7 +232,7 @@ def replay(case: dict[str, Any], result: Plan) -> None:
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=clusters())
 def test_every_plan_replays_safely(case: dict[str, Any]) -> None:
-    from rightsizer.core.snapshot import snapshot_from_document
+    from rightsizer.core.snapshot_parsing import snapshot_from_document
 
     snapshot = snapshot_from_document(case["document"])
     result = plan(PlanInput(snapshot=snapshot, now=NOW, pools=parse_pools(case["pools"])))

@@ -11,7 +11,8 @@ import pytest
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.ownership import pod_policies
-from rightsizer.core.snapshot import Pod, snapshot_from_document
+from rightsizer.core.snapshot import Pod
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.mapping import workload_claims
 from tests.unit.planner_builders import kube_list, pod
 

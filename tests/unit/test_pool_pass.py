@@ -19,10 +19,11 @@ from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.drain_backoff import BackoffPolicy
 from rightsizer.core.errors import MetricsUnavailable
 from rightsizer.core.pools import parse_pool
-from rightsizer.core.snapshot import snapshot_from_document
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.consolidation import Executor, ExecutorSettings, Result
-from rightsizer.runtime.node_pools import PassSettings, PoolManager, fleet_activity
+from rightsizer.runtime.node_pools import PassSettings, PoolManager
 from rightsizer.runtime.telemetry import Telemetry
+from rightsizer.runtime.wiring import fleet_activity
 from tests.unit.fake_drain import Clock, FakeDrain
 from tests.unit.planner_builders import L4, gpu_node, gpu_pool, kube_list, pod
 

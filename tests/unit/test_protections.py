@@ -12,7 +12,7 @@ import pytest
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.pools import parse_pools
 from rightsizer.core.protections import parse_until
-from rightsizer.core.snapshot import snapshot_from_document
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ import pytest
 
 from rightsizer.core.pools import assign_pools, parse_pools
 from rightsizer.core.report import WORKLOAD_ANNOTATION, build_report, savings
-from rightsizer.core.snapshot import snapshot_from_document
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 
 pytestmark = pytest.mark.unit
 

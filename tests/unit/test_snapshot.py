@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 
 from rightsizer.core.errors import InvalidSnapshot
-from rightsizer.core.snapshot import (
-    Requirement,
-    pod_requests,
-    requirement_matches,
-    snapshot_from_document,
-    snapshot_from_json,
-)
+from rightsizer.core.matching import requirement_matches
+from rightsizer.core.snapshot import Requirement
+from rightsizer.core.snapshot_parsing import pod_requests, snapshot_from_document, snapshot_from_json
 from tests.unit.planner_builders import cpu_node, gpu_node, kube_list, pdb, pod
 
 pytestmark = pytest.mark.unit

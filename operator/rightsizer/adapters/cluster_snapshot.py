@@ -30,7 +30,8 @@ from rightsizer.adapters.kube_retry import KubeApiUnavailable, KubeRetry
 from rightsizer.core.errors import InvalidPool, RightsizerError
 from rightsizer.core.ownership import Owners
 from rightsizer.core.pools import PoolPolicy, parse_pool
-from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Snapshot, snapshot_from_document
+from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Snapshot
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 
 GROUP, VERSION, POOL_PLURAL = "rightsizer.io", "v1alpha1", "gpunodepools"
 WORKLOAD_PLURAL = "gpuworkloads"

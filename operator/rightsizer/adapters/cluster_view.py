@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rightsizer.adapters.kube import PodInfo, TargetRef, pod_info
+from rightsizer.core.matching import selector_matches
 from rightsizer.core.selectors import parse_selector
-from rightsizer.core.snapshot import selector_matches
 
 
 class ClusterView(Protocol):

@@ -31,7 +31,8 @@ from kubernetes.client.rest import ApiException
 
 from rightsizer.adapters.kube_retry import KubeApiUnavailable, KubeRetry, status_causes
 from rightsizer.core.errors import RightsizerError
-from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint, snapshot_from_document
+from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint
+from rightsizer.core.snapshot_parsing import snapshot_from_document
 
 EVENT_NAMESPACE = "default"  # where the API server keeps events about cluster-scoped Nodes
 COMPONENT = "gpu-rightsizer"

@@ -27,7 +27,7 @@ from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.pools import PoolPolicy, parse_pools
-from rightsizer.core.snapshot import parse_time, snapshot_from_json
+from rightsizer.core.snapshot_parsing import parse_time, snapshot_from_json
 from rightsizer.runtime.node_pools import pod_policies_of
 from rightsizer.runtime.wiring import api_client
 

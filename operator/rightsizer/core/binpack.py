@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
+from rightsizer.core.matching import hard_taints, node_term_matches, selector_matches, tolerates
 from rightsizer.core.snapshot import (
     HOSTNAME_LABEL,
     Node,
@@ -27,12 +28,8 @@ from rightsizer.core.snapshot import (
     Pod,
     Taint,
     Toleration,
-    hard_taints,
     is_extended_resource,
     is_gpu_resource,
-    node_term_matches,
-    selector_matches,
-    tolerates,
 )
 
 CPU = "cpu"

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from rightsizer.core.budgets import PodPolicy
-from rightsizer.core.snapshot import LabelSelector, Pod, selector_matches
+from rightsizer.core.matching import selector_matches
+from rightsizer.core.snapshot import LabelSelector, Pod
 
 # How far up ownerReferences are followed: pod → ReplicaSet → Deployment, pod → Job → JobSet/CronJob.
 _MAX_OWNER_HOPS = 3

@@ -21,14 +21,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from rightsizer.core.budgets import PodPolicy
-from rightsizer.core.consolidation import (
-    Action,
-    Outcome,
-    PlannerOptions,
-    Recommendation,
-    Skip,
-    consolidate,
-)
+from rightsizer.core.consolidation import consolidate
+from rightsizer.core.consolidation_types import Action, Outcome, PlannerOptions, Recommendation, Skip
 from rightsizer.core.pools import PoolAssignment, PoolPolicy, assign_pools, default_assignment, node_price
 from rightsizer.core.snapshot import Snapshot
 

@@ -46,6 +46,7 @@ from rightsizer.core.budgets import (
 )
 from rightsizer.core.cron import parse_cron
 from rightsizer.core.errors import InvalidPool, InvalidQuantity, InvalidSchedule
+from rightsizer.core.matching import selector_matches
 from rightsizer.core.protections import DEFAULT_CHECKPOINT_TIMEOUT, DEFAULT_STARTUP_GRACE
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.snapshot import (
@@ -56,7 +57,6 @@ from rightsizer.core.snapshot import (
     LabelSelector,
     Node,
     Requirement,
-    selector_matches,
 )
 
 API_VERSION = "rightsizer.io/v1alpha1"

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rightsizer.core.errors import RightsizerError
-from rightsizer.core.snapshot import Labels, LabelSelector, Requirement, selector_matches
+from rightsizer.core.matching import selector_matches
+from rightsizer.core.snapshot import Labels, LabelSelector, Requirement
 
 
 class InvalidSelector(RightsizerError, ValueError):

@@ -41,11 +41,12 @@ from rightsizer.core.budgets import (
     node_block_reason,
     pod_disposition,
 )
-from rightsizer.core.consolidation import timed_rules
+from rightsizer.core.consolidation_state import timed_rules
+from rightsizer.core.matching import selector_matches
 from rightsizer.core.planner import Plan
 from rightsizer.core.pools import PoolPolicy, assign_pools
 from rightsizer.core.protections import CHECKPOINT_DONE, EVICT_REQUESTED, checkpoint_done, wants_checkpoint
-from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint, selector_matches
+from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint
 from rightsizer.core.status import format_time
 from rightsizer.runtime.drain_intent import (
     INTENT_ANNOTATION,

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from kubernetes import client, config
 
 from rightsizer.adapters.cluster_cache import ApiTransport, ClusterCache
+from rightsizer.adapters.cluster_snapshot import ClusterReader
 from rightsizer.adapters.kube import KubeWorkloads
-from rightsizer.adapters.metrics.base import GpuMetricsSource
+from rightsizer.adapters.metrics.base import AUTO_SIGNAL, GpuMetricsSource
 from rightsizer.adapters.metrics.dcgm import (
     DcgmSource,
     EndpointLister,
@@ -17,7 +23,13 @@ from rightsizer.adapters.metrics.dcgm import (
 )
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
 from rightsizer.adapters.metrics.readings import Rejection
-from rightsizer.runtime.node_pools import PoolManager, build_pool_manager
+from rightsizer.adapters.node_drain import KubeNodeDrain
+from rightsizer.adapters.nodepools.base import NodePoolProvider
+from rightsizer.adapters.nodepools.registry import provider_for
+from rightsizer.core.drain_backoff import BackoffPolicy
+from rightsizer.runtime.consolidation import Executor, ExecutorSettings
+from rightsizer.runtime.drain_runner import DrainRunner
+from rightsizer.runtime.node_pools import PassSettings, PoolManager
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 from rightsizer.runtime.workloads import WorkloadReconciler
@@ -87,6 +99,79 @@ def dcgm_endpoints(settings: Settings, api: client.ApiClient) -> EndpointLister 
         namespace, _, name = dcgm.service.partition("/")
         return endpoint_slice_lister(api, namespace, name, port=dcgm.port)
     return None
+
+
+def build_pool_manager(
+    api: client.ApiClient,
+    settings: Settings,
+    telemetry: Telemetry,
+    activity_source: GpuMetricsSource | None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> PoolManager:
+    edge = KubeNodeDrain(api)
+    options = settings.consolidation
+    manager: PoolManager
+
+    def provider_of(pool: str) -> NodePoolProvider | None:
+        return manager.provider(pool)
+
+    executor = Executor(
+        edge,
+        provider_of,
+        clock=clock,
+        sleep=time.sleep,
+        settings=ExecutorSettings(
+            drain_timeout=timedelta(seconds=options.drain_timeout_seconds),
+            poll_seconds=options.poll_seconds,
+            lease=timedelta(seconds=options.intent_lease_seconds),
+        ),
+    )
+    manager = PoolManager(
+        reader=ClusterReader(api),
+        executor=executor,
+        provider_for=lambda document: provider_for(api, document),
+        live_nodes=edge.nodes,
+        telemetry=telemetry,
+        clock=clock,
+        activity=(
+            fleet_activity(activity_source, settings.max_metric_age, clock)
+            if activity_source is not None
+            else None
+        ),
+        settings=PassSettings(
+            max_nodes_per_pass=options.max_nodes_per_pass,
+            scale_up_cooldown=timedelta(seconds=options.scale_up_cooldown_seconds),
+            dry_run=settings.dry_run,
+            removal_timeout=timedelta(seconds=options.removal_timeout_seconds),
+            drain_backoff=BackoffPolicy(
+                base=timedelta(seconds=options.drain_backoff_seconds),
+                cap=timedelta(seconds=max(options.drain_backoff_seconds, options.drain_backoff_cap_seconds)),
+            ),
+        ),
+        pool_selector=dict(options.pool_selector),
+        drains=DrainRunner(options.drain_workers),
+    )
+    return manager
+
+
+def fleet_activity(
+    source: GpuMetricsSource, max_age_seconds: float, clock: Callable[[], datetime]
+) -> Callable[[], dict[str, Decimal]]:
+    """Per-pod GPU utilisation (percent) of each pod's busiest GPU, from one fleet query: a pod is
+    idle only when all its GPUs are. Stale or NaN samples are left out, so those pods count as
+    unknown (never idle)."""
+
+    def read() -> dict[str, Decimal]:
+        now = clock()
+        # Auto: MIG instances report GR_ENGINE_ACTIVE only; read by GPU_UTIL they would all be unknown.
+        samples = source.fleet_samples(signal=AUTO_SIGNAL)
+        return {
+            f"{namespace}/{pod}": Decimal(str(round(sample.peak, 3)))
+            for (namespace, pod), sample in samples.items()
+            if sample.is_fresh(now, max_age_seconds) and not math.isnan(sample.peak)
+        }
+
+    return read
 
 
 def build(settings: Settings, kubeconfig: str | None = None) -> Operator:

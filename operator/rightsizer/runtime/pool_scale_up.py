@@ -1,0 +1,113 @@
+"""Adding nodes to a GPUNodePool for Pending GPU pods that a new node of the pool would take.
+
+Apart from the pool pass because this is where a provider is asked for more nodes, and its fit test
+is of a node that does not exist yet rather than of the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from rightsizer.adapters.cluster_snapshot import ClusterState
+from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
+from rightsizer.core.matching import hard_taints, node_term_matches, tolerates
+from rightsizer.core.pools import PoolPolicy
+from rightsizer.core.snapshot import GPU_PRODUCT_LABEL, Node, Pod, Taint
+from rightsizer.runtime.events import Event
+
+
+@dataclass(frozen=True)
+class ScaleUp:
+    """What one attempt did: what to tell, and whether the provider took an order for nodes."""
+
+    events: tuple[Event, ...] = ()
+    ordered: bool = False
+
+
+def scale_up(
+    state: ClusterState,
+    pool: PoolPolicy,
+    document: Mapping[str, Any],
+    members: Sequence[Node],
+    provider_of: Callable[[str], NodePoolProvider | None],
+) -> ScaleUp:
+    """Order the nodes the pool's Pending GPU pods need beyond those serving or coming, within
+    maxNodes; ``provider_of`` is only asked when some are needed."""
+    spec = document.get("spec") or {}
+    gpus_per_node = int(spec.get("gpusPerNode") or 0)
+    if gpus_per_node <= 0:
+        return ScaleUp()
+    waiting = state.unschedulable
+    labels, taints = _new_node_shape(spec)
+    demand = [
+        pod.gpus()
+        for pod in state.snapshot.pods
+        if pod.key in waiting and 0 < pod.gpus() <= gpus_per_node and _would_fit(pod, labels, taints)
+    ]
+    wanted = _bins(demand, Decimal(gpus_per_node))
+    if wanted <= 0:
+        return ScaleUp()
+    provider = provider_of(pool.name)
+    if provider is None or not provider.can_scale_up:
+        return ScaleUp()
+    try:
+        # Level-based: machines already ordered or still starting (not yet a node that advertises
+        # its GPUs) will take these pods, so the same Pending pods never order machines twice.
+        ordered = provider.desired_nodes()
+    except ProviderError as exc:
+        return ScaleUp((Event("Warning", "ScaleUpFailed", f"{exc}; ordering nothing until it can be read"),))
+    serving = sum(1 for n in members if n.gpus() > 0 and not n.deleting)
+    coming = max((ordered if ordered is not None else len(members)) - serving, 0)
+    needed = wanted - coming
+    if pool.max_nodes is not None:
+        needed = min(needed, pool.max_nodes - max(len(members), ordered or 0))
+    if needed <= 0:
+        return ScaleUp()
+    try:
+        names = provider.add_nodes(needed)
+    except ProviderError as exc:
+        return ScaleUp((Event("Warning", "ScaleUpFailed", str(exc)),))
+    added = ", ".join(names) if names else f"{needed} node(s)"
+    message = f"added {added} through {provider.describe()} for {len(demand)} Pending GPU pod(s)"
+    return ScaleUp((Event("Normal", "ScaledUp", message),), ordered=True)
+
+
+def _new_node_shape(spec: Mapping[str, Any]) -> tuple[dict[str, str], tuple[Taint, ...]]:
+    """Labels and taints a node this pool adds would carry."""
+    template = (spec.get("provider") or {}).get("nodeTemplate") or {}
+    labels = {str(k): str(v) for k, v in (template.get("labels") or {}).items()}
+    labels.update({str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()})
+    if spec.get("gpuModel"):
+        labels[GPU_PRODUCT_LABEL] = str(spec["gpuModel"])
+    taints = tuple(
+        Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
+        for t in template.get("taints") or []
+    )
+    return labels, taints
+
+
+def _would_fit(pod: Pod, labels: Mapping[str, str], taints: tuple[Taint, ...]) -> bool:
+    if any(labels.get(k) != v for k, v in pod.node_selector.items()):
+        return False
+    if pod.required_node_terms is not None and not any(
+        node_term_matches(t, labels, labels.get("kubernetes.io/hostname", ""))
+        for t in pod.required_node_terms
+    ):
+        return False
+    return all(tolerates(pod.tolerations, t) for t in hard_taints(taints))
+
+
+def _bins(demand: Sequence[Decimal], size: Decimal) -> int:
+    """Nodes needed for these GPU requests, first-fit decreasing."""
+    free: list[Decimal] = []
+    for gpus in sorted(demand, reverse=True):
+        for i, room in enumerate(free):
+            if room >= gpus:
+                free[i] = room - gpus
+                break
+        else:
+            free.append(size - gpus)
+    return len(free)
