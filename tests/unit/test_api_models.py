@@ -69,8 +69,6 @@ def test_defaults_are_the_safe_ones() -> None:
     assert spec.target_utilization == Decimal(60)
     assert spec.min_replicas == 1
     assert spec.behavior.tolerance == Decimal("0.1")
-    assert spec.behavior.scale_down.stabilization_window_seconds == 300
-    assert spec.behavior.scale_up.stabilization_window_seconds == 0
     assert spec.protection.do_not_disrupt is False
 
 

@@ -190,6 +190,68 @@ INVALID = [
         "spec.behavior.scaleDown.stabilizationWindowSeconds",
     ),
     Invalid(
+        "policies_and_max_step",
+        W,
+        INFERENCE,
+        {
+            "behavior": {
+                "scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}], "maxStep": 2}
+            }
+        },
+        "spec.behavior.scaleUp.policies",
+        "spec.behavior.scaleUp.policies cannot be combined with maxStep or maxPercent",
+    ),
+    Invalid(
+        "policies_and_max_percent",
+        W,
+        INFERENCE,
+        {
+            "behavior": {
+                "scaleDown": {
+                    "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}],
+                    "maxPercent": 50,
+                }
+            }
+        },
+        "spec.behavior.scaleDown.policies",
+        "spec.behavior.scaleDown.policies cannot be combined with maxStep or maxPercent",
+    ),
+    Invalid(
+        "empty_policies",
+        W,
+        INFERENCE,
+        {"behavior": {"scaleDown": {"policies": []}}},
+        "spec.behavior.scaleDown.policies",
+    ),
+    Invalid(
+        "unknown_select_policy",
+        W,
+        INFERENCE,
+        {"behavior": {"scaleUp": {"selectPolicy": "Largest"}}},
+        "spec.behavior.scaleUp.selectPolicy",
+    ),
+    Invalid(
+        "unknown_policy_type",
+        W,
+        INFERENCE,
+        {"behavior": {"scaleUp": {"policies": [{"type": "Replicas", "value": 2, "periodSeconds": 60}]}}},
+        "spec.behavior.scaleUp.policies[0].type",
+    ),
+    Invalid(
+        "policy_period_above_half_an_hour",
+        W,
+        INFERENCE,
+        {"behavior": {"scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 3600}]}}},
+        "spec.behavior.scaleUp.policies[0].periodSeconds",
+    ),
+    Invalid(
+        "policy_value_zero",
+        W,
+        INFERENCE,
+        {"behavior": {"scaleDown": {"policies": [{"type": "Percent", "value": 0, "periodSeconds": 60}]}}},
+        "spec.behavior.scaleDown.policies[0].value",
+    ),
+    Invalid(
         "wake_up_replicas_above_max",
         W,
         INFERENCE,

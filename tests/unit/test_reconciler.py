@@ -217,10 +217,24 @@ def test_a_pod_ready_for_less_than_the_readiness_delay_is_neither_busy_nor_idle(
         ({"stabilizationWindowSeconds": 0, "maxStep": 4}, 14),
         ({"stabilizationWindowSeconds": 0, "maxPercent": 50}, 15),
         ({"stabilizationWindowSeconds": 0, "maxStep": 12, "maxPercent": 50}, 22),  # the larger
+        ({"maxStep": 12, "maxPercent": 50, "periodSeconds": 60}, 22),  # the window is HPA's 0
+        ({"policies": [{"type": "Percent", "value": 300, "periodSeconds": 60}]}, 40),
+        ({"selectPolicy": "Min"}, 14),  # HPA's two default policies, the smaller change
+        ({"selectPolicy": "Disabled"}, 10),
+        (
+            {
+                "selectPolicy": "Min",
+                "policies": [
+                    {"type": "Pods", "value": 30, "periodSeconds": 15},
+                    {"type": "Percent", "value": 200, "periodSeconds": 60},
+                ],
+            },
+            30,
+        ),
     ],
 )
 def test_a_jump_is_limited_per_period_as_hpa_limits_it(
-    scale_up: dict[str, int] | None, replicas: int
+    scale_up: dict[str, object] | None, replicas: int
 ) -> None:
     c = MemoryCluster()
     c.deployment("ml", "chat", 10, util=100)  # 10 x 100 / 20 = 50 wanted

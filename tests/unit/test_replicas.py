@@ -24,11 +24,10 @@ from rightsizer.core.replicas import (
     Recommendation,
     ReplicaAction,
     ReplicaOutcome,
-    ScaleEvent,
     ScalingPolicy,
-    StepRule,
     decide_replicas,
 )
+from rightsizer.core.scaling_rate import LimitKind, RateLimit, ScaleEvent, Select, StepRule
 from rightsizer.core.wording import TIMES
 
 pytestmark = pytest.mark.unit
@@ -37,6 +36,14 @@ T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 GAP = timedelta(seconds=60)
 INTERVAL = timedelta(seconds=15)
 NO_LIMITS = StepRule(stabilization_seconds=0)
+
+
+def pods(value: int, period: int = 15) -> RateLimit:
+    return RateLimit(LimitKind.PODS, value, period)
+
+
+def percent(value: int, period: int = 15) -> RateLimit:
+    return RateLimit(LimitKind.PERCENT, value, period)
 
 
 def metrics(*percents: float, not_ready: Sequence[str] = ()) -> UsableMetrics:
@@ -269,25 +276,25 @@ def test_history_is_pruned_to_the_longest_window_plus_one_older_record() -> None
 
 
 def test_scale_up_step_limit_counts_pods_already_added_in_the_period() -> None:
-    p = policy(max_replicas=50, scale_up=StepRule(period_seconds=60, max_pods=4))
+    p = policy(max_replicas=50, scale_up=StepRule(limits=(pods(4, 60),)))
     assert decide(p, 4, metrics(100, 100, 100, 100)).decision.replicas == 7  # ceil(400/60)=7 ≤ 4+4
     assert decide(p, 6, metrics(*(100,) * 6)).decision.replicas == 10  # ceil(600/60)=10 ≤ 6+4
     events = [ScaleEvent(T0 - timedelta(seconds=30), 4)]
     limited = decide(p, 6, metrics(*(100,) * 6), events=events).decision
     assert (limited.action, limited.replicas) == (ReplicaAction.NO_CHANGE, 6)
-    assert "scale-up limited to 6 (at most 4 pods per 1m, 4 already added in this period)" in limited.reason
+    assert "scale-up limited to 6 (at most 4 pods per 1m, 4 already added in it)" in limited.reason
     later = decide(p, 6, metrics(*(100,) * 6), now=T0 + timedelta(seconds=31), events=events).decision
     assert later.replicas == 10, "the earlier scale-up has left the period"
 
 
 def test_scale_up_takes_the_larger_of_pods_and_percent_allowances() -> None:
-    p = policy(max_replicas=100, scale_up=StepRule(period_seconds=15, max_pods=4, max_percent=100))
+    p = policy(max_replicas=100, scale_up=StepRule(limits=(pods(4), percent(100))))
     assert decide(p, 10, metrics(*(100,) * 10)).decision.replicas == 17  # ceil(1000/60)=17 ≤ 20
     assert decide(p, 2, metrics(100, 100)).decision.replicas == 4
 
 
 def test_scale_down_step_limit() -> None:
-    p = policy(scale_down=StepRule(period_seconds=60, max_pods=1))
+    p = policy(scale_down=StepRule(limits=(pods(1, 60),)))
     first = decide(p, 5, metrics(*(5,) * 5)).decision
     assert first.replicas == 4
     events = [ScaleEvent(T0 - timedelta(seconds=20), -1)]
@@ -297,7 +304,7 @@ def test_scale_down_step_limit() -> None:
 
 
 def test_scale_events_are_returned_with_the_new_change_and_pruned() -> None:
-    p = policy(scale_up=StepRule(period_seconds=60, max_pods=10))
+    p = policy(scale_up=StepRule(limits=(pods(10, 60),)))
     old = ScaleEvent(T0 - timedelta(seconds=600), 3)
     recent = ScaleEvent(T0 - timedelta(seconds=30), 1)
     out = decide(p, 2, metrics(90, 90), events=[old, recent])
@@ -362,7 +369,7 @@ def test_starting_pods_are_never_idle() -> None:
 
 
 def test_scale_to_zero_respects_the_scale_down_step_limit() -> None:
-    loop = Loop(zero_policy(scale_down=StepRule(stabilization_seconds=60, period_seconds=60, max_pods=2)), 4)
+    loop = Loop(zero_policy(scale_down=StepRule(stabilization_seconds=60, limits=(pods(2, 60),))), 4)
     loop.run(400, metrics(0, 0, 0, 0))
     sizes = [d.replicas for _, d in loop.decisions if d.changes_replicas]
     assert sizes == [2, 0]
@@ -423,23 +430,25 @@ def test_contradictory_policies_are_refused_with_the_field_named(
         policy(**overrides)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"stabilization_seconds": -1}, {"period_seconds": 0}, {"max_pods": 0}, {"max_percent": 0}]
-)
-def test_bad_step_rules_are_refused(kwargs: dict[str, int]) -> None:
-    with pytest.raises(InvalidPolicy):
-        StepRule(**kwargs)
+def test_bad_step_rules_are_refused() -> None:
+    with pytest.raises(InvalidPolicy, match="stabilizationWindowSeconds"):
+        StepRule(stabilization_seconds=-1)
+    with pytest.raises(InvalidPolicy, match="periodSeconds"):
+        pods(1, 0)
+    for kind in LimitKind:
+        with pytest.raises(InvalidPolicy, match="value"):
+            RateLimit(kind, 0)
 
 
 # --- properties ---------------------------------------------------------------------------------
 
 percents = st.floats(min_value=0, max_value=100, allow_nan=False)
+rate_limits = st.builds(RateLimit, st.sampled_from(list(LimitKind)), st.integers(1, 200), st.integers(1, 120))
 step_rules = st.builds(
     StepRule,
     stabilization_seconds=st.integers(0, 600),
-    period_seconds=st.integers(1, 120),
-    max_pods=st.one_of(st.none(), st.integers(1, 10)),
-    max_percent=st.one_of(st.none(), st.integers(1, 200)),
+    limits=st.lists(rate_limits, max_size=3).map(tuple),
+    select=st.sampled_from(list(Select)),
 )
 
 
@@ -525,17 +534,26 @@ def test_step_limits_bound_every_change(
     current = min(max(current, p.min_replicas, 1), p.max_replicas)
     decision = decide(p, current, metrics(*utils), events=events, wake=1.0).decision
     change = decision.replicas - current
-    rule = p.scale_up if change > 0 else p.scale_down
-    if change == 0 or rule.max_pods is None or rule.max_percent is not None:
+    if change == 0:
         return
-    cutoff = T0 - rule.period
-    added = sum(e.change for e in events if e.time > cutoff and e.change > 0)
-    removed = sum(-e.change for e in events if e.time > cutoff and e.change < 0)
-    start = current - added + removed
-    if change > 0:
-        assert decision.replicas <= max(start + rule.max_pods, current)
-    else:
-        assert decision.replicas >= min(start - rule.max_pods, current)
+    rule = p.scale_up if change > 0 else p.scale_down
+    assert rule.select is not Select.DISABLED, decision.reason
+
+    def allows(limit: RateLimit) -> bool:
+        cutoff = T0 - limit.period
+        added = sum(e.change for e in events if e.time > cutoff and e.change > 0)
+        removed = sum(-e.change for e in events if e.time > cutoff and e.change < 0)
+        # The period started at current - added + removed replicas; the limit counts from there.
+        room = limit.value - added + removed if change > 0 else limit.value - removed + added
+        return abs(change) <= room
+
+    # Only Pods limits are checked here (Percent rounding has its own table tests): with Min every
+    # one of them allows the change; with Max, when all limits are Pods, at least one does.
+    pods_limits = [limit for limit in rule.limits if limit.kind is LimitKind.PODS]
+    if rule.select is Select.MIN:
+        assert all(allows(limit) for limit in pods_limits), decision.reason
+    elif pods_limits and len(pods_limits) == len(rule.limits):
+        assert any(allows(limit) for limit in pods_limits), decision.reason
 
 
 # --- shared GPUs --------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ The arithmetic is the Horizontal Pod Autoscaler's, so users' intuition carries o
    burst of new pods is not multiplied again before they take load.
 2. Stabilisation over a history of raw recommendations: scale-down follows the *highest*
    recommendation in the scale-down window, scale-up the *lowest* in the scale-up window.
-3. Step limits: at most ``max_pods`` / ``max_percent`` added or removed per period, counting the
-   scale events already made in that period (the larger allowance wins, HPA's default).
+3. Rate limits (``core.scaling_rate``): HPA's Pods and Percent policies per direction, counting
+   the scale events already made in each policy's period; selectPolicy Max, Min or Disabled.
 4. Clamp to [minReplicas, maxReplicas].
 
 On top of HPA: scale to zero (``min_replicas == 0``) once every Ready replica has been below the
@@ -32,6 +32,14 @@ from enum import StrEnum
 from rightsizer.api.durations import format_duration
 from rightsizer.core.errors import InvalidPolicy
 from rightsizer.core.metrics_view import Hold, UsableMetrics, weighted_total
+from rightsizer.core.scaling_rate import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    ScaleEvent,
+    StepRule,
+    limit_rate,
+    recent_events,
+)
 from rightsizer.core.wording import TIMES, format_percent
 
 SHARED_GPU = "SharedGpu"
@@ -44,46 +52,6 @@ class ReplicaAction(StrEnum):
     WAKE_UP = "WakeUp"
     NO_CHANGE = "NoChange"
     HOLD = "Hold"
-
-
-@dataclass(frozen=True)
-class StepRule:
-    """One direction of HPA ``behavior``: stabilisation window and how fast replicas may change.
-
-    With neither ``max_pods`` nor ``max_percent`` the step is unlimited.
-    """
-
-    stabilization_seconds: int = 0
-    period_seconds: int = 15
-    max_pods: int | None = None
-    max_percent: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.stabilization_seconds < 0:
-            raise InvalidPolicy(
-                "stabilizationWindowSeconds", f"{self.stabilization_seconds} is negative", "use 0 or more"
-            )
-        if self.period_seconds <= 0:
-            raise InvalidPolicy("periodSeconds", f"{self.period_seconds} is not positive", "use 1 or more")
-        for name, value in (("maxPods", self.max_pods), ("maxPercent", self.max_percent)):
-            if value is not None and value <= 0:
-                raise InvalidPolicy(
-                    name, f"{value} would forbid scaling", "use 1 or more, or leave it unset for no limit"
-                )
-
-    @property
-    def window(self) -> timedelta:
-        return timedelta(seconds=self.stabilization_seconds)
-
-    @property
-    def period(self) -> timedelta:
-        return timedelta(seconds=self.period_seconds)
-
-
-# HPA's defaults: scale up at once by the larger of 4 pods or 100% per 15 s; scale down after a
-# 5-minute window, by up to 100% per 15 s.
-DEFAULT_SCALE_UP = StepRule(stabilization_seconds=0, period_seconds=15, max_pods=4, max_percent=100)
-DEFAULT_SCALE_DOWN = StepRule(stabilization_seconds=300, period_seconds=15, max_percent=100)
 
 
 @dataclass(frozen=True)
@@ -165,14 +133,6 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
-class ScaleEvent:
-    """A scale that was applied: ``change`` is positive for up, negative for down."""
-
-    time: datetime
-    change: int
-
-
-@dataclass(frozen=True)
 class Decision:
     action: ReplicaAction
     replicas: int
@@ -221,7 +181,9 @@ def decide_replicas(
     if current < 0:
         raise ValueError(f"current replicas {current} is negative")
     kept = _continuous_history(history, current, now, max_history_gap)
-    events = _recent_events(scale_events, now, max(policy.scale_up.period, policy.scale_down.period))
+    events = recent_events(
+        scale_events, now, max(policy.scale_up.longest_period, policy.scale_down.longest_period)
+    )
 
     def outcome(
         action: ReplicaAction, replicas: int, reason: str, recorded: int, code: str | None = None
@@ -255,7 +217,9 @@ def decide_replicas(
     else:
         raw, why = _raw_recommendation(policy, current, metrics, wake_signal)
     stabilised, stabilise_why = _stabilise(policy, current, raw, kept, now)
-    final, limit_why = _limit_rate(policy, current, stabilised, events, now)
+    final, limit_why = limit_rate(
+        policy.scale_up if stabilised > current else policy.scale_down, current, stabilised, events, now
+    )
     reason = _join(why, stabilise_why, limit_why)
     if final < current and metrics.shared_pods:
         # Time-sliced or MPS GPUs report the device's activity to every sharer: it says nothing of
@@ -489,57 +453,6 @@ def _stabilise_to_zero(
     )
 
 
-def _limit_rate(
-    policy: ScalingPolicy, current: int, desired: int, events: Sequence[ScaleEvent], now: datetime
-) -> tuple[int, str]:
-    if desired > current:
-        rule = policy.scale_up
-        added, removed = _changes_in_period(events, now, rule.period)
-        start = current - added + removed
-        proposals = []
-        if rule.max_pods is not None:
-            proposals.append(start + rule.max_pods)
-        if rule.max_percent is not None:
-            proposals.append(-(-start * (100 + rule.max_percent) // 100))
-        limit = max(proposals) if proposals else desired
-        limit = max(limit, current)
-        if desired > limit:
-            return limit, f"scale-up limited to {limit} ({_rule_text(rule, added, 'added')})"
-    elif desired < current:
-        rule = policy.scale_down
-        added, removed = _changes_in_period(events, now, rule.period)
-        start = current - added + removed
-        proposals = []
-        if rule.max_pods is not None:
-            proposals.append(start - rule.max_pods)
-        if rule.max_percent is not None:
-            proposals.append(start * (100 - rule.max_percent) // 100)
-        limit = min(proposals) if proposals else desired
-        limit = min(limit, current)
-        if desired < limit:
-            return limit, f"scale-down limited to {limit} ({_rule_text(rule, removed, 'removed')})"
-    return desired, ""
-
-
-def _rule_text(rule: StepRule, already: int, verb: str) -> str:
-    allowances = []
-    if rule.max_pods is not None:
-        allowances.append(f"{rule.max_pods} pods")
-    if rule.max_percent is not None:
-        allowances.append(f"{rule.max_percent}%")
-    return (
-        f"at most {' or '.join(allowances)} per {format_duration(rule.period)}, "
-        f"{already} already {verb} in this period"
-    )
-
-
-def _changes_in_period(events: Sequence[ScaleEvent], now: datetime, period: timedelta) -> tuple[int, int]:
-    cutoff = now - period
-    added = sum(e.change for e in events if e.time > cutoff and e.change > 0)
-    removed = sum(-e.change for e in events if e.time > cutoff and e.change < 0)
-    return added, removed
-
-
 def _continuous_history(
     history: Sequence[Recommendation], current: int, now: datetime, max_gap: timedelta
 ) -> list[Recommendation]:
@@ -549,10 +462,6 @@ def _continuous_history(
         # HPA seeds a fresh window with the current count, so a (re)start never scales down at once.
         return [Recommendation(now, current)]
     return usable
-
-
-def _recent_events(events: Sequence[ScaleEvent], now: datetime, keep: timedelta) -> tuple[ScaleEvent, ...]:
-    return tuple(sorted((e for e in events if now - keep < e.time <= now), key=lambda e: e.time))
 
 
 def _prune(

@@ -28,7 +28,8 @@ from rightsizer.core.cost import Accrual, CostBreakdown
 from rightsizer.core.gpu_fit import GpuFit
 from rightsizer.core.idle import TrainingAction, TrainingDecision
 from rightsizer.core.metrics_view import Hold, UsableMetrics
-from rightsizer.core.replicas import Recommendation, ReplicaAction, ScaleEvent
+from rightsizer.core.replicas import Recommendation, ReplicaAction
+from rightsizer.core.scaling_rate import ScaleEvent
 from rightsizer.core.wording import format_money
 
 READY = "Ready"

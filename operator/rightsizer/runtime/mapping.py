@@ -9,15 +9,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec, WorkloadType
+from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec, ScalingRules, WorkloadType
 from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.cost import PricingModel
 from rightsizer.core.idle import IdleAction, IdlePolicy
 from rightsizer.core.ownership import WorkloadClaim
 from rightsizer.core.pools import default_gpu_price, instance_price
-from rightsizer.core.replicas import ScalingPolicy, StepRule
+from rightsizer.core.replicas import ScalingPolicy
+from rightsizer.core.scaling_rate import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    LimitKind,
+    RateLimit,
+    Select,
+    StepRule,
+)
 from rightsizer.core.selectors import parse_selector
 from rightsizer.runtime.settings import PricingDefaults
+
+SHORTHAND_PERIOD_SECONDS = 15
+"""Period of maxStep/maxPercent when periodSeconds is unset (HPA's default period)."""
 
 
 def scaling_policy(spec: GPUWorkloadSpec) -> ScalingPolicy:
@@ -30,13 +41,29 @@ def scaling_policy(spec: GPUWorkloadSpec) -> ScalingPolicy:
         tolerance=float(spec.behavior.tolerance),
         tolerance_up=float(up.tolerance) if up.tolerance is not None else None,
         tolerance_down=float(down.tolerance) if down.tolerance is not None else None,
-        scale_up=StepRule(up.stabilization_window_seconds, up.period_seconds, up.max_step, up.max_percent),
-        scale_down=StepRule(
-            down.stabilization_window_seconds, down.period_seconds, down.max_step, down.max_percent
-        ),
+        scale_up=step_rule(up, DEFAULT_SCALE_UP),
+        scale_down=step_rule(down, DEFAULT_SCALE_DOWN),
         wake_threshold=float(wake.threshold) if wake else 0.0,
         wake_replicas=min(wake.replicas, spec.max_replicas or wake.replicas) if wake else 1,
         zero_after=wake.cooldown if wake else None,
+    )
+
+
+def step_rule(rules: ScalingRules, default: StepRule) -> StepRule:
+    """One direction of ``behavior``; what the user left unset is HPA's default for it."""
+    window = rules.stabilization_window_seconds
+    period = rules.period_seconds or SHORTHAND_PERIOD_SECONDS
+    if rules.policies is not None:
+        limits = tuple(RateLimit(LimitKind(str(p.type)), p.value, p.period_seconds) for p in rules.policies)
+    elif rules.max_step is not None or rules.max_percent is not None:
+        shorthand = ((LimitKind.PODS, rules.max_step), (LimitKind.PERCENT, rules.max_percent))
+        limits = tuple(RateLimit(kind, value, period) for kind, value in shorthand if value is not None)
+    else:
+        limits = default.limits
+    return StepRule(
+        stabilization_seconds=default.stabilization_seconds if window is None else window,
+        limits=limits,
+        select=Select(str(rules.select_policy)),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -164,32 +165,78 @@ class WakeUp(SpecModel):
     )
 
 
-class ScalingRules(SpecModel):
-    """Limits on one direction of scaling, with HPA semantics."""
+class SelectPolicy(StrEnum):
+    """Which policy applies when several allow different changes (HPA's selectPolicy)."""
 
-    stabilization_window_seconds: int = Field(
+    MAX = "Max"
+    MIN = "Min"
+    DISABLED = "Disabled"
+
+
+class PolicyType(StrEnum):
+    PODS = "Pods"
+    PERCENT = "Percent"
+
+
+class ScalingPolicyItem(SpecModel):
+    """At most ``value`` pods, or ``value`` percent of the replicas at the start of the period, added
+    or removed per period (an HPA scaling policy)."""
+
+    type: PolicyType = Field(description="Pods (a number of pods) or Percent (of the current replicas).")
+    value: int = Field(ge=1, le=100000, description="How many pods, or what percent, per period.")
+    period_seconds: int = Field(
+        ge=1, le=1800, description="Length of the period, in seconds; changes made within it count."
+    )
+
+
+class ScalingRules(SpecModel):
+    """Limits on one direction of scaling, with HPA semantics (behavior.scaleUp / scaleDown)."""
+
+    stabilization_window_seconds: int | None = Field(
+        default=None,
         ge=0,
         le=3600,
         description=(
             "Recommendations of this many past seconds are considered and the most conservative one "
-            "is used (highest when scaling down, lowest when scaling up), so the workload does not flap."
+            "is used (highest when scaling down, lowest when scaling up), so the workload does not flap. "
+            "Unset: 0 for scaleUp, 300 for scaleDown (HPA's)."
+        ),
+    )
+    select_policy: SelectPolicy = Field(
+        default=SelectPolicy.MAX,
+        description=(
+            "Max: the policy allowing the largest change applies (default); Min: the smallest; "
+            "Disabled: never scale in this direction."
+        ),
+    )
+    policies: tuple[ScalingPolicyItem, ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description=(
+            "How fast replicas may change, as HPA's policies. Unset (and no maxStep/maxPercent): "
+            "HPA's defaults, scaleUp the larger of 4 pods or 100% per 15 s, scaleDown 100% per 15 s."
         ),
     )
     max_step: int | None = Field(
-        default=None, ge=1, description="At most this many pods added or removed per period (a Pods policy)."
+        default=None,
+        ge=1,
+        description="Shorthand for one Pods policy: at most this many pods added or removed per period.",
     )
     max_percent: int | None = Field(
         default=None,
         ge=1,
         le=1000,
         description=(
-            "At most this percent of the replicas at the start of the period added or removed per period "
-            "(a Percent policy). With maxStep too, the larger change is allowed (HPA's selectPolicy Max); "
-            "with neither, no limit."
+            "Shorthand for one Percent policy: at most this percent of the replicas at the start of the "
+            "period per periodSeconds. With maxStep too, the larger change is allowed (selectPolicy Max)."
         ),
     )
-    period_seconds: int = Field(
-        default=15, ge=1, le=1800, description="Length of the period the limits apply to, in seconds."
+    period_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=1800,
+        description="Period of the maxStep/maxPercent shorthand, in seconds (default 15).",
     )
     tolerance: Number | None = Field(
         default=None,
@@ -203,15 +250,34 @@ class ScalingRules(SpecModel):
     )
 
 
+def _one_way_to_limit(direction: str, rules_of: Callable[[Behavior], ScalingRules]) -> Rule:
+    def check(behavior: Behavior) -> bool:
+        rules = rules_of(behavior)
+        return rules.policies is None or (rules.max_step is None and rules.max_percent is None)
+
+    return Rule(
+        cel=(
+            f"!has(self.{direction}) || !has(self.{direction}.policies) || "
+            f"(!has(self.{direction}.maxStep) && !has(self.{direction}.maxPercent))"
+        ),
+        message=(
+            f"spec.behavior.{direction}.policies cannot be combined with maxStep or maxPercent "
+            "(a shorthand for one policy each): use one or the other"
+        ),
+        check=check,
+        field_path=f".{direction}.policies",
+    )
+
+
 class Behavior(SpecModel):
     """Scaling speed and stabilisation (Inference only), as for a HorizontalPodAutoscaler."""
 
     scale_up: ScalingRules = Field(
-        default=ScalingRules(stabilization_window_seconds=0, max_step=4, max_percent=100, period_seconds=15),
+        default_factory=ScalingRules,
         description="Scale-up limits; default (HPA's): immediately, the larger of 4 pods or 100% per 15 s.",
     )
     scale_down: ScalingRules = Field(
-        default=ScalingRules(stabilization_window_seconds=300, max_percent=100, period_seconds=15),
+        default_factory=ScalingRules,
         description=(
             "Scale-down limits; default (HPA's): highest recommendation of the last 300 s, 100% per 15 s."
         ),
@@ -224,6 +290,11 @@ class Behavior(SpecModel):
             "No scaling while observed/target is within this fraction of 1 (default 0.1, i.e. 10%); "
             "scaleUp.tolerance or scaleDown.tolerance overrides it for one direction."
         ),
+    )
+
+    rules = (
+        _one_way_to_limit("scaleUp", lambda b: b.scale_up),
+        _one_way_to_limit("scaleDown", lambda b: b.scale_down),
     )
 
 
