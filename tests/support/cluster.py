@@ -10,7 +10,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client, config
 
 from rightsizer.devcluster.cluster_env import exported
+from rightsizer.devcluster.scenario_rules import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_CONFIGMAP = "fake-dcgm-scenario"
@@ -125,7 +126,8 @@ def new_namespace_name(prefix: str) -> str:
 
 
 class GpuUtilization:
-    """Drives the fake DCGM exporter: utilisation rules live in a ConfigMap in the pods' namespace."""
+    """Drives the fake DCGM exporter: utilisation and app gauge rules live in a ConfigMap in the pods'
+    namespace (later rules win, utilisation and each app gauge on their own: see scenario.py)."""
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
@@ -156,9 +158,19 @@ class GpuUtilization:
         """Each GPU of the selected pods its own utilisation: GPU i of a pod reads ``percents[i]``."""
         self._add(namespace, {"gpuUtil": list(percents)}, None, selector, None)
 
+    def app_metrics(
+        self,
+        namespace: str,
+        metrics: Mapping[str, float],
+        pod_prefix: str | None = None,
+        selector: dict[str, str] | None = None,
+    ) -> None:
+        """Gauges the selected pods' own servers export, one series per pod (e.g.
+        ``{"vllm:num_requests_waiting": 12}``); their GPU utilisation stays what other rules set."""
+        self._add(namespace, {"appMetrics": dict(metrics)}, pod_prefix, selector, None)
+
     def clear(self, namespace: str) -> None:
-        self._rules[namespace] = []
-        self._write(namespace)
+        self._write(namespace, [])
 
     def _add(
         self,
@@ -174,10 +186,13 @@ class GpuUtilization:
             rule["selector"] = selector
         if memory_used_mib is not None:
             rule["memoryUsedMiB"] = memory_used_mib
-        self._rules.setdefault(namespace, []).append(rule)
-        self._write(namespace)
+        self._write(namespace, [*self._rules.get(namespace, []), rule])
 
-    def _write(self, namespace: str) -> None:
+    def _write(self, namespace: str, rules: list[dict[str, Any]]) -> None:
+        text = yaml.safe_dump({"rules": rules})
+        # A rule the exporter would refuse (and skip) fails here, not as a wait that times out.
+        load_scenario(text, f"ConfigMap {namespace}/{SCENARIO_CONFIGMAP}", namespace)
+        self._rules[namespace] = rules
         self._cluster.apply(
             {
                 "apiVersion": "v1",
@@ -187,6 +202,6 @@ class GpuUtilization:
                     "namespace": namespace,
                     "labels": {SCENARIO_LABEL: "true"},
                 },
-                "data": {"scenario.yaml": yaml.safe_dump({"rules": self._rules.get(namespace, [])})},
+                "data": {"scenario.yaml": text},
             }
         )

@@ -6,6 +6,9 @@ pod_namespace/pod_name/container_name) and ``1.x`` (old labels, lower-case ``uui
 ``etc/1.x-compatibility-metrics.csv``, e.g. ``dcgm_gpu_utilization``). A MIG instance carries its
 parent's ``gpu``/``UUID``/``device`` plus ``GPU_I_PROFILE``/``GPU_I_ID`` and no GPU_UTIL; a replica
 of a time-sliced GPU, under ``--kubernetes-virtual-gpus``, a ``vgpu`` label beside its pod's.
+
+After the DCGM series come the pods' app gauges (scenario rules' ``appMetrics``), one series per
+pod labelled with the flavour's namespace and pod label names, so one query shape serves both.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rightsizer.adapters.metrics.exposition import escape_help, escape_label_value
-from rightsizer.devcluster.scenario import GpuReading
+from rightsizer.devcluster.scenario import AppReading, GpuReading
 
 FAULTS = ("garbled", "explode", "blanks")
 # What DCGM writes for a field the GPU or driver does not support: DCGM_INT64_NOT_SUPPORTED for
@@ -22,6 +25,7 @@ FAULTS = ("garbled", "explode", "blanks")
 INT64_NOT_SUPPORTED = "9223372036854775794"
 FP64_BLANK = "140737488355328.000000"
 BLANK_FIELDS = {"DCGM_FI_DEV_FB_USED": INT64_NOT_SUPPORTED, "DCGM_FI_DEV_POWER_USAGE": FP64_BLANK}
+APP_HELP = "Application gauge of the pod's own server, set by a fake DCGM scenario rule's appMetrics."
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,26 @@ def render(readings: Sequence[GpuReading], names: LabelNames) -> str:
             labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in series_labels(reading, names))
             lines.append(f"{name}{{{labels}}} {format_value(metric.value(reading), metric.is_double)}")
     return "\n".join(lines) + "\n"
+
+
+def render_app_metrics(readings: Sequence[AppReading], names: LabelNames) -> str:
+    """The pods' app gauges, `readings` grouped by metric as app_readings orders them: each family's
+    HELP/TYPE once ("" for none)."""
+    lines: list[str] = []
+    for index, reading in enumerate(readings):
+        if index == 0 or readings[index - 1].metric != reading.metric:
+            lines.append(f"# HELP {reading.metric} {escape_help(APP_HELP)}")
+            lines.append(f"# TYPE {reading.metric} gauge")
+        # Sorted like the DCGM series' pod attributes (pod_name before pod_namespace in old flavours).
+        labels = sorted([(names.namespace, reading.namespace), (names.pod, reading.pod)])
+        text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
+        lines.append(f"{reading.metric}{{{text}}} {format_app_value(reading.value)}")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def format_app_value(value: float) -> str:
+    # As Prometheus client libraries print a gauge: whole numbers without a fraction, others exactly.
+    return str(int(value)) if value.is_integer() and value < 2**53 else repr(value)
 
 
 def with_fault(body: str, fault: str, readings: Sequence[GpuReading], names: LabelNames, series: int) -> str:

@@ -25,7 +25,13 @@ from rightsizer.devcluster.gpu_devices import (
     assign_gpus,
     assign_mig,
 )
-from rightsizer.devcluster.scenario import DEFAULT_DRIVER_VERSION, GpuReading, gpu_readings
+from rightsizer.devcluster.scenario import (
+    DEFAULT_DRIVER_VERSION,
+    AppReading,
+    GpuReading,
+    app_readings,
+    gpu_readings,
+)
 from rightsizer.devcluster.scenario_rules import (
     SCENARIO_KEY,
     SCENARIO_LABEL,
@@ -74,6 +80,9 @@ class ClusterView:
             mig=self.mig,
             virtual_gpus=virtual_gpus,
         )
+
+    def app_readings(self, node: str | None = None) -> list[AppReading]:
+        return app_readings(self.pods, self.rules, node)
 
 
 @dataclass

@@ -14,7 +14,8 @@ labelled), and `?fault=` to misbehave the way broken exporters do, so tests can 
 an operator at a bad endpoint beside good ones: `garbled` adds a line that is not valid exposition
 text (a field printed as `N/A`), `explode` adds `series` (default 5000) extra series of one metric
 told apart by a high-cardinality label, as a misconfigured exporter does; `blanks` writes DCGM's
-"not supported" values for framebuffer memory and power on every GPU.
+"not supported" values for framebuffer memory and power on every GPU. After the DCGM series come
+the app gauges scenario rules give pods (`appMetrics`, see scenario.py), one series per pod.
 
 Run: python -m rightsizer.devcluster.fake_dcgm --kubeconfig K --listen 127.0.0.1:9400
 """
@@ -38,7 +39,14 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from rightsizer.devcluster.dcgm_text import FAULTS, LABEL_FLAVOURS, LabelNames, render, with_fault
+from rightsizer.devcluster.dcgm_text import (
+    FAULTS,
+    LABEL_FLAVOURS,
+    LabelNames,
+    render,
+    render_app_metrics,
+    with_fault,
+)
 from rightsizer.devcluster.exporter_state import FakeDcgmExporter, kube_lister
 from rightsizer.devcluster.scenario import DEFAULT_DRIVER_VERSION
 from rightsizer.devcluster.scenario_rules import ScenarioError
@@ -128,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = render(readings, names)
         if fault:
             body = with_fault(body, fault, readings, names, int(count))
+        # The app gauges stand in for the pods' own servers: an exporter's fault does not touch them.
+        body += render_app_metrics(view.app_readings(node), names)
         self._reply(200, body, CONTENT_TYPE)
 
     def _reply(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8") -> None:

@@ -16,12 +16,19 @@ names its `namespace`):
         series: [[0, 10], [120, 90]] # piecewise constant (seconds since start, util); holds the last value
         gpuUtil: [30, 0, 0, 0]       # or percent per GPU: the pod's GPU i reads element i, missing ones 0
         start: "2026-11-25T10:00:00Z"  # optional; default: when the exporter first saw the rule
-        memoryUsedMiB: 20000         # optional, per GPU
+        memoryUsedMiB: 20000         # optional, per GPU; only beside util, series or gpuUtil
+        appMetrics:                  # optional: gauges the pod's own server (vLLM, Triton) exports
+          "vllm:num_requests_waiting": 12   # Prometheus metric name: finite value >= 0
+          "vllm:gpu_cache_usage_perc": 0.4
 
-Later rules win; the pod annotation `rightsizer.io/fake-gpu-util: "55"` beats every rule (on every
-GPU of the pod); a pod no rule matches reports 0%. A pod annotated `rightsizer.io/fake-dcgm-unmapped:
-"true"` has no series: its GPUs are written without pod labels, idle, as dcgm-exporter writes GPUs
-it cannot map to a pod. A pod's GPU i is its i-th whole GPU (or
+A rule gives one of util, series or gpuUtil, or appMetrics, or both. Later rules win, each concern
+on its own: a pod's utilisation (with memoryUsedMiB) comes from the last matching rule that gives
+util, series or gpuUtil, and each app gauge from the last matching rule that names it; so a rule
+with only appMetrics leaves the utilisation an earlier rule set, and a rule with only util leaves
+the app gauges. The pod annotation `rightsizer.io/fake-gpu-util: "55"` beats every rule (on every
+GPU of the pod; app gauges are kept); a pod no rule matches reports 0%. A pod annotated
+`rightsizer.io/fake-dcgm-unmapped: "true"` has no series: its GPUs are written without pod labels,
+idle, as dcgm-exporter writes GPUs it cannot map to a pod. A pod's GPU i is its i-th whole GPU (or
 time-sliced replica) in index order; its MIG instances are counted the same way, on their own.
 
 What the devices report: a whole GPU its holder's utilisation (DCGM_FI_DEV_GPU_UTIL, and
@@ -29,6 +36,11 @@ DCGM_FI_PROF_GR_ENGINE_ACTIVE as a ratio). A time-sliced GPU one device-level va
 its sharers' utilisations), and memory the sum of theirs. A MIG instance its holder's activity as
 GR_ENGINE_ACTIVE only (DCGM has no GPU_UTIL for MIG) and its slice's memory; power, clock and
 temperature are the parent GPU's, driven by its instances' activity weighted by their compute share.
+
+App gauges are one series per pod (not per GPU), labelled with its namespace and pod only, as the
+pod's own /metrics would read once Prometheus has attached them; an unmapped pod keeps them, since
+they do not pass through DCGM's pod mapping. Names the exporter writes itself (DCGM_*, dcgm_*) are
+refused.
 """
 
 from __future__ import annotations
@@ -58,6 +70,7 @@ from rightsizer.devcluster.gpu_devices import (
 from rightsizer.devcluster.scenario_rules import (
     ActiveRule,
     pod_activity,
+    pod_app_metrics,
 )
 
 DEFAULT_DRIVER_VERSION = "550.127.05"
@@ -119,6 +132,29 @@ def gpu_readings(
             held = (mig or {}).get(node.name, {})
             readings += _mig_series(node, held, activity, default_driver)
     return readings
+
+
+@dataclass(frozen=True)
+class AppReading:
+    """One application gauge of one pod."""
+
+    metric: str
+    namespace: str
+    pod: str
+    value: float
+
+
+def app_readings(
+    pods: Mapping[str, GpuPod], rules: Sequence[ActiveRule], node: str | None = None
+) -> list[AppReading]:
+    """The app gauges of the GPU pods (on `node`, if given), by metric name, namespace, pod."""
+    readings = [
+        AppReading(metric, pod.namespace, pod.name, value)
+        for pod in pods.values()
+        if node is None or pod.node == node
+        for metric, value in pod_app_metrics(pod, rules).items()
+    ]
+    return sorted(readings, key=lambda r: (r.metric, r.namespace, r.pod))
 
 
 _Slot = TypeVar("_Slot")

@@ -9,15 +9,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rightsizer.adapters.metrics.exposition import METRIC_NAME
 from rightsizer.core.errors import RightsizerError
 from rightsizer.devcluster.gpu_devices import GpuPod
 
 SCENARIO_LABEL = "rightsizer.io/fake-dcgm-scenario"
 SCENARIO_KEY = "scenario.yaml"
+
+# Finite and >= 0; strict, so `true` or "12" in the YAML is refused rather than read as a number.
+AppValue = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
 
 
 class ScenarioError(RightsizerError, ValueError):
@@ -25,7 +30,8 @@ class ScenarioError(RightsizerError, ValueError):
         super().__init__(
             f"invalid fake DCGM scenario in {source}: {reason}. Expected 'rules:' with entries such as "
             "{podPrefix: web-, util: 73}, {selector: {app: web}, series: [[0, 10], [120, 90]]} or "
-            "{podPrefix: train-, gpuUtil: [30, 0, 0, 0]}"
+            "{podPrefix: train-, gpuUtil: [30, 0, 0, 0]} or "
+            "{selector: {app: chat}, appMetrics: {'vllm:num_requests_waiting': 12}}"
         )
         self.source = source
         self.reason = reason
@@ -42,6 +48,7 @@ class Rule(BaseModel):
     gpu_util: tuple[float, ...] | None = Field(default=None, alias="gpuUtil")
     start: datetime | None = None
     memory_used_mib: int | None = Field(default=None, ge=0, alias="memoryUsedMiB")
+    app_metrics: dict[str, AppValue] | None = Field(default=None, alias="appMetrics")
 
     @field_validator("start")
     @classmethod
@@ -80,17 +87,43 @@ class Rule(BaseModel):
                 raise ValueError(f"gpuUtil[{index}] = {util} is outside 0..100")
         return value
 
+    @field_validator("app_metrics")
+    @classmethod
+    def _app_metric_names(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("appMetrics needs at least one {metric name: value}")
+        for name in value:
+            if not METRIC_NAME.fullmatch(name):
+                raise ValueError(
+                    f"appMetrics name {name!r} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+                )
+            # The exporter writes these itself: a second family of the same name breaks the scrape.
+            if name.lower().startswith("dcgm_"):
+                raise ValueError(f"appMetrics name {name!r} is one of the exporter's own DCGM names")
+        return value
+
     @model_validator(mode="after")
     def _one_shape(self) -> Rule:
         given = [v for v in (self.util, self.series, self.gpu_util) if v is not None]
-        if len(given) == 1:
-            return self
-        if self.gpu_util is not None:
+        if len(given) > 1 and self.gpu_util is not None:
             raise ValueError(
                 "gpuUtil (a percent per GPU) cannot be combined with util or series: "
                 "give exactly one of util or series or gpuUtil"
             )
-        raise ValueError("give exactly one of util or series or gpuUtil")
+        if len(given) > 1:
+            raise ValueError("give exactly one of util or series or gpuUtil")
+        if not given and self.app_metrics is None:
+            raise ValueError("give exactly one of util or series or gpuUtil, or appMetrics, or both")
+        if not given and self.memory_used_mib is not None:
+            raise ValueError("memoryUsedMiB goes with the GPU's util, series or gpuUtil: give one of them")
+        return self
+
+    @property
+    def sets_util(self) -> bool:
+        """Whether the rule gives a utilisation shape (a rule may give only appMetrics)."""
+        return self.util is not None or self.series is not None or self.gpu_util is not None
 
     def matches(self, pod_name: str, pod_labels: Mapping[str, str]) -> bool:
         if self.pod_prefix is not None and not pod_name.startswith(self.pod_prefix):
@@ -113,7 +146,8 @@ class Rule(BaseModel):
         return float(current)
 
     def identity(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        # The start belongs to the utilisation shape: new app gauge values do not restart a series.
+        return self.model_dump_json(by_alias=True, exclude={"app_metrics"})
 
 
 class Scenario(BaseModel):
@@ -162,12 +196,24 @@ class ActiveRule:
 def pod_activity(
     pod: GpuPod, rules: Sequence[ActiveRule], now: datetime, gpu: int = 0
 ) -> tuple[float, int | None]:
-    """(util %, memory MiB or None) of the pod's GPU `gpu`: the last matching rule, then the
-    annotation."""
+    """(util %, memory MiB or None) of the pod's GPU `gpu`: the last matching rule that gives a
+    utilisation shape, then the annotation."""
     util, memory = 0.0, None
-    for active in rules:
-        if active.namespace == pod.namespace and active.rule.matches(pod.name, pod.labels):
+    for active in _matching(pod, rules):
+        if active.rule.sets_util:
             util, memory = active.rule.util_at(active.start, now, gpu), active.rule.memory_used_mib
     if pod.util_override is not None:
         util = pod.util_override
     return util, memory
+
+
+def pod_app_metrics(pod: GpuPod, rules: Sequence[ActiveRule]) -> dict[str, float]:
+    """The pod's application gauges: each metric from the last matching rule that names it."""
+    metrics: dict[str, float] = {}
+    for active in _matching(pod, rules):
+        metrics.update(active.rule.app_metrics or {})
+    return metrics
+
+
+def _matching(pod: GpuPod, rules: Sequence[ActiveRule]) -> list[ActiveRule]:
+    return [a for a in rules if a.namespace == pod.namespace and a.rule.matches(pod.name, pod.labels)]
