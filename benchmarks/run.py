@@ -41,7 +41,8 @@ from benchmarks.baselines import (
 )
 from benchmarks.generator import generate
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, assignment_for, plan
-from rightsizer.core.pools import PoolPolicy, parse_pools
+from rightsizer.core.pool_parsing import parse_pools
+from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot import Snapshot
 from rightsizer.core.snapshot_parsing import snapshot_from_json
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
-from rightsizer.core.pools import parse_pools
+from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pdb, pod
 

@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 
 from rightsizer.adapters.nodepools.fake import FakeProvider
-from rightsizer.runtime.consolidation import INTENT_ANNOTATION, Executor, ExecutorSettings, Intent, Result
+from rightsizer.runtime.consolidation import Executor, ExecutorSettings
+from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
 from rightsizer.runtime.drain_runner import DrainRunner
+from rightsizer.runtime.drain_steps import Result
 from tests.unit.fake_drain import Clock, FakeDrain
 from tests.unit.planner_builders import gpu_node, gpu_pool, pod
 from tests.unit.test_executor import drain_a0, world

@@ -8,16 +8,10 @@ from typing import Any
 import pytest
 
 from rightsizer.adapters.nodepools.fake import FakeProvider
-from rightsizer.core.pools import parse_pool
-from rightsizer.runtime.consolidation import (
-    INTENT_ANNOTATION,
-    TAINT,
-    Executor,
-    ExecutorSettings,
-    Intent,
-    NodeStep,
-    Result,
-)
+from rightsizer.core.pool_parsing import parse_pool
+from rightsizer.runtime.consolidation import TAINT, Executor, ExecutorSettings
+from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
+from rightsizer.runtime.drain_steps import NodeStep, Result
 from tests.unit.fake_drain import Clock, FakeDrain
 from tests.unit.planner_builders import gpu_node, gpu_pool, pdb, pod
 

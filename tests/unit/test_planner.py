@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from rightsizer.core.planner import PlanInput, plan
-from rightsizer.core.pools import default_assignment, default_gpu_price, default_node_price, parse_pools
+from rightsizer.core.pool_parsing import parse_pools
+from rightsizer.core.pools import default_assignment, default_gpu_price, default_node_price
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pod
 

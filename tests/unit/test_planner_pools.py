@@ -10,7 +10,8 @@ import pytest
 
 from rightsizer.core.budgets import NodeBudget
 from rightsizer.core.errors import InvalidPool
-from rightsizer.core.pools import assign_pools, node_price, parse_duration, parse_pools
+from rightsizer.core.pool_parsing import parse_duration, parse_pools
+from rightsizer.core.pools import assign_pools, node_price
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rightsizer.core.planner import Plan, PlanInput, plan
-from rightsizer.core.pools import parse_pools
+from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.quantity import parse_quantity
 from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pdb, pod
 

@@ -18,9 +18,10 @@ from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.drain_backoff import BackoffPolicy
 from rightsizer.core.errors import MetricsUnavailable
-from rightsizer.core.pools import parse_pool
+from rightsizer.core.pool_parsing import parse_pool
 from rightsizer.core.snapshot_parsing import snapshot_from_document
-from rightsizer.runtime.consolidation import Executor, ExecutorSettings, Result
+from rightsizer.runtime.consolidation import Executor, ExecutorSettings
+from rightsizer.runtime.drain_steps import Result
 from rightsizer.runtime.node_pools import PassSettings, PoolManager
 from rightsizer.runtime.telemetry import Telemetry
 from rightsizer.runtime.wiring import fleet_activity

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from rightsizer.core.pools import assign_pools, parse_pools
+from rightsizer.core.pool_parsing import parse_pools
+from rightsizer.core.pools import assign_pools
 from rightsizer.core.report import WORKLOAD_ANNOTATION, build_report, savings
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 

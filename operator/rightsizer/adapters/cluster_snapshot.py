@@ -29,7 +29,8 @@ from rightsizer.adapters.kube import (
 from rightsizer.adapters.kube_retry import KubeApiUnavailable, KubeRetry
 from rightsizer.core.errors import InvalidPool, RightsizerError
 from rightsizer.core.ownership import Owners
-from rightsizer.core.pools import PoolPolicy, parse_pool
+from rightsizer.core.pool_parsing import parse_pool
+from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Snapshot
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 

@@ -25,7 +25,7 @@ from rightsizer.core.errors import RightsizerError
 from rightsizer.core.gpu_share import is_gpu_request
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.selectors import format_selector
-from rightsizer.core.status import parse_time
+from rightsizer.core.timestamps import parse_time
 
 GPU_RESOURCE = "nvidia.com/gpu"
 

@@ -26,7 +26,8 @@ from kubernetes.config import ConfigException
 from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
-from rightsizer.core.pools import PoolPolicy, parse_pools
+from rightsizer.core.pool_parsing import parse_pools
+from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot_parsing import parse_time, snapshot_from_json
 from rightsizer.runtime.node_pools import pod_policies_of
 from rightsizer.runtime.wiring import api_client

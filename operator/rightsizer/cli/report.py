@@ -15,7 +15,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rightsizer.core.pools import assign_pools, default_assignment, parse_pools
+from rightsizer.core.pool_parsing import parse_pools
+from rightsizer.core.pools import assign_pools, default_assignment
 from rightsizer.core.report import Report, build_report, savings
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.wiring import api_client

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rightsizer.core.status import condition, conditions_by_type
+from rightsizer.core.conditions import ConditionState, find_condition, merge_conditions
 
 READY = "Ready"
 CONFLICT = "Conflict"
@@ -74,47 +74,55 @@ def pool_conditions(
     previous: Sequence[Mapping[str, Any]] | None, observed: PoolObservation, now: datetime
 ) -> list[dict[str, Any]]:
     """The complete condition list for ``observed``; ``previous`` is the list currently stored."""
-    earlier = conditions_by_type(previous)
-
-    def make(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
-        return condition(earlier.get(kind) or {}, kind, status, reason, message, now, observed.generation)
-
     if observed.problem is not None:
         # Whether selectors overlap is unknown while the pool cannot be read: keep what was said.
-        kept = [dict(earlier[CONFLICT])] if CONFLICT in earlier else []
-        return [make(READY, False, INVALID_POOL, observed.problem), *kept]
-    metrics: list[dict[str, Any]] = []
-    if observed.metrics_hold is not None:
-        message = f"GPU activity unavailable ({observed.metrics_hold}): holding, no node with pods is drained"
-        metrics = [make(METRICS_AVAILABLE, False, METRICS_UNAVAILABLE, message)]
-    elif observed.metrics_configured:
-        metrics = [make(METRICS_AVAILABLE, True, "ActivityRead", "GPU activity read this pass")]
-    if observed.inputs_hold is not None:
-        message = f"cannot read {observed.inputs_hold}: holding, no node with pods is drained"
-        metrics.append(make(INPUTS_AVAILABLE, False, INPUTS_UNREADABLE, message))
-    else:
-        metrics.append(make(INPUTS_AVAILABLE, True, "InputsRead", "everything protection needs was read"))
-    if observed.provider_hold is not None:
-        message = f"{observed.provider_hold}; holding, no node is drained or added"
-        metrics.append(make(PROVIDER_READY, False, PROVIDER_UNAVAILABLE, message))
-    elif observed.removal_hold is not None:
-        message = f"{observed.removal_hold}; holding, no node is drained or added until they are gone"
-        metrics.append(make(PROVIDER_READY, False, REMOVAL_STUCK, message))
-    else:
-        metrics.append(make(PROVIDER_READY, True, "ProviderReady", "the node-pool provider can act"))
+        said = find_condition(previous, CONFLICT)
+        invalid = ConditionState(READY, False, INVALID_POOL, observed.problem)
+        return [
+            *merge_conditions(previous, [invalid], now, observed.generation),
+            *([dict(said)] if said else []),
+        ]
+    return merge_conditions(previous, [*_membership(observed), *_holds(observed)], now, observed.generation)
+
+
+def _membership(observed: PoolObservation) -> list[ConditionState]:
     overlap = overlap_message(observed.overlaps)
     if overlap is not None:
         return [
-            make(READY, False, OVERLAPPING_SELECTORS, overlap),
-            make(CONFLICT, True, OVERLAPPING_SELECTORS, overlap),
-            *metrics,
+            ConditionState(READY, False, OVERLAPPING_SELECTORS, overlap),
+            ConditionState(CONFLICT, True, OVERLAPPING_SELECTORS, overlap),
         ]
     plural = "" if observed.nodes == 1 else "s"
     return [
-        make(READY, True, "Managed", f"{observed.nodes} node{plural} managed"),
-        make(CONFLICT, False, "DisjointSelectors", "no other GPUNodePool selects these nodes"),
-        *metrics,
+        ConditionState(READY, True, "Managed", f"{observed.nodes} node{plural} managed"),
+        ConditionState(CONFLICT, False, "DisjointSelectors", "no other GPUNodePool selects these nodes"),
     ]
+
+
+def _holds(observed: PoolObservation) -> list[ConditionState]:
+    """What the pool waits for before it drains: GPU activity, protection's inputs, its provider."""
+    holds: list[ConditionState] = []
+    if observed.metrics_hold is not None:
+        message = f"GPU activity unavailable ({observed.metrics_hold}): holding, no node with pods is drained"
+        holds.append(ConditionState(METRICS_AVAILABLE, False, METRICS_UNAVAILABLE, message))
+    elif observed.metrics_configured:
+        holds.append(ConditionState(METRICS_AVAILABLE, True, "ActivityRead", "GPU activity read this pass"))
+    if observed.inputs_hold is not None:
+        message = f"cannot read {observed.inputs_hold}: holding, no node with pods is drained"
+        holds.append(ConditionState(INPUTS_AVAILABLE, False, INPUTS_UNREADABLE, message))
+    else:
+        holds.append(
+            ConditionState(INPUTS_AVAILABLE, True, "InputsRead", "everything protection needs was read")
+        )
+    if observed.provider_hold is not None:
+        message = f"{observed.provider_hold}; holding, no node is drained or added"
+        holds.append(ConditionState(PROVIDER_READY, False, PROVIDER_UNAVAILABLE, message))
+    elif observed.removal_hold is not None:
+        message = f"{observed.removal_hold}; holding, no node is drained or added until they are gone"
+        holds.append(ConditionState(PROVIDER_READY, False, REMOVAL_STUCK, message))
+    else:
+        holds.append(ConditionState(PROVIDER_READY, True, "ProviderReady", "the node-pool provider can act"))
+    return holds
 
 
 def conflict_event(
@@ -185,7 +193,7 @@ def _transition_event(
     recovered: tuple[str, str],
 ) -> tuple[str, str, str] | None:
     # One event per change of a condition's status, never one per pass.
-    before, after = _find(previous, kind), _find(current, kind)
+    before, after = find_condition(previous, kind), find_condition(current, kind)
     if not after or before.get("status") == after.get("status"):
         return None
     if after.get("status") == bad:
@@ -193,10 +201,6 @@ def _transition_event(
     if before.get("status") == bad:
         return "Normal", *recovered
     return None
-
-
-def _find(conditions: Sequence[Mapping[str, Any]] | None, kind: str) -> Mapping[str, Any]:
-    return next((c for c in conditions or () if isinstance(c, Mapping) and c.get("type") == kind), {})
 
 
 def _nodes(nodes: tuple[str, ...]) -> str:

@@ -20,23 +20,24 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from rightsizer.core.conditions import ConditionState, merge_conditions
 from rightsizer.core.cost import Accrual, CostBreakdown
 from rightsizer.core.gpu_fit import GpuFit
 from rightsizer.core.idle import TrainingAction, TrainingDecision
 from rightsizer.core.metrics_view import Hold, UsableMetrics
 from rightsizer.core.replicas import Recommendation, ReplicaAction
 from rightsizer.core.scaling_rate import ScaleEvent
+from rightsizer.core.timestamps import format_time, parse_time
 from rightsizer.core.wording import format_money
 
 READY = "Ready"
 METRICS_AVAILABLE = "MetricsAvailable"
 SCALING = "Scaling"
 CONFLICT = "Conflict"
-CONDITION_TYPES = (READY, METRICS_AVAILABLE, SCALING, CONFLICT)
 
 _RATE_PLACES = 4
 _ACCUMULATOR_PLACES = 10
@@ -120,48 +121,13 @@ def workload_status(
 
 
 def _conditions(previous: Any, observed: WorkloadObservation, now: datetime) -> list[dict[str, Any]]:
-    earlier = conditions_by_type(previous)
     wanted = (
-        (READY, *_ready(observed)),
-        (METRICS_AVAILABLE, *_metrics_available(observed.metrics)),
-        (SCALING, *_scaling(observed)),
-        (CONFLICT, *_conflict(observed.conflict)),
+        ConditionState(READY, *_ready(observed)),
+        ConditionState(METRICS_AVAILABLE, *_metrics_available(observed.metrics)),
+        ConditionState(SCALING, *_scaling(observed)),
+        ConditionState(CONFLICT, *_conflict(observed.conflict)),
     )
-    return [
-        condition(earlier.get(kind) or {}, kind, status, reason, message, now, observed.generation)
-        for kind, status, reason, message in wanted
-    ]
-
-
-def conditions_by_type(previous: Any) -> dict[str, Mapping[str, Any]]:
-    """The stored conditions by type; anything that is not a condition is left out."""
-    return {c["type"]: c for c in previous or () if isinstance(c, Mapping) and isinstance(c.get("type"), str)}
-
-
-def condition(  # noqa: PLR0917 - a condition's fields, in their order
-    before: Mapping[str, Any],
-    kind: str,
-    status: bool,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: int | None,
-) -> dict[str, Any]:
-    """One condition, as both kinds of object store it. The transition time says since when this has
-    been so: it moves only when the status does."""
-    text = "True" if status else "False"
-    since = before.get("lastTransitionTime")
-    unchanged = before.get("status") == text and isinstance(since, str)
-    out: dict[str, Any] = {
-        "type": kind,
-        "status": text,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since if unchanged else format_time(now),
-    }
-    if generation is not None:
-        out["observedGeneration"] = generation
-    return out
+    return merge_conditions(previous, wanted, now, observed.generation)
 
 
 def _ready(observed: WorkloadObservation) -> tuple[bool, str, str]:
@@ -291,21 +257,6 @@ def money_number(value: Decimal, places: int = _RATE_PLACES) -> int | float:
     """A Decimal as the JSON number the CRD stores, rounded to ``places``; whole numbers stay ints."""
     rounded = Decimal(format_money(value, places))
     return int(rounded) if rounded == rounded.to_integral_value() else float(rounded)
-
-
-def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: object) -> datetime | None:
-    """Read a time this module wrote; None for anything else (a missing or hand-edited value)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 # --- reading state back from the previous status ------------------------------------------------

@@ -1,6 +1,7 @@
 """Executes a consolidation plan safely, one node at a time.
 
-For each node the plan empties, right before acting:
+For each node the plan empties (a :class:`~rightsizer.runtime.drain_steps.NodeStep`), right before
+acting:
 
 1. **re-validate** against the live cluster: the node still exists, belongs to the same pool, is not
    protected or already disrupted; its pods are still the planned ones and still movable (same rules
@@ -25,15 +26,12 @@ import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Protocol
 
 from rightsizer.adapters.node_drain import Eviction, EvictionResult
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.core.budgets import (
     DISRUPTED_TAINT,
-    REASON_EMPTY,
-    REASON_UNDERUTILIZED,
     Mobility,
     PodPolicy,
     allowed_disruptions,
@@ -43,11 +41,10 @@ from rightsizer.core.budgets import (
 )
 from rightsizer.core.consolidation_state import timed_rules
 from rightsizer.core.matching import selector_matches
-from rightsizer.core.planner import Plan
 from rightsizer.core.pools import PoolPolicy, assign_pools
 from rightsizer.core.protections import CHECKPOINT_DONE, EVICT_REQUESTED, checkpoint_done, wants_checkpoint
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint
-from rightsizer.core.status import format_time
+from rightsizer.core.timestamps import format_time
 from rightsizer.runtime.drain_intent import (
     INTENT_ANNOTATION,
     PHASE_DRAINING,
@@ -55,6 +52,7 @@ from rightsizer.runtime.drain_intent import (
     Intent,
     process_holder,
 )
+from rightsizer.runtime.drain_steps import NodeStep, Result, StepOutcome
 
 TAINT = Taint(DISRUPTED_TAINT, "consolidation", "NoSchedule")
 
@@ -74,57 +72,6 @@ class DrainEdge(Protocol):
     def evict(self, pod: Pod) -> EvictionResult: ...
     def replacements_ready(self, evicted: Sequence[Pod], drained_node: str) -> tuple[bool, str]: ...
     def event(self, node: str, type_: str, reason: str, message: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class NodeStep:
-    """Everything the plan says about one node: why, and the pods to evict (empty: already empty)."""
-
-    node: str
-    pool: str
-    reason: str
-    pods: tuple[str, ...]
-
-    @property
-    def budget_reason(self) -> str:
-        return REASON_UNDERUTILIZED if self.pods else REASON_EMPTY
-
-
-def node_steps(plan: Plan) -> list[NodeStep]:
-    """Group a plan's actions per node, in plan order. Nodes the plan replaces by another type are not
-    steps here: launching the replacement is the provider's job and is left to a later pass."""
-    replaced = {a.node for a in plan.actions if a.type == "replaceNode"}
-    steps: list[NodeStep] = []
-    pods: dict[str, list[str]] = {}
-    for action in plan.actions:
-        if action.node in replaced or action.pool is None:
-            continue
-        if action.type == "evict" and action.pod:
-            pods.setdefault(action.node, []).append(action.pod)
-        elif action.type == "removeNode":
-            steps.append(NodeStep(action.node, action.pool, action.reason, tuple(pods.get(action.node, ()))))
-    return steps
-
-
-class Result(StrEnum):
-    REMOVED = "removed"  # drained and handed to the provider
-    SKIPPED = "skipped"  # re-validation said no; nothing was touched
-    BLOCKED = "blocked"  # an eviction was refused; rolled back
-    TIMED_OUT = "timedOut"  # replacements not Running in time; rolled back
-    NODE_GONE = "nodeGone"  # the node was deleted by someone else mid-drain; nothing left to undo
-    FAILED = "failed"  # the provider could not remove the node; rolled back
-    ROLLED_BACK = "rolledBack"  # recovery: an interrupted drain undone
-    RESUMED = "resumed"  # recovery: an interrupted removal finished
-    TAKEN_OVER = "takenOver"  # another operator process holds the drain now; this one stopped
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    node: str
-    pool: str
-    result: Result
-    message: str
-    evicted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from rightsizer.runtime.consolidation import Result, StepOutcome
+from rightsizer.runtime.drain_steps import Result, StepOutcome
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from rightsizer.adapters.cluster_snapshot import ClusterState
 from rightsizer.core import drain_backoff
 from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
 from rightsizer.core.errors import InvalidPool
-from rightsizer.core.pools import parse_duration
+from rightsizer.core.pool_parsing import parse_duration
 from rightsizer.core.snapshot import Node
-from rightsizer.runtime.consolidation import NodeStep
+from rightsizer.runtime.drain_steps import NodeStep
 
 log = logging.getLogger(__name__)
 

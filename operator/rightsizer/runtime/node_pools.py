@@ -52,9 +52,10 @@ from rightsizer.core.pool_status import (
 from rightsizer.core.pools import PoolAssignment, PoolPolicy, assign_pools, node_price
 from rightsizer.core.snapshot import Node
 from rightsizer.runtime import mapping
-from rightsizer.runtime.consolidation import Executor, NodeStep, Result, StepOutcome, node_steps
+from rightsizer.runtime.consolidation import Executor
 from rightsizer.runtime.drain_intent import stuck_removals
 from rightsizer.runtime.drain_runner import DrainRunner
+from rightsizer.runtime.drain_steps import NodeStep, Result, StepOutcome, node_steps
 from rightsizer.runtime.drain_timing import DrainTiming, scale_down_after
 from rightsizer.runtime.events import Event
 from rightsizer.runtime.pool_reporting import (

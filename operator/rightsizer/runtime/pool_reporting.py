@@ -15,6 +15,7 @@ from typing import Any
 
 from rightsizer.adapters.cluster_snapshot import ClusterState
 from rightsizer.api.v1alpha1.gpunodepool import GPUNodePoolStatus
+from rightsizer.core.conditions import replace_conditions
 from rightsizer.core.gpu_share import gpu_share
 from rightsizer.core.metrics_view import IDLE_GPU_PERCENT
 from rightsizer.core.pool_status import INPUTS_AVAILABLE
@@ -85,11 +86,7 @@ def held_conditions(
     previous: Sequence[Mapping[str, Any]], computed: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """While nothing could be read, only InputsAvailable is known: the other conditions stay as stored."""
-    known = {str(c.get("type")): dict(c) for c in previous if isinstance(c, Mapping)}
-    for condition in computed:
-        if condition.get("type") == INPUTS_AVAILABLE:
-            known[INPUTS_AVAILABLE] = dict(condition)
-    return list(known.values())
+    return replace_conditions(previous, [c for c in computed if c.get("type") == INPUTS_AVAILABLE])
 
 
 def activity_missing(
