@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rightsizer.adapters.node_drain import Eviction, EvictionResult
+from rightsizer.adapters.replica_surge import OwnerState
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.core.surge import Owner, SurgeRecord
 
 
 class FakeDrain:
@@ -137,3 +139,60 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         self.slept += seconds
         self.now += timedelta(seconds=seconds)
+
+
+class FakeSurges:
+    """Deployments and StatefulSets for make-before-break: replicas, how many are available (moved by
+    the test, or by ``ready_after`` polls once raised), and the surge record; writes go to ``calls``
+    (shared with a FakeDrain, so the order of node and owner writes can be asserted)."""
+
+    def __init__(self, calls: list[tuple[str, ...]], owners: Mapping[str, Owner]) -> None:
+        self.calls = calls
+        self.owners = dict(owners)  # pod key -> owner
+        self.replicas: dict[Owner, int] = {}
+        self.available: dict[Owner, int] = {}
+        self.records: dict[Owner, SurgeRecord] = {}
+        self.ready_after: int | None = 0  # reads before a raise is available; None: never
+        self.reads = 0
+        self.lowest: dict[Owner, int] = {}  # the fewest available replicas each owner ever had
+
+    def add(self, owner: Owner, replicas: int) -> None:
+        self.replicas[owner] = self.available[owner] = self.lowest[owner] = replicas
+
+    def lose(self, owner: Owner) -> None:
+        """One available replica of ``owner`` went (its pod was evicted)."""
+        self.available[owner] -= 1
+        self.lowest[owner] = min(self.lowest[owner], self.available[owner])
+
+    def owner_of(self, pod: Pod) -> Owner | None:
+        return self.owners.get(pod.key)
+
+    def read(self, owner: Owner) -> OwnerState | None:
+        if owner not in self.replicas:
+            return None
+        self.reads += 1
+        record = self.records.get(owner)
+        if record is not None and self.ready_after is not None and self.reads > self.ready_after:
+            self.available[owner] = max(self.available[owner], self.replicas[owner])
+        return OwnerState(self.replicas[owner], self.available[owner], record, "1")
+
+    def raise_(self, owner: Owner, node: str, surge: int) -> SurgeRecord | None:
+        self.calls.append(("raise", owner.key, str(surge)))
+        if owner not in self.replicas:
+            return None
+        if owner in self.records:
+            return self.records[owner]
+        record = SurgeRecord(node, self.replicas[owner], surge, self.available[owner])
+        self.records[owner] = record
+        self.replicas[owner] = record.raised
+        return record
+
+    def restore(self, owner: Owner, node: str) -> int | None:
+        record = self.records.get(owner)
+        if record is None or record.node != node:
+            return None
+        self.calls.append(("restore", owner.key, str(record.original)))
+        del self.records[owner]
+        self.replicas[owner] = record.original
+        self.available[owner] = min(self.available[owner], record.original)
+        return record.original

@@ -58,6 +58,13 @@ POOL: dict[str, Any] = {
     "pricePerGpuHour": 3,
 }
 WAKE_UP = {"query": "sum(rate(http_requests_total[1m]))"}
+GPU_METRIC: dict[str, Any] = {"type": "Gpu", "target": {"type": "Utilization", "averageUtilization": 60}}
+WAITING_METRIC: dict[str, Any] = {
+    "type": "Pods",
+    "name": "requestsWaiting",
+    "query": 'avg by (namespace, pod) (vllm:num_requests_waiting{namespace="{{namespace}}"})',
+    "target": {"type": "AverageValue", "averageValue": 5},
+}
 
 
 @dataclass(frozen=True)
@@ -250,6 +257,77 @@ INVALID = [
         INFERENCE,
         {"behavior": {"scaleDown": {"policies": [{"type": "Percent", "value": 0, "periodSeconds": 60}]}}},
         "spec.behavior.scaleDown.policies[0].value",
+    ),
+    Invalid(
+        "metrics_on_training",
+        W,
+        TRAINING,
+        {"metrics": [GPU_METRIC]},
+        "spec.metrics",
+        "spec.metrics applies only when spec.workloadType is Inference",
+    ),
+    Invalid(
+        "two_gpu_metrics",
+        W,
+        INFERENCE,
+        {"metrics": [GPU_METRIC, GPU_METRIC]},
+        "spec.metrics",
+        "spec.metrics may hold at most one Gpu metric",
+    ),
+    Invalid(
+        "metric_names_repeat",
+        W,
+        INFERENCE,
+        {"metrics": [WAITING_METRIC, WAITING_METRIC]},
+        "spec.metrics",
+        "spec.metrics names must be unique",
+    ),
+    Invalid(
+        "pods_metric_with_a_value_target",
+        W,
+        INFERENCE,
+        {"metrics": [{**WAITING_METRIC, "target": {"type": "Value", "value": 5}}]},
+        "spec.metrics[0].target.type",
+        "AverageValue for Pods",
+    ),
+    Invalid(
+        "external_metric_without_query",
+        W,
+        INFERENCE,
+        {"metrics": [{"type": "External", "name": "queue", "target": {"type": "Value", "value": 1}}]},
+        "spec.metrics[0].query",
+        "name and query are required for Pods, Object and External metrics",
+    ),
+    Invalid(
+        "gpu_metric_with_a_query",
+        W,
+        INFERENCE,
+        {"metrics": [{**GPU_METRIC, "query": "avg(DCGM_FI_DEV_GPU_UTIL)"}]},
+        "spec.metrics[0].query",
+        "a Gpu metric uses spec.metric",
+    ),
+    Invalid(
+        "signal_on_a_pods_metric",
+        W,
+        INFERENCE,
+        {"metrics": [{**WAITING_METRIC, "signal": "DCGM_FI_DEV_GPU_UTIL"}]},
+        "spec.metrics[0].signal",
+        "signal is for a Gpu metric only",
+    ),
+    Invalid(
+        "utilization_target_without_a_percent",
+        W,
+        INFERENCE,
+        {"metrics": [{"type": "Gpu", "target": {"type": "Utilization"}}]},
+        "spec.metrics[0].target.averageUtilization",
+        "averageUtilization is set exactly when target.type is Utilization",
+    ),
+    Invalid(
+        "metric_name_with_a_dash",
+        W,
+        INFERENCE,
+        {"metrics": [{**WAITING_METRIC, "name": "requests-waiting"}]},
+        "spec.metrics[0].name",
     ),
     Invalid(
         "wake_up_replicas_above_max",
@@ -608,6 +686,8 @@ def test_examples_cover_inference_training_scale_to_zero_and_three_providers() -
     assert {w.spec.workload_type.value for w in workloads} == {"Inference", "Training"}
     assert any(w.spec.min_replicas == 0 for w in workloads)
     assert any(w.spec.idle_policy is not None for w in workloads)
+    signals = {str(m.type) for w in workloads for m in w.spec.metrics or ()}
+    assert signals >= {"Gpu", "Pods", "External"}, "vLLM and Triton examples scale on request signals"
     assert {p.spec.gpu_model for p in pools} >= {"NVIDIA-A100-SXM4-80GB", "NVIDIA-L4"}
     assert {p.spec.provider.type.value for p in pools} >= {"kwok", "clusterapi"}
 
@@ -647,6 +727,27 @@ workload_specs = st.fixed_dictionaries(
         "pricing": _absent
         | st.fixed_dictionaries(
             {"pricePerGpuHour": _absent | st.just(2), "cpuCorePricePerHour": _absent | st.just(1)}
+        ),
+        "metrics": _absent
+        | st.lists(
+            st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(["Gpu", "Pods", "Object", "External"]),
+                    "name": _absent | st.sampled_from(["waiting", "queue"]),
+                    "query": _absent | st.just("sum(up)"),
+                    "signal": _absent | st.just("Auto"),
+                    "target": st.sampled_from(
+                        [
+                            {"type": "Utilization", "averageUtilization": 60},
+                            {"type": "AverageValue", "averageValue": 5},
+                            {"type": "Value", "value": 2},
+                            {"type": "Value", "averageValue": 2},
+                        ]
+                    ),
+                }
+            ),
+            min_size=1,
+            max_size=3,
         ),
     }
 )
@@ -702,7 +803,7 @@ def _agree(kind: str, base: Mapping[str, Any], patch: Mapping[str, Any]) -> None
     assert python_ok == (not errors), f"python_ok={python_ok}, server errors={errors}, spec={spec}"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(workload_specs)
 def test_cel_rules_and_python_rules_agree_on_workloads(patch: dict[str, Any]) -> None:
     _agree("GPUWorkload", {k: v for k, v in INFERENCE.items() if k != "maxReplicas"}, patch)

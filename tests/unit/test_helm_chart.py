@@ -361,6 +361,7 @@ NOT_A_VALUE = {
     "metrics_address": "a pod's /metrics listens on every interface",
     "peering_priority": "random per replica, so exactly one replica leads",
     "consolidation.pool_selector": "passed as --pool-selector flags",
+    "record_decisions": "a local file for backtests: the chart's pods have a read-only root filesystem",
 }
 
 
@@ -570,6 +571,9 @@ CLIENT_CALLS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("AppsV1Api", "read_namespaced_replica_set"): ("apps", "replicasets", "get"),
     ("AppsV1Api", "list_replica_set_for_all_namespaces"): ("apps", "replicasets", "list"),
     ("AppsV1Api", "read_namespaced_stateful_set"): ("apps", "statefulsets", "get"),
+    ("AppsV1Api", "read_namespaced_deployment"): ("apps", "deployments", "get"),
+    ("AppsV1Api", "patch_namespaced_deployment"): ("apps", "deployments", "patch"),
+    ("AppsV1Api", "patch_namespaced_stateful_set"): ("apps", "statefulsets", "patch"),
     ("AutoscalingV2Api", "list_namespaced_horizontal_pod_autoscaler"): (
         "autoscaling",
         "horizontalpodautoscalers",
@@ -598,6 +602,7 @@ FEATURE_OF_MODULE = {
     "adapters/cluster_view.py": "core",
     "adapters/cluster_snapshot.py": "consolidation",
     "adapters/node_drain.py": "consolidation",
+    "adapters/replica_surge.py": "consolidation",
     "adapters/nodepools/none.py": "consolidation",
     "adapters/nodepools/kwok.py": "kwok",
     "adapters/nodepools/clusterapi.py": "clusterapi",

@@ -18,6 +18,7 @@ from rightsizer.adapters.kube_retry import KubeRetry, RetryPolicy
 from rightsizer.adapters.node_drain import TAINT_CONFLICT_ATTEMPTS, Eviction, KubeNodeDrain, TaintConflict
 from rightsizer.core.snapshot import Taint
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.core.surge import SurgeRecord
 from tests.unit.planner_builders import pod
 
 pytestmark = pytest.mark.unit
@@ -303,12 +304,55 @@ def test_a_throttled_scale_patch_is_sent_again_with_the_same_absolute_value() ->
     kube = ScriptedWorkloads(
         {
             ("GET", "/apis/apps/v1"): [APPS_V1],
+            ("GET", PATH): [{"metadata": {"resourceVersion": "7"}}],
             ("PATCH", f"{PATH}/scale"): [api_error(429, "1"), api_error(503), api_error(429, "2"), SCALE],
         }
     )
     kube.set_replicas("ml", WEB, 3)
     bodies = [body for method, path, body in kube.sent if method == "PATCH"]
-    assert bodies == [{"spec": {"replicas": 3}}] * 4
+    assert bodies == [{"metadata": {"resourceVersion": "7"}, "spec": {"replicas": 3}}] * 4
+
+
+SURGED = {
+    "metadata": {
+        "resourceVersion": "9",
+        "annotations": {"rightsizer.io/drain-surge": SurgeRecord("gpu-1", 3, 1, 3).to_json()},
+    },
+    "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}}},
+    "status": {"replicas": 4},
+}
+
+
+def test_the_replica_loop_sees_a_drain_surged_target_at_its_count_without_the_surge() -> None:
+    kube = ScriptedWorkloads({("GET", "/apis/apps/v1"): [APPS_V1], ("GET", PATH): [SURGED]})
+    scale = kube.read_scale("ml", WEB)
+    assert (scale.desired, scale.current) == (3, 3)
+
+
+def test_a_count_set_during_a_surge_goes_on_top_of_it_and_is_what_the_drain_restores() -> None:
+    kube = ScriptedWorkloads(
+        {("GET", "/apis/apps/v1"): [APPS_V1], ("GET", PATH): [SURGED], ("PATCH", PATH): [{}]}
+    )
+    kube.set_replicas("ml", WEB, 5)
+    (body,) = [body for method, _, body in kube.sent if method == "PATCH"]
+    record = SurgeRecord.from_json(body["metadata"]["annotations"]["rightsizer.io/drain-surge"])
+    assert body["spec"] == {"replicas": 6} and body["metadata"]["resourceVersion"] == "9"
+    assert record is not None and (record.original, record.surge, record.node) == (5, 1, "gpu-1")
+
+
+def test_a_surge_landing_between_read_and_write_is_read_again_not_overwritten() -> None:
+    plain = {"metadata": {"resourceVersion": "8", "annotations": {}}, "spec": {"replicas": 3}}
+    kube = ScriptedWorkloads(
+        {
+            ("GET", "/apis/apps/v1"): [APPS_V1],
+            ("GET", PATH): [plain, SURGED],
+            ("PATCH", f"{PATH}/scale"): [api_error(409)],
+            ("PATCH", PATH): [{}],
+        }
+    )
+    kube.set_replicas("ml", WEB, 2)
+    patches = [(path, body["spec"]) for method, path, body in kube.sent if method == "PATCH"]
+    assert patches == [(f"{PATH}/scale", {"replicas": 2}), (PATH, {"replicas": 3})]
 
 
 def test_a_deployment_is_read_with_one_request_its_scale_taken_from_the_object() -> None:

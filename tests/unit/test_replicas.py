@@ -24,9 +24,9 @@ from rightsizer.core.replicas import (
     Recommendation,
     ReplicaAction,
     ReplicaOutcome,
-    ScalingPolicy,
     decide_replicas,
 )
+from rightsizer.core.scaling_policy import ScalingPolicy
 from rightsizer.core.scaling_rate import LimitKind, RateLimit, ScaleEvent, Select, StepRule
 from rightsizer.core.wording import TIMES
 

@@ -76,6 +76,14 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: [""]
   resources: ["replicationcontrollers"]
   verbs: ["get"]
+# Consolidation, make-before-break: before evicting Ready pods of a Deployment or StatefulSet a drain
+# raises its replicas (count and record in one write of the object), and restores them afterwards.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "patch"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["patch"]
 {{- if .Values.providers.kwok }}
 # Consolidation, kwok/static provider: adds and removes the Node objects themselves.
 - apiGroups: [""]

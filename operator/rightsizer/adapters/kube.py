@@ -25,9 +25,12 @@ from rightsizer.core.errors import RightsizerError
 from rightsizer.core.gpu_share import is_gpu_request
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.selectors import format_selector
+from rightsizer.core.surge import SURGE_ANNOTATION, SurgeRecord, unsurged
 from rightsizer.core.timestamps import parse_time
 
 GPU_RESOURCE = "nvidia.com/gpu"
+MERGE_PATCH = "application/merge-patch+json"
+SCALE_CONFLICT_ATTEMPTS = 5
 
 
 class TargetNotFound(RightsizerError):
@@ -35,6 +38,14 @@ class TargetNotFound(RightsizerError):
         super().__init__(
             f"{ref.kind} {namespace}/{ref.name} ({ref.api_version}) does not exist: "
             "create it or fix spec.targetRef"
+        )
+
+
+class ScaleConflict(RightsizerError):
+    def __init__(self, namespace: str, ref: TargetRef, attempts: int) -> None:
+        super().__init__(
+            f"{ref.kind} {namespace}/{ref.name} changed {attempts} times while its replicas were set; "
+            "something else keeps writing it. The next pass tries again"
         )
 
 
@@ -251,9 +262,13 @@ class KubeWorkloads:
                 raise TargetNotFound(namespace, ref) from exc
             raise
         spec = obj.get("spec") or {}
+        # A drain's surge (core.surge) is not the workload's count: the loop sees the count without it.
+        annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
+        if (ref.group, ref.kind) not in SCALE_IN_OBJECT:
+            annotations.pop(SURGE_ANNOTATION, None)
         return Scale(
-            desired=int((scale.get("spec") or {}).get("replicas") or 0),
-            current=int((scale.get("status") or {}).get("replicas") or 0),
+            desired=unsurged(int((scale.get("spec") or {}).get("replicas") or 0), annotations),
+            current=unsurged(int((scale.get("status") or {}).get("replicas") or 0), annotations),
             selector=str((scale.get("status") or {}).get("selector") or ""),
             can_suspend="suspend" in spec,
             suspended=bool(spec.get("suspend")),
@@ -261,8 +276,33 @@ class KubeWorkloads:
         )
 
     def set_replicas(self, namespace: str, ref: TargetRef, replicas: int) -> None:
+        """Set the workload's count. On a Deployment or StatefulSet a drain may have raised (core.surge):
+        then the count goes on top of the surge and into its record, which is what the drain restores.
+        Written under the resourceVersion read, so a surge that lands in between is never overwritten."""
         path = self._scale_path(namespace, ref)
-        self._call("PATCH", f"{path}/scale", {"spec": {"replicas": replicas}}, "application/merge-patch+json")
+        if (ref.group, ref.kind) not in SCALE_IN_OBJECT:
+            self._call("PATCH", f"{path}/scale", {"spec": {"replicas": replicas}}, MERGE_PATCH)
+            return
+        for _ in range(SCALE_CONFLICT_ATTEMPTS):
+            meta = self._call("GET", path).get("metadata") or {}
+            record = SurgeRecord.from_json((meta.get("annotations") or {}).get(SURGE_ANNOTATION))
+            version = {"resourceVersion": meta.get("resourceVersion")}
+            try:
+                if record is None:
+                    body = {"metadata": version, "spec": {"replicas": replicas}}
+                    self._call("PATCH", f"{path}/scale", body, MERGE_PATCH)
+                else:
+                    noted = {SURGE_ANNOTATION: record.with_original(replicas).to_json()}
+                    body = {
+                        "metadata": {**version, "annotations": noted},
+                        "spec": {"replicas": replicas + record.surge},
+                    }
+                    self._call("PATCH", path, body, MERGE_PATCH)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise ScaleConflict(namespace, ref, SCALE_CONFLICT_ATTEMPTS)
 
     def suspend(self, namespace: str, ref: TargetRef, suspend: bool = True) -> None:
         path = self._scale_path(namespace, ref)

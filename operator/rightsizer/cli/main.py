@@ -9,7 +9,7 @@ import os
 import sys
 
 # Each module exposes register(subparsers) and sets `func` on its parser.
-SUBCOMMANDS = ("run", "plan", "report", "metrics", "crds", "fake_dcgm")
+SUBCOMMANDS = ("run", "plan", "report", "backtest", "metrics", "crds", "fake_dcgm")
 
 
 # The local cluster's tooling (rightsizer.devcluster) is not in the operator image: its commands are

@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--interval", type=float, dest="interval_seconds", help="seconds between passes (30)")
     p.add_argument("--namespace", action="append", dest="namespaces", help="watch only these (repeatable)")
     p.add_argument("--dry-run", action="store_true", default=None, help="decide and report, change nothing")
+    p.add_argument(
+        "--record-decisions",
+        metavar="FILE",
+        help="append each replica decision's inputs and result to FILE (JSON lines, for backtest)",
+    )
     p.add_argument("--prometheus-url", help="Prometheus base URL")
     p.add_argument(
         "--prometheus-timeout", type=float, help="seconds a Prometheus query may take; slower means hold (10)"
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             "standalone",
             "api_connections",
             "metrics_source",
+            "record_decisions",
         )
     }
     flags["prometheus"] = {

@@ -19,6 +19,7 @@ from rightsizer.core.errors import InvalidPool, InvalidQuantity, InvalidSchedule
 from rightsizer.core.pools import WHEN_EMPTY, WHEN_UNDERUTILIZED, PoolPolicy, ReplacementType
 from rightsizer.core.quantity import parse_quantity
 from rightsizer.core.snapshot import KARPENTER_NODEPOOL_LABEL, LabelSelector, Requirement
+from rightsizer.core.surge import MakeBeforeBreak
 
 API_VERSION = "rightsizer.io/v1alpha1"
 
@@ -167,6 +168,11 @@ def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
     budgets = tuple(
         _budget(b, f"{where}.disruption.budgets[{i}]") for i, b in enumerate(disruption.get("budgets") or [])
     )
+    make_before_break = str(disruption.get("makeBeforeBreak", MakeBeforeBreak.INFERENCE_ONLY))
+    if make_before_break not in set(MakeBeforeBreak):
+        raise InvalidPool(
+            f"{where}.disruption.makeBeforeBreak: {make_before_break!r} is not Always, InferenceOnly or Never"
+        )
     replacements = []
     for i, raw in enumerate(spec.get("replacementTypes") or []):
         entry = _map(raw, f"{where}.replacementTypes[{i}]")
@@ -220,4 +226,5 @@ def parse_pool(doc: Mapping[str, Any]) -> PoolPolicy:
         gang_labels=tuple(str(label) for label in spec.get("gangLabels") or ()),
         consolidate_unknown_activity=bool(spec.get("consolidateWhenActivityUnknown", False)),
         checkpoint_timeout=parse_duration(spec.get("checkpointTimeout", "10m"), f"{where}.checkpointTimeout"),
+        make_before_break=MakeBeforeBreak(make_before_break),
     )

@@ -46,6 +46,7 @@ from rightsizer.core.snapshot import (
     LabelSelector,
     Node,
 )
+from rightsizer.core.surge import MakeBeforeBreak
 
 WHEN_EMPTY = "WhenEmpty"
 WHEN_UNDERUTILIZED = "WhenUnderutilized"
@@ -107,6 +108,7 @@ class PoolPolicy:
     gang_labels: tuple[str, ...] = ()  # labels naming pod groups beyond the known ones
     consolidate_unknown_activity: bool = False  # may nodes whose GPU activity is unknown be drained?
     checkpoint_timeout: timedelta = DEFAULT_CHECKPOINT_TIMEOUT  # how long a drain waits for a checkpoint
+    make_before_break: MakeBeforeBreak = MakeBeforeBreak.INFERENCE_ONLY  # whose replicas a drain raises first
 
 
 @dataclass(frozen=True, slots=True)

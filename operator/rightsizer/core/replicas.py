@@ -2,9 +2,9 @@
 
 The arithmetic is the Horizontal Pod Autoscaler's, so users' intuition carries over:
 
-1. ``desired = ceil(ready * observed / target)``, unless ``|observed/target - 1| <= tolerance``;
-   while pods are still starting, a scale-up counts them as idle (HPA does the same) so a
-   burst of new pods is not multiplied again before they take load.
+1. Each signal proposes a count: GPU utilisation (``core.gpu_recommendation``) and request-based
+   signals (``core.scaling_signals``). The largest wins, as HPA takes the largest over its
+   metrics; a signal that cannot be read is left out of a scale-up and blocks a scale-down.
 2. Stabilisation over a history of raw recommendations: scale-down follows the *highest*
    recommendation in the scale-down window, scale-up the *lowest* in the scale-up window.
 3. Rate limits (``core.scaling_rate``): HPA's Pods and Percent policies per direction, counting
@@ -23,26 +23,20 @@ updated) so a restarted operator resumes the same windows.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 
 from rightsizer.api.durations import format_duration
-from rightsizer.core.errors import InvalidPolicy
-from rightsizer.core.metrics_view import Hold, UsableMetrics, weighted_total
-from rightsizer.core.scaling_rate import (
-    DEFAULT_SCALE_DOWN,
-    DEFAULT_SCALE_UP,
-    ScaleEvent,
-    StepRule,
-    limit_rate,
-    recent_events,
-)
-from rightsizer.core.wording import TIMES, format_percent
+from rightsizer.core.gpu_recommendation import gpu_recommendation, gpu_with_missing_filled
+from rightsizer.core.metrics_view import Hold, UsableMetrics
+from rightsizer.core.scaling_policy import ScalingPolicy
+from rightsizer.core.scaling_rate import ScaleEvent, limit_rate, recent_events
+from rightsizer.core.scaling_signals import Proposal, SignalReading, Situation, propose
 
 SHARED_GPU = "SharedGpu"
+GPU_SIGNAL = "GPU utilisation"
 
 
 class ReplicaAction(StrEnum):
@@ -52,76 +46,6 @@ class ReplicaAction(StrEnum):
     WAKE_UP = "WakeUp"
     NO_CHANGE = "NoChange"
     HOLD = "Hold"
-
-
-@dataclass(frozen=True)
-class ScalingPolicy:
-    """What the user asked for, independent of how the API spells it."""
-
-    min_replicas: int
-    max_replicas: int
-    target_utilization: float
-    tolerance: float = 0.1
-    tolerance_up: float | None = None
-    """Per direction, as HPA's behavior.scaleUp/scaleDown.tolerance; None: ``tolerance``."""
-    tolerance_down: float | None = None
-    scale_up: StepRule = DEFAULT_SCALE_UP
-    scale_down: StepRule = DEFAULT_SCALE_DOWN
-    idle_threshold_percent: float = 1.0
-    """With min_replicas == 0: a replica below this is idle (scale-to-zero candidate)."""
-    wake_threshold: float = 0.0
-    """With min_replicas == 0: a wake-up signal above this wakes the workload or keeps it up."""
-    wake_replicas: int = 1
-    """Replicas to start when waking from zero (at least 1, at most max_replicas)."""
-    zero_after: timedelta | None = None
-    """With min_replicas == 0: how long every observation must have recommended zero before
-    scaling to zero; None means the scale-down stabilisation window."""
-
-    def __post_init__(self) -> None:
-        if self.min_replicas < 0:
-            raise InvalidPolicy("minReplicas", f"{self.min_replicas} is negative", "use 0 or more")
-        if self.max_replicas < 1:
-            raise InvalidPolicy("maxReplicas", f"{self.max_replicas} is below 1", "use 1 or more")
-        if self.min_replicas > self.max_replicas:
-            raise InvalidPolicy(
-                "minReplicas",
-                f"{self.min_replicas} is greater than maxReplicas {self.max_replicas}",
-                "lower minReplicas or raise maxReplicas",
-            )
-        if not (0 < self.target_utilization <= 100) or math.isnan(self.target_utilization):
-            raise InvalidPolicy(
-                "targetUtilization", f"{self.target_utilization} is outside (0, 100]", "use e.g. 60"
-            )
-        if not (0 <= self.tolerance < 1):
-            raise InvalidPolicy("tolerance", f"{self.tolerance} is outside [0, 1)", "use e.g. 0.1 for 10%")
-        for name, value in (
-            ("scaleUp.tolerance", self.tolerance_up),
-            ("scaleDown.tolerance", self.tolerance_down),
-        ):
-            if value is not None and (not value >= 0 or math.isinf(value)):
-                raise InvalidPolicy(name, f"{value} is not a finite number >= 0", "use e.g. 0.1 for 10%")
-        if not (0 <= self.idle_threshold_percent <= 100):
-            raise InvalidPolicy(
-                "idleThresholdPercent", f"{self.idle_threshold_percent} is outside [0, 100]", "use e.g. 1"
-            )
-        if self.wake_replicas < 1:
-            raise InvalidPolicy("wakeReplicas", f"{self.wake_replicas} is below 1", "use 1 or more")
-        if self.zero_after is not None and self.zero_after < timedelta(0):
-            raise InvalidPolicy("wakeUp.cooldown", f"{self.zero_after} is negative", "use e.g. 5m")
-
-    def tolerance_for(self, up: bool) -> float:
-        """The tolerance of a scale-up (``up``) or of a scale-down."""
-        chosen = self.tolerance_up if up else self.tolerance_down
-        return self.tolerance if chosen is None else chosen
-
-    @property
-    def zero_window(self) -> timedelta:
-        return self.scale_down.window if self.zero_after is None else self.zero_after
-
-    @property
-    def longest_window(self) -> timedelta:
-        """How much recommendation history the decisions need."""
-        return max(self.scale_up.window, self.scale_down.window, self.zero_window)
 
 
 @dataclass(frozen=True)
@@ -170,13 +94,16 @@ def decide_replicas(
     now: datetime,
     max_history_gap: timedelta,
     wake_signal: float | None = None,
+    readings: Mapping[str, SignalReading] | None = None,
+    ready_pods: Sequence[str] = (),
 ) -> ReplicaOutcome:
     """Decide the replica count of an inference workload.
 
     ``max_history_gap`` (normally two intervals): if the history stops earlier than this, the
     windows restart from the current count, so an operator that was down, or a history with
     holes, never counts as "idle for the whole window". ``wake_signal`` is the wake-up metric
-    (None when it could not be read).
+    (None when it could not be read). ``readings`` are the request signals' values by name, and
+    ``ready_pods`` the pods a Pods signal should have a value for.
     """
     if current < 0:
         raise ValueError(f"current replicas {current} is negative")
@@ -206,28 +133,40 @@ def decide_replicas(
         reason = f"{current} replicas < minReplicas {bound} → {bound}"
         return outcome(ReplicaAction.SCALE_UP, bound, reason, recorded=bound)
 
-    unknown = metrics.reason if isinstance(metrics, Hold) else None  # some Ready pods have no sample
-    if isinstance(metrics, Hold):
-        if metrics.partial is None:
-            # Recording the current count keeps the windows honest: a hold is not idle time.
-            reason = f"holding at {current}: {metrics.reason}"
-            return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
-        metrics = metrics.partial
-        raw, why = _with_missing_filled(policy, current, metrics)
-    else:
-        raw, why = _raw_recommendation(policy, current, metrics, wake_signal)
+    proposals: list[Proposal] = []
+    unknown: str | None = None  # some Ready pods have no sample
+    shared: tuple[str, ...] = ()
+    if policy.scales_on_gpu:
+        if isinstance(metrics, Hold) and metrics.partial is None:
+            if not policy.signals:
+                # Recording the current count keeps the windows honest: a hold is not idle time.
+                reason = f"holding at {current}: {metrics.reason}"
+                return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
+            proposals.append(Proposal(GPU_SIGNAL, None, f"{GPU_SIGNAL}: {metrics.reason}"))
+        elif isinstance(metrics, Hold):
+            assert metrics.partial is not None
+            unknown, shared = metrics.reason, metrics.partial.shared_pods
+            proposals.append(Proposal(GPU_SIGNAL, *gpu_with_missing_filled(policy, current, metrics.partial)))
+        else:
+            shared = metrics.shared_pods
+            proposals.append(Proposal(GPU_SIGNAL, *gpu_recommendation(policy, current, metrics, wake_signal)))
+    at = Situation(current, tuple(ready_pods), policy.tolerances, policy.min_replicas, policy.max_replicas)
+    proposals.extend(propose(signal, (readings or {}).get(signal.name), at) for signal in policy.signals)
+    raw, why = _largest(policy, current, proposals, wake_signal)
+    if raw is None:
+        reason = f"holding at {current}: {why}"
+        return outcome(ReplicaAction.HOLD, current, reason, recorded=current)
     stabilised, stabilise_why = _stabilise(policy, current, raw, kept, now)
     final, limit_why = limit_rate(
         policy.scale_up if stabilised > current else policy.scale_down, current, stabilised, events, now
     )
     reason = _join(why, stabilise_why, limit_why)
-    if final < current and metrics.shared_pods:
+    if final < current and shared:
         # Time-sliced or MPS GPUs report the device's activity to every sharer: it says nothing of
         # how much of it this workload does, so it never removes a replica on its own.
-        shared = ", ".join(metrics.shared_pods)
         reason = (
-            f"holding at {current}: {SHARED_GPU} ({shared} share a GPU with other pods, so the numbers "
-            f"are the device's); {reason}"
+            f"holding at {current}: {SHARED_GPU} ({', '.join(shared)} share a GPU with other pods, so "
+            f"the numbers are the device's); {reason}"
         )
         return outcome(ReplicaAction.HOLD, current, reason, recorded=current, code=SHARED_GPU)
     if final == current and unknown is not None:
@@ -264,141 +203,35 @@ def _from_zero(policy: ScalingPolicy, wake_signal: float | None) -> tuple[Replic
     return ReplicaAction.NO_CHANGE, 0, reason
 
 
-def _raw_recommendation(
-    policy: ScalingPolicy, current: int, metrics: UsableMetrics, wake_signal: float | None
-) -> tuple[int, str]:
-    """The unstabilised recommendation within [min, max], and the arithmetic behind it."""
-    note = ""
-    if policy.min_replicas == 0:
-        zero, note = _idle_verdict(policy, metrics, wake_signal)
-        if zero:
-            return 0, note
-
-    target = policy.target_utilization
-    observed = metrics.aggregate
-    # Decimal arithmetic, so the numbers users read are the numbers compared: 66% against 60% is
-    # exactly 10% over (floats say 10.000000000000009%), and 0.4 + 79.9 + 39.7 over 60 is exactly 2
-    # replicas (floats sum to 120.00000000000001 and ask for 3).
-    exact_target = _decimal(target)
-    # Pods weighted by their GPUs, as HPA weights them by request: total is in pod-equivalents.
-    total = weighted_total(metrics.per_pod)
-    ratio = total / metrics.ready_count / exact_target
-    up = ratio > 1
-    exact_tolerance = _decimal(policy.tolerance_for(up))
-    tolerance = format_percent(policy.tolerance_for(up) * 100)
-    if abs(ratio - 1) <= exact_tolerance:
-        return current, _join(
-            note,
-            f"util {format_percent(observed)} within target {format_percent(target)} "
-            f"{_band(policy, up)}{tolerance} → keep {current}",
-        )
-    if ratio > 1 and metrics.not_ready:
-        # HPA's guard: count starting pods as idle before scaling up again.
-        starting = len(metrics.not_ready)
-        spread = total / (metrics.ready_count + starting)
-        if spread / exact_target <= 1 + exact_tolerance:
-            return current, _join(
-                note,
-                f"util {format_percent(observed)} > target {format_percent(target)}, but spread over "
-                f"{starting} starting pods it is {format_percent(float(spread))} → keep {current}",
-            )
-
-    desired = math.ceil(total / exact_target)
-    direction = ">" if ratio > 1 else "<"
-    sign = "+" if ratio > 1 else "-"
-    arithmetic = f"ceil({metrics.ready_count}{TIMES}{_number(observed)}/{_number(target)})={desired}"
-    why = (
-        f"util {format_percent(observed)} {direction} target {format_percent(target)} "
-        f"({sign}{tolerance} tolerance) → {arithmetic}"
-    )
-    floor = max(policy.min_replicas, 1)
-    clamped = min(max(desired, floor), policy.max_replicas)
-    if clamped > desired:
-        why += f"; raised to minimum {clamped}"
-    elif clamped < desired:
-        why += f"; capped at maxReplicas {clamped}"
-    return clamped, _join(note, why)
+def _largest(
+    policy: ScalingPolicy, current: int, proposals: Sequence[Proposal], wake_signal: float | None
+) -> tuple[int | None, str]:
+    """HPA's rule over several metrics: the largest proposal; one that could not be read is left
+    out of a scale-up and blocks a scale-down. None when no signal could be read."""
+    readable = [p for p in proposals if p.replicas is not None]
+    unreadable = [p for p in proposals if p.replicas is None]
+    why = "; ".join(p.reason for p in proposals)
+    if not readable:
+        return None, why if len(proposals) == 1 else f"no signal could be read ({why})"
+    largest = max(readable, key=lambda p: p.replicas or 0)
+    raw = largest.replicas or 0
+    if len(proposals) > 1:
+        why = f"largest of {len(proposals)} signals: {largest.name} → {raw} ({why})"
+    if unreadable and raw < current:
+        names = ", ".join(p.name for p in unreadable)
+        return current, f"{why}; {names} unreadable, which blocks a scale-down → keep {current}"
+    if raw == 0 and not policy.scales_on_gpu and not _quiet(policy, wake_signal):
+        # Without the GPU's idle verdict, zero still needs a readable, quiet wake-up signal.
+        return 1, f"{why}; the wake-up signal is unreadable or above its threshold: not to zero → 1"
+    return raw, why
 
 
-def _band(policy: ScalingPolicy, up: bool) -> str:
-    """± while both directions share a tolerance, else the side that applies."""
-    if policy.tolerance_for(True) == policy.tolerance_for(False):
-        return "±"
-    return "+" if up else "-"
-
-
-def _with_missing_filled(policy: ScalingPolicy, current: int, metrics: UsableMetrics) -> tuple[int, str]:
-    """HPA's rule for Ready pods without a sample: each counts as whatever argues against the change
-    the others ask for (0% against a scale-up, 100% against a scale-down; starting pods as 0%
-    against a scale-up too). A change survives only if it still holds then, in the same direction.
-    Never to zero: an unknown pod is not idle."""
-    target = _decimal(policy.target_utilization)
-    reported = weighted_total(metrics.per_pod)
-    ratio = reported / metrics.ready_count / target
-    missing = ", ".join(metrics.missing)
-    seen = (
-        f"util {format_percent(float(reported / metrics.ready_count))} on the {metrics.ready_count} "
-        f"Ready pods that reported"
-    )
-    if ratio == 1:
-        return current, f"{seen}, at target; {missing} unknown → keep {current}"
-    up = ratio > 1
-    fill, counted = (
-        (Decimal(0), len(metrics.missing) + len(metrics.not_ready))
-        if up
-        else (Decimal(100), len(metrics.missing))
-    )
-    total = reported + fill * counted
-    pods = metrics.ready_count + counted
-    new_ratio = total / pods / target
-    starting = f" and starting {', '.join(metrics.not_ready)}" if up and metrics.not_ready else ""
-    filled = (
-        f"{seen}; counting {missing}{starting} as {format_percent(float(fill))} (no sample: as HPA does) "
-        f"gives {format_percent(float(total / pods))}"
-    )
-    desired = math.ceil(total / target)
-    if (
-        abs(new_ratio - 1) <= _decimal(policy.tolerance_for(new_ratio > 1))
-        or (new_ratio > 1) != up
-        or (up and desired < current)
-        or (not up and desired > current)
-    ):
-        return current, f"{filled} → keep {current}"
-    clamped = min(max(desired, policy.min_replicas, 1), policy.max_replicas)
-    return clamped, f"{filled} vs target {format_percent(policy.target_utilization)} → {clamped}"
-
-
-def _idle_verdict(
-    policy: ScalingPolicy, metrics: UsableMetrics, wake_signal: float | None
-) -> tuple[bool, str]:
-    """Whether this observation recommends zero replicas; a note when idle but kept up."""
-    if metrics.not_ready:
-        return False, ""  # starting pods are neither idle nor busy: a starting workload stays up
-    if any(pod.peak_gpu_percent >= policy.idle_threshold_percent for pod in metrics.per_pod):
-        return False, ""
-    threshold = format_percent(policy.idle_threshold_percent)
-    idle = f"all {metrics.ready_count} replicas below idle threshold {threshold}"
-    if wake_signal is None or not math.isfinite(wake_signal):
-        return False, (
-            f"{idle}, but the wake-up signal is unavailable and nothing could wake it: not scaling to zero"
-        )
-    if wake_signal > policy.wake_threshold:
-        return False, (
-            f"{idle}, but wake-up signal {wake_signal:g} > {policy.wake_threshold:g}: not scaling to zero"
-        )
-    return True, f"{idle} and wake-up signal {wake_signal:g} ≤ {policy.wake_threshold:g} → 0"
-
-
-def _decimal(value: float) -> Decimal:
-    return Decimal(repr(value))
+def _quiet(policy: ScalingPolicy, wake_signal: float | None) -> bool:
+    return wake_signal is not None and math.isfinite(wake_signal) and wake_signal <= policy.wake_threshold
 
 
 def _join(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
-
-
-def _number(value: float) -> str:
-    return format_percent(value)[:-1]
 
 
 def _stabilise(

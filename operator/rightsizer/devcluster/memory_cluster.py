@@ -13,6 +13,7 @@ from rightsizer.adapters.cluster_view import IndexedView, ScalerRef
 from rightsizer.adapters.fake_kube import FakeTargets
 from rightsizer.adapters.kube import PodInfo, TargetRef
 from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
+from rightsizer.runtime.decision_record import Recorder
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 from rightsizer.runtime.workloads import WorkloadReconciler
@@ -21,7 +22,7 @@ T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 class MemoryCluster:
-    def __init__(self, interval: float = 30, now: datetime = T0) -> None:
+    def __init__(self, interval: float = 30, now: datetime = T0, recorder: Recorder | None = None) -> None:
         self.now = now
         self.targets = FakeTargets()
         self.metrics = FakeGpuMetricsSource(clock=lambda: self.now)
@@ -34,7 +35,11 @@ class MemoryCluster:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.telemetry = Telemetry()
         self.reconciler = WorkloadReconciler(
-            self.targets, {"Prometheus": self.metrics}, Settings(interval_seconds=interval), self.telemetry
+            self.targets,
+            {"Prometheus": self.metrics},
+            Settings(interval_seconds=interval),
+            self.telemetry,
+            recorder,
         )
 
     def view(self) -> IndexedView:

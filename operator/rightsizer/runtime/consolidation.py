@@ -9,6 +9,8 @@ acting:
 2. **record intent** on the node (annotation ``rightsizer.io/disruption-intent``) *before* touching it,
    so a restarted operator knows what was going on;
 3. **taint** it ``rightsizer.io/disrupted:NoSchedule`` so nothing new lands there;
+   (make-before-break, :mod:`~rightsizer.runtime.drain_surge`: raise the Deployments and StatefulSets
+   that would lose Ready replicas, and wait, bounded, until the extra replicas are available;)
 4. **evict** its pods through the Eviction API (a PDB refusal stops this node: untaint, event);
 5. **wait**, bounded, until the evicted pods' controllers have their replicas Running elsewhere
    (timeout: untaint, event, give the node up; the node deleted by someone else meanwhile: stop
@@ -53,6 +55,7 @@ from rightsizer.runtime.drain_intent import (
     process_holder,
 )
 from rightsizer.runtime.drain_steps import NodeStep, Result, StepOutcome
+from rightsizer.runtime.drain_surge import RESTORED_AFTER_EVICTION, Surged, SurgeEdge, SurgeSteps
 
 TAINT = Taint(DISRUPTED_TAINT, "consolidation", "NoSchedule")
 
@@ -97,6 +100,13 @@ class Executor:
     sleep: Callable[[float], None]
     settings: ExecutorSettings = field(default_factory=ExecutorSettings)
     holder: str = field(default_factory=process_holder)
+    surges: SurgeEdge | None = None  # None: pods are evicted without raising their owners first
+
+    def _surge_steps(self) -> SurgeSteps | None:
+        timeout, poll = self.settings.drain_timeout, self.settings.poll_seconds
+        return (
+            SurgeSteps(self.surges, self.edge, self.clock, self.sleep, timeout, poll) if self.surges else None
+        )
 
     # -- the lease --------------------------------------------------------------------------------
 
@@ -151,11 +161,26 @@ class Executor:
         self.edge.set_taint(node.name, TAINT, True)
         if (unanswered := self._checkpoints(node.name, pool, movable)) is not None:
             return StepOutcome(node.name, pool.name, Result.BLOCKED, unanswered)
+        surged, steps = Surged(), self._surge_steps()
+        if steps is not None:
+            started = steps.start(
+                node.name, pool.make_before_break, movable, policies or {}, lambda: self._keep(node.name)
+            )
+            if not isinstance(started, Surged):
+                if started.rollback:
+                    self._rollback(node.name, started.reason, started.message)
+                elif self.edge.node(node.name) is None:
+                    steps.restore(node.name, started.owners)
+                    return self._gone(node.name, pool.name, ())
+                return StepOutcome(node.name, pool.name, started.result, started.message)
+            surged = started
         evicted: list[Pod] = []
         for pod in movable:
             if (intent := self._keep(node.name)) is None:
                 return self._lost(node.name, pool.name, evicted)
-            if unplaceable is not None and (why := unplaceable(node.name)) is not None:
+            # A pod a surge stands in for needs no room of its own: its surge replica is that room.
+            check = unplaceable if pod.key not in surged.covered else None
+            if check is not None and (why := check(node.name)) is not None:
                 message = f"{why}; drain of {node.name} stopped before evicting {pod.key}, node kept"
                 self._rollback(node.name, "DrainReplanned", message)
                 return StepOutcome(
@@ -170,11 +195,15 @@ class Executor:
                 )
             if result.outcome is Eviction.EVICTED:
                 evicted.append(pod)
+        if steps is not None:
+            steps.restore(node.name, surged.owners, RESTORED_AFTER_EVICTION)
         evicted_keys = tuple(p.key for p in evicted)
         if evicted:
             deadline = self.clock() + self.settings.drain_timeout
             while True:
                 if self.edge.node(node.name) is None:
+                    if steps is not None:
+                        steps.restore(node.name, surged.owners)
                     return self._gone(node.name, pool.name, evicted_keys)
                 if (intent := self._keep(node.name)) is None:
                     return self._lost(node.name, pool.name, evicted)
@@ -190,11 +219,13 @@ class Executor:
                     self._rollback(node.name, "DrainTimedOut", message)
                     return StepOutcome(node.name, pool.name, Result.TIMED_OUT, message, evicted_keys)
                 self.sleep(self.settings.poll_seconds)
+        if steps is not None:
+            steps.restore(node.name, surged.owners)
         if self.edge.node(node.name) is None:
             return self._gone(node.name, pool.name, evicted_keys)
         if (intent := self._keep(node.name)) is None:
             return self._lost(node.name, pool.name, evicted)
-        removing = replace(intent, phase=PHASE_REMOVING, removal_started=self.clock())
+        removing = replace(intent, phase=PHASE_REMOVING, removal_started=self.clock(), surges=())
         self.edge.annotate(node.name, {INTENT_ANNOTATION: removing.to_json()})
         return self._remove(node.name, pool.name, provider, step.reason, evicted_keys)
 
@@ -318,9 +349,13 @@ class Executor:
         return StepOutcome(node, pool, Result.NODE_GONE, message, evicted)
 
     def _clear(self, node: str) -> None:
-        # Untaint before dropping the intent: a crash in between leaves an intent that recovery handles.
-        if self.edge.node(node) is None:
+        # Restore and untaint before dropping the intent: a crash in between leaves it to recovery.
+        live = self.edge.node(node)
+        if live is None:
             return
+        intent = Intent.from_json(live.annotations.get(INTENT_ANNOTATION) or "")
+        if intent is not None and intent.surges and (steps := self._surge_steps()) is not None:
+            steps.restore(node, intent.surges)
         self.edge.set_taint(node, TAINT, False)
         self.edge.annotate(node, {INTENT_ANNOTATION: None})
 

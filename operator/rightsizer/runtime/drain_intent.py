@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from rightsizer.core.snapshot import Node
+from rightsizer.core.surge import Owner
 
 INTENT_ANNOTATION = "rightsizer.io/disruption-intent"
 PHASE_DRAINING = "draining"
@@ -42,6 +43,7 @@ class Intent:
     holder: str = ""  # "" in intents written before holders existed: anyone may take those over
     lease_until: datetime | None = None
     removal_started: datetime | None = None  # when the provider was asked to remove the node
+    surges: tuple[Owner, ...] = ()  # owners raised before evicting: restored on every way out
 
     def held_by_other(self, holder: str, now: datetime) -> bool:
         """Does another live process hold this intent (its lease not run out)?"""
@@ -66,6 +68,7 @@ class Intent:
                 "holder": self.holder,
                 "leaseUntil": self.lease_until.isoformat() if self.lease_until else None,
                 "removalStarted": self.removal_started.isoformat() if self.removal_started else None,
+                "surges": [{"kind": o.kind, "namespace": o.namespace, "name": o.name} for o in self.surges],
             },
             separators=(",", ":"),
         )
@@ -84,6 +87,10 @@ class Intent:
                 holder=str(raw.get("holder") or ""),
                 lease_until=datetime.fromisoformat(str(lease)) if lease else None,
                 removal_started=datetime.fromisoformat(str(removal)) if removal else None,
+                surges=tuple(
+                    Owner(str(o["kind"]), str(o["namespace"]), str(o["name"]))
+                    for o in raw.get("surges") or ()
+                ),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

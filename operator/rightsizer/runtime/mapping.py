@@ -9,13 +9,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec, ScalingRules, WorkloadType
+from rightsizer.api.v1alpha1 import (
+    GPUNodePoolSpec,
+    GPUWorkloadSpec,
+    MetricTarget,
+    MetricType,
+    ScalingMetric,
+    ScalingRules,
+    TargetType,
+    WorkloadType,
+)
 from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.cost import PricingModel
 from rightsizer.core.idle import IdleAction, IdlePolicy
 from rightsizer.core.ownership import WorkloadClaim
 from rightsizer.core.pools import default_gpu_price, instance_price
-from rightsizer.core.replicas import ScalingPolicy
+from rightsizer.core.scaling_policy import ScalingPolicy
 from rightsizer.core.scaling_rate import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
@@ -24,6 +33,7 @@ from rightsizer.core.scaling_rate import (
     Select,
     StepRule,
 )
+from rightsizer.core.scaling_signals import SignalKind, SignalTarget, TargetKind
 from rightsizer.core.selectors import parse_selector
 from rightsizer.runtime.settings import PricingDefaults
 
@@ -34,10 +44,18 @@ SHORTHAND_PERIOD_SECONDS = 15
 def scaling_policy(spec: GPUWorkloadSpec) -> ScalingPolicy:
     up, down = spec.behavior.scale_up, spec.behavior.scale_down
     wake = spec.wake_up
+    gpu = gpu_metric(spec)
+    target = gpu.target.average_utilization if gpu is not None else None
     return ScalingPolicy(
         min_replicas=spec.min_replicas,
         max_replicas=spec.max_replicas or max(spec.min_replicas, 1),
-        target_utilization=float(spec.target_utilization),
+        target_utilization=float(target if target is not None else spec.target_utilization),
+        scales_on_gpu=spec.metrics is None or gpu is not None,
+        signals=tuple(
+            SignalTarget(m.name or "", SignalKind(str(m.type)), *_target(m.target))
+            for m in spec.metrics or ()
+            if m.type is not MetricType.GPU
+        ),
         tolerance=float(spec.behavior.tolerance),
         tolerance_up=float(up.tolerance) if up.tolerance is not None else None,
         tolerance_down=float(down.tolerance) if down.tolerance is not None else None,
@@ -47,6 +65,30 @@ def scaling_policy(spec: GPUWorkloadSpec) -> ScalingPolicy:
         wake_replicas=min(wake.replicas, spec.max_replicas or wake.replicas) if wake else 1,
         zero_after=wake.cooldown if wake else None,
     )
+
+
+def gpu_metric(spec: GPUWorkloadSpec) -> ScalingMetric | None:
+    """The Gpu item of spec.metrics; unset metrics mean one, at targetUtilization."""
+    if spec.metrics is None:
+        return ScalingMetric(
+            type=MetricType.GPU,
+            target=MetricTarget(type=TargetType.UTILIZATION, average_utilization=spec.target_utilization),
+        )
+    return next((m for m in spec.metrics if m.type is MetricType.GPU), None)
+
+
+def gpu_signal(spec: GPUWorkloadSpec) -> str:
+    """The DCGM field read for this workload: the Gpu metric's own, else spec.metric.signal."""
+    gpu = gpu_metric(spec)
+    return str(gpu.signal if gpu is not None and gpu.signal is not None else spec.metric.signal)
+
+
+def _target(target: MetricTarget) -> tuple[TargetKind, float]:
+    if target.type is TargetType.VALUE and target.value is not None:
+        return TargetKind.VALUE, float(target.value)
+    if target.type is TargetType.AVERAGE_VALUE and target.average_value is not None:
+        return TargetKind.AVERAGE_VALUE, float(target.average_value)
+    raise ValueError(f"target {target.type} has no value for request signals")  # refused by the API
 
 
 def step_rule(rules: ScalingRules, default: StepRule) -> StepRule:

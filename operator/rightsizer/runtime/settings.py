@@ -176,6 +176,11 @@ class Settings(BaseSettings):
         description="Most connections kopf keeps open to the API server for requests; its watches "
         "come on top.",
     )
+    record_decisions: str | None = Field(
+        None,
+        description="Append every replica decision's inputs and result to this JSON-lines file "
+        "(replayable with `rightsizer backtest --input FILE --workload NS/NAME`).",
+    )
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     dcgm: DcgmSettings = Field(default_factory=DcgmSettings)
     pricing: PricingDefaults = Field(default_factory=PricingDefaults)

@@ -26,8 +26,10 @@ from rightsizer.adapters.metrics.readings import Rejection
 from rightsizer.adapters.node_drain import KubeNodeDrain
 from rightsizer.adapters.nodepools.base import NodePoolProvider
 from rightsizer.adapters.nodepools.registry import provider_for
+from rightsizer.adapters.replica_surge import KubeSurges
 from rightsizer.core.drain_backoff import BackoffPolicy
 from rightsizer.runtime.consolidation import Executor, ExecutorSettings
+from rightsizer.runtime.decision_record import JsonLinesRecorder
 from rightsizer.runtime.drain_runner import DrainRunner
 from rightsizer.runtime.node_pools import PassSettings, PoolManager
 from rightsizer.runtime.settings import Settings
@@ -125,6 +127,7 @@ def build_pool_manager(
             poll_seconds=options.poll_seconds,
             lease=timedelta(seconds=options.intent_lease_seconds),
         ),
+        surges=KubeSurges(api),
     )
     manager = PoolManager(
         reader=ClusterReader(api),
@@ -179,7 +182,8 @@ def build(settings: Settings, kubeconfig: str | None = None) -> Operator:
     telemetry = Telemetry()
     kube = KubeWorkloads(api)
     sources = metrics_sources(settings, api, telemetry)
-    reconciler = WorkloadReconciler(kube, sources, settings, telemetry)
+    recorder = JsonLinesRecorder(settings.record_decisions) if settings.record_decisions else None
+    reconciler = WorkloadReconciler(kube, sources, settings, telemetry, recorder)
     pools = build_pool_manager(api, settings, telemetry, sources.get(settings.metrics_source))
     # Its own client: the long-lived watches must not hold the connections the passes' requests use.
     cache = ClusterCache(ApiTransport(api_client(kubeconfig)), settings.namespaces)

@@ -32,7 +32,6 @@ from rightsizer.adapters.kube_retry import KubeApiUnavailable
 from rightsizer.adapters.metrics.base import (
     FleetSamples,
     GpuMetricsSource,
-    PodSamples,
     name_failing_endpoints,
 )
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
@@ -44,8 +43,8 @@ from rightsizer.core.gpu_catalog import find_gpu_model
 from rightsizer.core.gpu_fit import recommend_gpu_fit, recommend_mig_fit
 from rightsizer.core.gpu_share import MIG_PREFIX, gpu_share, shares_a_gpu, single_mig_profile, used_gpu_share
 from rightsizer.core.idle import IdleAction, IdlePolicy, TrainingAction, decide_training
-from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, signal_hint, view_metrics
-from rightsizer.core.replicas import ReplicaAction, decide_replicas
+from rightsizer.core.metrics_view import GpuSample, Hold, HoldCode, UsableMetrics, signal_hint
+from rightsizer.core.replicas import ReplicaAction
 from rightsizer.core.sample_history import GpuHistory
 from rightsizer.core.status import (
     Problem,
@@ -58,9 +57,18 @@ from rightsizer.core.status import (
 )
 from rightsizer.core.wording import format_money
 from rightsizer.runtime import mapping
+from rightsizer.runtime.decision_record import Recorder, decision_record, observed_step
 from rightsizer.runtime.events import Event
 from rightsizer.runtime.io_time import IoTime
+from rightsizer.runtime.replica_step import (
+    PodRoles,
+    ReplicaInputs,
+    decide_inference,
+    gpu_metrics,
+    pod_roles,
+)
 from rightsizer.runtime.settings import Settings
+from rightsizer.runtime.signal_readings import read_signals
 from rightsizer.runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -164,23 +172,6 @@ class FleetCache:
             return samples
 
 
-def to_gpu_samples(samples: PodSamples, on_shared_gpus: frozenset[str] = frozenset()) -> list[GpuSample]:
-    """The adapter's per-pod summaries as per-GPU samples: each GPU keeps its own value, so one busy
-    GPU of eight keeps its pod busy (a source without per-GPU detail gives each GPU the mean). A pod
-    is on a shared GPU when the source saw it share one, or when it holds a time-sliced replica."""
-    out: list[GpuSample] = []
-    for pod, s in samples.items():
-        gpus = max(s.gpus, 1)
-        values = s.per_gpu if len(s.per_gpu) == gpus else (s.value,) * gpus
-        power = s.power_watts / gpus if s.power_watts is not None else None
-        shared = s.shared or pod in on_shared_gpus
-        for i, value in enumerate(values):
-            out.append(
-                GpuSample(pod, value, s.timestamp, str(i), s.memory_used_mib, power, s.signal or "", shared)
-            )
-    return out
-
-
 class WorkloadReconciler:
     """Holds the adapters; `reconcile` is called once per GPUWorkload per interval."""
 
@@ -190,6 +181,7 @@ class WorkloadReconciler:
         sources: Mapping[str, GpuMetricsSource],
         settings: Settings,
         telemetry: Telemetry,
+        recorder: Recorder | None = None,
     ) -> None:
         # Adapter calls are timed, so each reconciliation's own CPU work is measured apart from its I/O.
         self._io = IoTime()
@@ -197,6 +189,7 @@ class WorkloadReconciler:
         self._sources = {name: self._io.timed(source) for name, source in sources.items()}
         self._settings = settings
         self._telemetry = telemetry
+        self._recorder = recorder
         self._buffer = SampleBuffer(horizon=timedelta(hours=1))
         self._scaling = ScalingStateMemory()
         # One fetch per interval: kopf runs each workload's timer on its own phase, so the workloads of
@@ -261,20 +254,18 @@ class WorkloadReconciler:
             now += timedelta(seconds=waited)
 
         pods = view.pods(namespace, scale.selector)
-        # A pod Ready for less than the warm-up counts as starting: neither busy nor idle yet.
-        warm_up = timedelta(seconds=spec.initial_readiness_delay_seconds)
-        ready = [p.name for p in pods if p.ready and not p.warming(now, warm_up)]
-        starting = [p.name for p in pods if p.starting or p.warming(now, warm_up)]
+        roles = pod_roles(pods, spec, now)
+        ready = roles.ready
         labels = view.node_labels([p.node for p in pods if p.node])
         on_shared = frozenset(
             p.name for p in pods if shares_a_gpu(p.gpu_requests, labels.get(p.node or "", {}))
         )
-        metrics, gpu_samples = self._metrics(spec, namespace, ready, starting, on_shared, now)
+        metrics, gpu_samples = self._metrics(spec, namespace, roles, on_shared, now)
         if isinstance(metrics, Hold):
             on_mig = [
                 p.name for p in pods if p.ready and any(r.startswith(MIG_PREFIX) for r in p.gpu_requests)
             ]
-            metrics = signal_hint(metrics, str(spec.metric.signal), on_mig)
+            metrics = signal_hint(metrics, mapping.gpu_signal(spec), on_mig)
 
         conflicts = view.conflicting_autoscalers(namespace, ref) + view.rival_workloads(namespace, name, ref)
         conflict = f"{', '.join(conflicts)} also scales {ref.kind}/{ref.name}" if conflicts else None
@@ -290,6 +281,8 @@ class WorkloadReconciler:
                     spec=spec,
                     namespace=namespace,
                     name=name,
+                    pods=pods,
+                    gpu_samples=gpu_samples,
                     ready=ready,
                     scale=scale,
                     metrics=metrics,
@@ -380,28 +373,23 @@ class WorkloadReconciler:
         return result
 
     # -- observe ----------------------------------------------------------------------------------
-    def _metrics(  # noqa: PLR0917 - what one workload's metrics depend on
-        self,
-        spec: GPUWorkloadSpec,
-        namespace: str,
-        ready: list[str],
-        starting: list[str],
-        on_shared: frozenset[str],
-        now: datetime,
+    def _metrics(
+        self, spec: GPUWorkloadSpec, namespace: str, roles: PodRoles, on_shared: frozenset[str], now: datetime
     ) -> tuple[UsableMetrics | Hold, list[GpuSample]]:
+        ready = roles.ready
         source = self._sources.get(str(spec.metric.source))
         if source is None:
             return Hold(
                 HoldCode.NO_DATA, f"metrics source {spec.metric.source} is not configured in the operator"
             ), []
         if not ready:
-            return view_metrics([], ready, starting, now, self._max_age()), []
+            return gpu_metrics({}, roles, on_shared, now, self._max_age())
         try:
             if spec.metric.query:
                 samples = source.custom_pod_samples(spec.metric.query, namespace, ready)
             else:
                 window = int(spec.metric.window.total_seconds())
-                fleet = self._fleet.get(source, str(spec.metric.signal), window, now)
+                fleet = self._fleet.get(source, mapping.gpu_signal(spec), window, now)
                 samples = {pod: fleet[(namespace, pod)] for pod in ready if (namespace, pod) in fleet}
         except MetricsUnavailable as exc:
             self._telemetry.errors.inc("metrics")
@@ -409,8 +397,7 @@ class WorkloadReconciler:
         except InvalidMetricQuery as exc:
             # The user's PromQL template is broken: say so in status; never send it to Prometheus.
             return Hold(HoldCode.INVALID, str(exc)), []
-        gpu_samples = to_gpu_samples(samples, on_shared)
-        metrics = view_metrics(gpu_samples, ready, starting, now, self._max_age())
+        metrics, gpu_samples = gpu_metrics(samples, roles, on_shared, now, self._max_age())
         return name_failing_endpoints(metrics, source), gpu_samples
 
     def _max_age(self) -> timedelta:
@@ -429,6 +416,8 @@ class WorkloadReconciler:
         spec: GPUWorkloadSpec,
         namespace: str,
         name: str,
+        pods: Sequence[PodInfo],
+        gpu_samples: Sequence[GpuSample],
         ready: list[str],
         scale: Scale,
         metrics: UsableMetrics | Hold,
@@ -447,17 +436,16 @@ class WorkloadReconciler:
                     wake_signal = source.scalar(spec.wake_up.query, namespace, ready)
                 except MetricsUnavailable:
                     wake_signal = None
-        outcome = decide_replicas(
-            policy=mapping.scaling_policy(spec),
-            current=scale.desired,
-            metrics=metrics,
-            history=history,
-            scale_events=events,
-            now=now,
-            max_history_gap=mapping.max_history_gap(self._settings.interval_seconds),
-            wake_signal=wake_signal,
+        prometheus = self._sources.get("Prometheus")
+        readings = read_signals(
+            prometheus, spec.metrics or (), namespace=namespace, pods=ready, now=now, max_age=self._max_age()
         )
+        inputs = ReplicaInputs(scale.desired, metrics, ready, readings, wake_signal, now)
+        outcome = decide_inference(spec, inputs, history, events, self._settings.interval_seconds)
         decision = outcome.decision
+        if self._recorder is not None:
+            step = observed_step(now, pods, gpu_samples, readings, wake_signal)
+            self._recorder(decision_record(f"{namespace}/{name}", spec.to_wire(), step, decision))
         kept_events = events
         if decision.changes_replicas and enforce:
             ref = TargetRef(spec.target_ref.api_version, spec.target_ref.kind, spec.target_ref.name)

@@ -31,6 +31,7 @@ from rightsizer.api.v1alpha1.common import (
     Watts,
 )
 from rightsizer.core.snapshot import KARPENTER_NODEPOOL_LABEL
+from rightsizer.core.surge import MakeBeforeBreak
 
 LabelValue = Annotated[str, Field(max_length=63)]
 Labels = Annotated[dict[str, LabelValue], Field(max_length=64)]
@@ -170,12 +171,22 @@ class DisruptionBudget(SpecModel):
 
 
 class Disruption(SpecModel):
-    """Limits on how many nodes are disrupted at once. The most restrictive active budget wins."""
+    """How nodes are disrupted: how many at once (the most restrictive active budget wins), and
+    whether serving replicas are raised before their pods are evicted."""
 
     budgets: tuple[DisruptionBudget, ...] = Field(
         default=(DisruptionBudget(nodes="10%"),),
         max_length=50,
         description="Budgets; default: 10% of the pool's nodes at a time.",
+    )
+    make_before_break: MakeBeforeBreak = Field(
+        default=MakeBeforeBreak.INFERENCE_ONLY,
+        description=(
+            "Before a drain evicts Ready pods of a Deployment or StatefulSet, raise its replicas by as "
+            "many, wait until they are available, evict, then restore the count, so serving capacity "
+            "never dips: InferenceOnly (default; pods of Inference GPUWorkloads), Always, or Never. "
+            "Surge pods that are not available within the drain timeout stop the drain."
+        ),
     )
 
 
@@ -263,7 +274,8 @@ class GPUNodePoolSpec(SpecModel):
         description="A node is a consolidation candidate only after its pods have not changed for this long.",
     )
     disruption: Disruption = Field(
-        default=Disruption(), description="How many nodes may be disrupted at once."
+        default=Disruption(),
+        description="How many nodes may be disrupted at once, and whether serving replicas are raised first.",
     )
     allow_training_disruption: bool = Field(
         default=False, description="May training pods be moved to empty nodes (default no)?"

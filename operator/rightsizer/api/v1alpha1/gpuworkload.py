@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -28,6 +27,12 @@ from rightsizer.api.v1alpha1.common import (
     SpecModel,
     StatusModel,
 )
+from rightsizer.api.v1alpha1.scaling import (
+    Behavior,
+    MetricSpec,
+    MetricType,
+    ScalingMetric,
+)
 
 # --- enums ----------------------------------------------------------------------------------------
 
@@ -45,25 +50,6 @@ class Mode(StrEnum):
 
     ENFORCE = "Enforce"
     RECOMMEND = "Recommend"
-
-
-class MetricSource(StrEnum):
-    """Where utilisation is read: a Prometheus server, or the DCGM exporters scraped directly."""
-
-    PROMETHEUS = "Prometheus"
-    DCGM = "DCGM"
-
-
-class GpuSignal(StrEnum):
-    """DCGM field used as "how busy is this GPU". Ratios (PROF_*) are read as percent (x100). Auto:
-    DCGM_FI_PROF_GR_ENGINE_ACTIVE where the GPU reports it (always for MIG instances, which report
-    no DCGM_FI_DEV_GPU_UTIL), else DCGM_FI_DEV_GPU_UTIL, per GPU."""
-
-    AUTO = "Auto"
-    DCGM_FI_DEV_GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
-    DCGM_FI_PROF_GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
-    DCGM_FI_PROF_SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
-    DCGM_FI_PROF_PIPE_TENSOR_ACTIVE = "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"
 
 
 class IdleAction(StrEnum):
@@ -101,46 +87,6 @@ class TargetRef(SpecModel):
     )
 
 
-class MetricSpec(SpecModel):
-    """How GPU utilisation of the workload's pods is measured."""
-
-    source: MetricSource = Field(
-        default=MetricSource.PROMETHEUS,
-        description="Prometheus (query a Prometheus server) or DCGM (scrape the DCGM exporters directly).",
-    )
-    signal: GpuSignal = Field(
-        default=GpuSignal.AUTO,
-        description=(
-            "DCGM field that measures activity. Auto reads DCGM_FI_PROF_GR_ENGINE_ACTIVE where a GPU "
-            "reports it (always for MIG instances) and DCGM_FI_DEV_GPU_UTIL elsewhere; "
-            "status.utilization.signal says which was read."
-        ),
-    )
-    query: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=4096,
-        description=(
-            "Custom PromQL instead of the signal (source Prometheus only). {{namespace}} and {{pods}} "
-            "(a regex alternation of the workload's pod names) are substituted; the result must be one "
-            "series per pod, labelled pod, in percent (0-100)."
-        ),
-    )
-    window: Duration = Field(
-        default=timedelta(minutes=5), description="Utilisation is averaged over this window, e.g. 5m."
-    )
-
-    rules = (
-        Rule(
-            cel="!has(self.query) || self.source == 'Prometheus'",
-            message="spec.metric.query requires spec.metric.source Prometheus",
-            check=lambda m: m.query is None or m.source is MetricSource.PROMETHEUS,
-            field_path=".query",
-            reason="FieldValueForbidden",
-        ),
-    )
-
-
 class WakeUp(SpecModel):
     """The signal that brings a workload scaled to zero back, and when it may go to zero."""
 
@@ -162,139 +108,6 @@ class WakeUp(SpecModel):
             "Scale to zero only after utilisation is below target and the query at or below "
             "threshold for this long."
         ),
-    )
-
-
-class SelectPolicy(StrEnum):
-    """Which policy applies when several allow different changes (HPA's selectPolicy)."""
-
-    MAX = "Max"
-    MIN = "Min"
-    DISABLED = "Disabled"
-
-
-class PolicyType(StrEnum):
-    PODS = "Pods"
-    PERCENT = "Percent"
-
-
-class ScalingPolicyItem(SpecModel):
-    """At most ``value`` pods, or ``value`` percent of the replicas at the start of the period, added
-    or removed per period (an HPA scaling policy)."""
-
-    type: PolicyType = Field(description="Pods (a number of pods) or Percent (of the current replicas).")
-    value: int = Field(ge=1, le=100000, description="How many pods, or what percent, per period.")
-    period_seconds: int = Field(
-        ge=1, le=1800, description="Length of the period, in seconds; changes made within it count."
-    )
-
-
-class ScalingRules(SpecModel):
-    """Limits on one direction of scaling, with HPA semantics (behavior.scaleUp / scaleDown)."""
-
-    stabilization_window_seconds: int | None = Field(
-        default=None,
-        ge=0,
-        le=3600,
-        description=(
-            "Recommendations of this many past seconds are considered and the most conservative one "
-            "is used (highest when scaling down, lowest when scaling up), so the workload does not flap. "
-            "Unset: 0 for scaleUp, 300 for scaleDown (HPA's)."
-        ),
-    )
-    select_policy: SelectPolicy = Field(
-        default=SelectPolicy.MAX,
-        description=(
-            "Max: the policy allowing the largest change applies (default); Min: the smallest; "
-            "Disabled: never scale in this direction."
-        ),
-    )
-    policies: tuple[ScalingPolicyItem, ...] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=10,
-        description=(
-            "How fast replicas may change, as HPA's policies. Unset (and no maxStep/maxPercent): "
-            "HPA's defaults, scaleUp the larger of 4 pods or 100% per 15 s, scaleDown 100% per 15 s."
-        ),
-    )
-    max_step: int | None = Field(
-        default=None,
-        ge=1,
-        description="Shorthand for one Pods policy: at most this many pods added or removed per period.",
-    )
-    max_percent: int | None = Field(
-        default=None,
-        ge=1,
-        le=1000,
-        description=(
-            "Shorthand for one Percent policy: at most this percent of the replicas at the start of the "
-            "period per periodSeconds. With maxStep too, the larger change is allowed (selectPolicy Max)."
-        ),
-    )
-    period_seconds: int | None = Field(
-        default=None,
-        ge=1,
-        le=1800,
-        description="Period of the maxStep/maxPercent shorthand, in seconds (default 15).",
-    )
-    tolerance: Number | None = Field(
-        default=None,
-        ge=0,
-        le=1000,
-        description=(
-            "No change in this direction while observed/target is within this fraction of 1 (as HPA's "
-            "behavior.scaleUp/scaleDown.tolerance; e.g. 0.05 scales up early, 0.5 scales down late); "
-            "unset: behavior.tolerance."
-        ),
-    )
-
-
-def _one_way_to_limit(direction: str, rules_of: Callable[[Behavior], ScalingRules]) -> Rule:
-    def check(behavior: Behavior) -> bool:
-        rules = rules_of(behavior)
-        return rules.policies is None or (rules.max_step is None and rules.max_percent is None)
-
-    return Rule(
-        cel=(
-            f"!has(self.{direction}) || !has(self.{direction}.policies) || "
-            f"(!has(self.{direction}.maxStep) && !has(self.{direction}.maxPercent))"
-        ),
-        message=(
-            f"spec.behavior.{direction}.policies cannot be combined with maxStep or maxPercent "
-            "(a shorthand for one policy each): use one or the other"
-        ),
-        check=check,
-        field_path=f".{direction}.policies",
-    )
-
-
-class Behavior(SpecModel):
-    """Scaling speed and stabilisation (Inference only), as for a HorizontalPodAutoscaler."""
-
-    scale_up: ScalingRules = Field(
-        default_factory=ScalingRules,
-        description="Scale-up limits; default (HPA's): immediately, the larger of 4 pods or 100% per 15 s.",
-    )
-    scale_down: ScalingRules = Field(
-        default_factory=ScalingRules,
-        description=(
-            "Scale-down limits; default (HPA's): highest recommendation of the last 300 s, 100% per 15 s."
-        ),
-    )
-    tolerance: Number = Field(
-        default=Decimal("0.1"),
-        ge=0,
-        lt=1,
-        description=(
-            "No scaling while observed/target is within this fraction of 1 (default 0.1, i.e. 10%); "
-            "scaleUp.tolerance or scaleDown.tolerance overrides it for one direction."
-        ),
-    )
-
-    rules = (
-        _one_way_to_limit("scaleUp", lambda b: b.scale_up),
-        _one_way_to_limit("scaleDown", lambda b: b.scale_down),
     )
 
 
@@ -367,6 +180,11 @@ class Protection(SpecModel):
     )
 
 
+def _unique_names(metrics: tuple[ScalingMetric, ...]) -> bool:
+    names = [m.name for m in metrics if m.name is not None]
+    return len(names) == len(set(names))
+
+
 class GPUWorkloadSpec(SpecModel):
     """What the workload is, how to measure it, and the limits within which it is right-sized."""
 
@@ -393,6 +211,16 @@ class GPUWorkloadSpec(SpecModel):
     max_replicas: int | None = Field(default=None, ge=1, description="Most replicas; required for Inference.")
     wake_up: WakeUp | None = Field(
         default=None, description="Required with minReplicas 0: when to come back from zero."
+    )
+    metrics: tuple[ScalingMetric, ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description=(
+            "Inference only: the signals replicas are scaled on, as an HPA's metrics; the largest count "
+            "wins, and one that cannot be read is left out of a scale-up and blocks a scale-down. "
+            "Unset: one Gpu metric at targetUtilization. With metrics set, targetUtilization is not used."
+        ),
     )
     behavior: Behavior = Field(default=Behavior(), description="Scaling speed and stabilisation.")
     initial_readiness_delay_seconds: int = Field(
@@ -448,6 +276,28 @@ class GPUWorkloadSpec(SpecModel):
                 s.wake_up is None or s.max_replicas is None or s.wake_up.replicas <= s.max_replicas
             ),
             field_path=".wakeUp.replicas",
+        ),
+        Rule(
+            cel="!has(self.metrics) || self.workloadType == 'Inference'",
+            message="spec.metrics applies only when spec.workloadType is Inference",
+            check=lambda s: s.metrics is None or s.workload_type is WorkloadType.INFERENCE,
+            field_path=".metrics",
+            reason="FieldValueForbidden",
+        ),
+        Rule(
+            cel="!has(self.metrics) || self.metrics.filter(m, m.type == 'Gpu').size() <= 1",
+            message="spec.metrics may hold at most one Gpu metric",
+            check=lambda s: s.metrics is None or sum(m.type is MetricType.GPU for m in s.metrics) <= 1,
+            field_path=".metrics",
+        ),
+        Rule(
+            cel=(
+                "!has(self.metrics) || self.metrics.filter(m, has(m.name)).map(m, m.name).all(n, "
+                "self.metrics.exists_one(m, has(m.name) && m.name == n))"
+            ),
+            message="spec.metrics names must be unique",
+            check=lambda s: s.metrics is None or _unique_names(s.metrics),
+            field_path=".metrics",
         ),
         Rule(
             cel="!has(self.idlePolicy) || self.workloadType == 'Training'",

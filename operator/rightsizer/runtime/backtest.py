@@ -1,0 +1,158 @@
+"""What would this GPUWorkload have done? A timeline replayed through the operator's own decision step.
+
+A timeline is a starting replica count and, per step, what a pass observed: the pods (Ready, being
+deleted, phase, Ready since, GPUs, utilisation and per-pod signal values) and one-number signals
+(``scalars``, keyed by metric name; ``wakeUp`` is the wake-up query). Each step is decided by
+``runtime.replica_step`` exactly as a pass of the operator decides it, acting as Enforce whatever
+the spec's mode: the count decided is the next step's current count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from rightsizer.adapters.kube import PodInfo
+from rightsizer.adapters.metrics.base import Sample
+from rightsizer.api.v1alpha1 import GPUWorkloadSpec, MetricType, WorkloadType
+from rightsizer.core.errors import RightsizerError
+from rightsizer.core.replicas import Recommendation
+from rightsizer.core.scaling_rate import ScaleEvent
+from rightsizer.core.scaling_signals import SignalReading
+from rightsizer.runtime.replica_step import ReplicaInputs, decide_inference, gpu_metrics, pod_roles
+
+WAKE_UP = "wakeUp"
+"""The key of the wake-up query's value in a step's scalars."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class TimelinePod(_Strict):
+    name: str = Field(min_length=1)
+    ready: bool
+    deleting: bool = False
+    phase: str = "Running"
+    ready_since: AwareDatetime | None = None
+    gpus: int = Field(default=1, ge=0)
+    utilization: float | None = None
+    """Mean over the pod's GPUs, percent; null: no sample (unknown, never idle)."""
+    per_gpu: tuple[float, ...] | None = None
+    """Each GPU's value (its busiest decides idleness); default: every GPU at ``utilization``."""
+    sampled_at: AwareDatetime | None = None
+    """When the utilisation was sampled (default: the step's time), so stale samples replay as stale."""
+    values: dict[str, float] = Field(default_factory=dict)
+
+
+class TimelineStep(_Strict):
+    at: AwareDatetime
+    pods: tuple[TimelinePod, ...] = ()
+    scalars: dict[str, float] = Field(default_factory=dict)
+
+
+class Timeline(_Strict):
+    spec: GPUWorkloadSpec
+    replicas: int = Field(ge=0)
+    steps: tuple[TimelineStep, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _replayable(self) -> Timeline:
+        if self.spec.workload_type is not WorkloadType.INFERENCE:
+            raise ValueError("spec.workloadType must be Inference: only replica decisions are replayed")
+        for index, (before, after) in enumerate(zip(self.steps, self.steps[1:], strict=False)):
+            if after.at <= before.at:
+                raise ValueError(f"steps.{index + 1}.at must be later than steps.{index}.at")
+        return self
+
+
+class BadTimeline(RightsizerError):
+    """A timeline that cannot be replayed; the message names the field."""
+
+
+def parse_timeline(document: Any) -> Timeline:
+    try:
+        return Timeline.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadTimeline(problems) from exc
+
+
+@dataclass(frozen=True)
+class Replayed:
+    at: datetime
+    current: int
+    replicas: int
+    action: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        at = self.at.isoformat().replace("+00:00", "Z")
+        return {"at": at, "replicas": self.replicas, "action": self.action, "reason": self.reason}
+
+
+def replay(timeline: Timeline, interval_seconds: float, max_metric_age: timedelta) -> list[Replayed]:
+    """One decision per step, from the same step the operator runs each pass."""
+    spec = timeline.spec
+    current = timeline.replicas
+    history: tuple[Recommendation, ...] = ()
+    events: tuple[ScaleEvent, ...] = ()
+    out: list[Replayed] = []
+    for step in timeline.steps:
+        pods = [_pod_info(pod) for pod in step.pods]
+        roles = pod_roles(pods, spec, step.at)
+        samples = {
+            pod.name: Sample(
+                pod.utilization, pod.sampled_at or step.at, gpus=max(pod.gpus, 1), per_gpu=pod.per_gpu or ()
+            )
+            for pod in step.pods
+            if pod.utilization is not None
+        }
+        metrics, _ = gpu_metrics(samples, roles, frozenset(), step.at, max_metric_age)
+        wake = step.scalars.get(WAKE_UP) if spec.wake_up is not None else None
+        inputs = ReplicaInputs(current, metrics, roles.ready, _readings(spec, step), wake, step.at)
+        outcome = decide_inference(spec, inputs, history, events, interval_seconds)
+        decision = outcome.decision
+        # Acting as Enforce: the scale happens, so its event counts against the rate limits.
+        history, events = outcome.history, outcome.scale_events
+        out.append(Replayed(step.at, current, decision.replicas, str(decision.action), decision.reason))
+        current = decision.replicas
+    return out
+
+
+def _pod_info(pod: TimelinePod) -> PodInfo:
+    return PodInfo(
+        name=pod.name,
+        node=None,
+        phase=pod.phase,
+        ready=pod.ready and not pod.deleting,
+        gpus=pod.gpus,
+        cpu=Decimal(0),
+        memory=Decimal(0),
+        annotations={},
+        labels={},
+        deleting=pod.deleting,
+        ready_since=pod.ready_since,
+    )
+
+
+def _readings(spec: GPUWorkloadSpec, step: TimelineStep) -> Mapping[str, SignalReading]:
+    readings: dict[str, SignalReading] = {}
+    for metric in spec.metrics or ():
+        if metric.type is MetricType.GPU or metric.name is None:
+            continue
+        name = metric.name
+        if metric.type is MetricType.PODS:
+            per_pod = {pod.name: pod.values[name] for pod in step.pods if name in pod.values}
+            readings[name] = SignalReading(name, per_pod=per_pod)
+        else:
+            readings[name] = SignalReading(name, value=step.scalars.get(name))
+    return readings
