@@ -90,7 +90,7 @@ def test_status_reports_utilisation_replicas_and_the_decision() -> None:
 
 
 def test_status_matches_the_api_model() -> None:
-    from rightsizer.api.v1alpha1.gpuworkload import GPUWorkloadStatus
+    from rightsizer.api.v1alpha1.workload_status import GPUWorkloadStatus
 
     cost = workload_cost(PricingModel(gpu_hour=Decimal(3)), WorkloadUsage(Decimal(2), Decimal("1.8")))
     accrual = accrue_cost(

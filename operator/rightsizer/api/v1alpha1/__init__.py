@@ -25,33 +25,28 @@ from rightsizer.api.v1alpha1.gpunodepool import (
     GPUNodePool,
     GPUNodePoolSpec,
     GPUNodePoolStatus,
-    NodePoolProvider,
-    NodeTemplate,
-    ObjectReference,
-    ProviderType,
     ReplacementType,
-    Taint,
-    TaintEffect,
 )
 from rightsizer.api.v1alpha1.gpuworkload import (
-    CostStatus,
-    Decision,
     GPUWorkload,
     GPUWorkloadSpec,
-    GPUWorkloadStatus,
     IdleAction,
     IdlePolicy,
     Mode,
     Protection,
-    Recommendation,
-    ReplicaCounts,
-    ReplicaUtilization,
     TargetRef,
-    Utilization,
     WakeUp,
     WorkloadConditionType,
     WorkloadPricing,
     WorkloadType,
+)
+from rightsizer.api.v1alpha1.pool_provider import (
+    NodePoolProvider,
+    NodeTemplate,
+    ObjectReference,
+    ProviderType,
+    Taint,
+    TaintEffect,
 )
 from rightsizer.api.v1alpha1.scaling import (
     Behavior,
@@ -66,6 +61,15 @@ from rightsizer.api.v1alpha1.scaling import (
     ScalingRules,
     SelectPolicy,
     TargetType,
+)
+from rightsizer.api.v1alpha1.workload_status import (
+    CostStatus,
+    Decision,
+    GPUWorkloadStatus,
+    Recommendation,
+    ReplicaCounts,
+    ReplicaUtilization,
+    Utilization,
 )
 
 RESOURCES: tuple[type[ApiObject], ...] = (GPUWorkload, GPUNodePool)
