@@ -119,6 +119,8 @@ class Node:
     created: datetime | None
     deleting: bool = False
     ready: bool = True
+    uid: str = ""
+    """Tells apart two nodes of one name (kwok and some providers reuse names)."""
 
     def gpus(self) -> Decimal:
         return sum((v for k, v in self.allocatable.items() if is_gpu_resource(k)), Decimal(0))

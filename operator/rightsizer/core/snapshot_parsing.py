@@ -172,6 +172,7 @@ def _node(item: Mapping[str, Any]) -> Node:
         created=parse_time(meta.get("creationTimestamp"), f"{where} creationTimestamp"),
         deleting=meta.get("deletionTimestamp") is not None,
         ready=ready,
+        uid=str(meta.get("uid") or ""),
     )
 
 

@@ -28,7 +28,9 @@ DEFAULT_SCALE_DOWN_AFTER = timedelta(minutes=10)
 
 @dataclass
 class DrainTiming:
-    _empty_since: dict[str, datetime] = field(default_factory=dict)
+    # Node name → (its uid, since when it has been empty). The uid matters: a node that goes and
+    # comes back under the same name (kwok, some providers) is a new node, not empty for long already.
+    _empty_since: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     _failed_drains: dict[str, NodeFailures] = field(default_factory=dict)
 
     def observe(
@@ -41,12 +43,15 @@ class DrainTiming:
             for p in state.snapshot.pods
             if p.node_name and not p.terminal and not p.is_daemon and not p.is_mirror
         }
+        existing = {n.name: n.uid for n in state.snapshot.nodes}
         names = {n.name for n in members}
-        for name in list(self._empty_since):
-            if name in names and name in busy:
+        for name, (uid, _) in list(self._empty_since.items()):
+            # Gone, replaced by a namesake, or busy again: whatever it was before no longer counts.
+            if existing.get(name) != uid or (name in names and name in busy):
                 del self._empty_since[name]
-        for name in names - busy:
-            self._empty_since.setdefault(name, now)
+        for node in members:
+            if node.name not in busy:
+                self._empty_since.setdefault(node.name, (node.uid, now))
         self._failed_drains = drain_backoff.prune(
             self._failed_drains, {n.name for n in state.snapshot.nodes}, now, backoff
         )
@@ -65,8 +70,8 @@ class DrainTiming:
                 log.debug("not draining %s: %s", step.node, drain_backoff.describe(cooling, now))
                 continue
             if not step.pods:
-                since = self._empty_since.get(step.node)
-                if since is None or now - since < scale_down_after:
+                seen = self._empty_since.get(step.node)
+                if seen is None or now - seen[1] < scale_down_after:
                     continue
             due.append(step)
         return due
