@@ -15,7 +15,6 @@ from rightsizer.core.cost import (
     accrue_cost,
     as_decimal,
     overhead_per_gpu_hour,
-    pool_idle_cost,
     workload_cost,
 )
 from rightsizer.core.errors import InvalidPolicy
@@ -92,21 +91,6 @@ def test_zero_terms_are_left_out_of_the_reason() -> None:
 def test_pool_overhead_is_shared_per_gpu() -> None:
     assert overhead_per_gpu_hour(D(4), 32) == D("0.125")
     assert overhead_per_gpu_hour(D(4), 0) == D(0)
-
-
-def test_pool_idle_cost_counts_unrequested_and_requested_but_idle_gpus() -> None:
-    idle = pool_idle_cost(A100_POOL, allocatable_gpus=D(8), requested_gpus=D(5), used_gpu_equivalents=D(2))
-    assert idle.unrequested_gpus == D(3)
-    assert idle.unrequested_per_hour == D("12.58875")  # 3 x (4.09625 + 0.10)
-    assert idle.requested_idle_gpus == D(3)
-    assert idle.requested_idle_per_hour == D("12.28875")  # 3 x 4.09625
-    assert idle.per_hour == D("24.8775")
-
-
-def test_pool_idle_cost_without_usage_counts_only_unrequested_gpus() -> None:
-    idle = pool_idle_cost(PricingModel(gpu_hour=D(1)), D(4), D(6), None)
-    assert (idle.unrequested_gpus, idle.per_hour, idle.requested_idle_gpus) == (D(0), D(0), None)
-    assert "unknown" in idle.reason
 
 
 @pytest.mark.parametrize(

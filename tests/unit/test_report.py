@@ -79,6 +79,27 @@ def test_busy_gpus_follow_efficiency_and_idle_cost_is_the_unbusy_rest() -> None:
     assert report.to_json()["totals"]["costPerHour"] == 48.0
 
 
+def test_idle_cost_prices_each_node_as_the_pool_status_does() -> None:
+    # One node price for an 8-GPU and a 4-GPU node: an idle GPU of the smaller node costs twice as
+    # much. A pool-wide average per GPU would say 10 idle x 4.00 = 40.
+    per_node = {**POOL, "spec": {"nodeSelector": {"rightsizer.io/pool": "a100"}, "pricePerNodeHour": 24}}
+    snap = snapshot_from_document(
+        {
+            "kind": "List",
+            "items": [
+                node("n1", 8),
+                node("n2", 4),
+                pod("chat-1", "n1", 2, "chat"),
+                pod("chat-2", "n2", 2, "chat"),
+            ],
+        }
+    )
+    pools = assign_pools(snap.nodes, parse_pools([per_node]))
+    (pool,) = build_report(snap, [workload("chat", 0.5, 12.0)], pools).pools
+    # Half of each pod's two GPUs busy: 7 idle x 24/8 + 3 idle x 24/4.
+    assert pool.idle_cost_per_hour == Decimal("39.0000")
+
+
 def test_savings_compare_two_reports() -> None:
     before = {"totals": {"costPerHour": 100.0, "idleCostPerHour": 80.0, "nodes": 10}}
     after = {"totals": {"costPerHour": 60.0, "idleCostPerHour": 30.0, "nodes": 6}}

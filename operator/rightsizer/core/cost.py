@@ -262,57 +262,6 @@ def accrue_cost(
     )
 
 
-@dataclass(frozen=True)
-class PoolIdleCost:
-    currency: str
-    unrequested_gpus: Decimal
-    unrequested_per_hour: Decimal
-    requested_idle_gpus: Decimal | None
-    requested_idle_per_hour: Decimal | None
-    per_hour: Decimal
-    reason: str
-
-
-def pool_idle_cost(
-    pricing: PricingModel,
-    allocatable_gpus: Decimal,
-    requested_gpus: Decimal,
-    used_gpu_equivalents: Decimal | None,
-) -> PoolIdleCost:
-    """What a pool pays for GPUs nobody uses: unrequested ones, and requested ones left idle.
-
-    Unrequested GPUs carry their hardware price and overhead share; energy is left out because
-    an unassigned GPU's power is not attributed to any pod.
-    """
-    unit = pricing.gpu_unit_price + pricing.overhead_per_gpu_hour
-    unrequested = max(allocatable_gpus - requested_gpus, ZERO)
-    unrequested_cost = unrequested * unit
-    requested_idle: Decimal | None = None
-    requested_idle_cost: Decimal | None = None
-    if used_gpu_equivalents is not None:
-        requested_idle = max(requested_gpus - used_gpu_equivalents, ZERO)
-        requested_idle_cost = requested_idle * pricing.gpu_unit_price
-    total = unrequested_cost + (requested_idle_cost or ZERO)
-    n = format_number
-    reason = f"{n(unrequested, 2)} unrequested GPUs {TIMES} {_m(unit)} = {_m(unrequested_cost)}"
-    if requested_idle is not None and requested_idle_cost is not None:
-        reason += (
-            f"; {n(requested_idle, 2)} requested but idle GPUs {TIMES} {_m(pricing.gpu_unit_price)} "
-            f"= {_m(requested_idle_cost)}"
-        )
-    else:
-        reason += "; idle share of requested GPUs unknown (no usable metrics)"
-    return PoolIdleCost(
-        currency=pricing.currency,
-        unrequested_gpus=unrequested,
-        unrequested_per_hour=unrequested_cost,
-        requested_idle_gpus=requested_idle,
-        requested_idle_per_hour=requested_idle_cost,
-        per_hour=total,
-        reason=f"{reason}; total {_m(total)} {pricing.currency}/h",
-    )
-
-
 def _seconds(value: timedelta) -> Decimal:
     # timedelta's parts are integers, so this is exact (total_seconds() is a float).
     return Decimal(value.days * 86400 + value.seconds) + Decimal(value.microseconds) / Decimal(1_000_000)

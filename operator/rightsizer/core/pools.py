@@ -231,3 +231,19 @@ def node_price(node: Node, pool: PoolPolicy | None) -> Decimal:
         gpus = node.physical_gpus() or Decimal(pool.gpus_per_node or 0)
         return gpus * pool.price_per_gpu_hour + pool.overhead_per_hour
     return default_node_price(node) + pool.overhead_per_hour
+
+
+def idle_gpu_cost(
+    nodes: Sequence[Node], pool: PoolPolicy | None, busy_gpus: Mapping[str, Decimal]
+) -> Decimal:
+    """What a pool pays per hour for GPUs that do nothing: each node's price times its share of GPUs
+    not busy (``busy_gpus`` by node name, physical GPUs). One rule for the pool's status and for
+    ``rightsizer report``, so the two never disagree about waste."""
+    total = Decimal(0)
+    for node in nodes:
+        gpus = node.physical_gpus()
+        if gpus <= 0:
+            continue
+        idle = max(gpus - busy_gpus.get(node.name, Decimal(0)), Decimal(0))
+        total += node_price(node, pool) * idle / gpus
+    return total

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
-from rightsizer.core.pools import PoolAssignment, node_price
+from rightsizer.core.pools import PoolAssignment, idle_gpu_cost, node_price
 from rightsizer.core.snapshot import Snapshot
 
 ZERO = Decimal(0)
@@ -127,15 +127,14 @@ def build_report(
             )
         )
 
-    # Busy GPUs per pool: each workload's busy share spread over its pods' GPUs.
-    pool_busy: dict[str, Decimal] = {}
+    # Busy GPUs per node: each workload's busy share spread over its pods' GPUs.
+    node_busy: dict[str, Decimal] = {}
     for pod in snapshot.pods:
         wl = pod_workload.get(pod.key)
-        pool = assignment.node_pool.get(pod.node_name or "")
-        if wl is None or pool is None or not allocated.get(wl):
+        if wl is None or not pod.node_name or not allocated.get(wl):
             continue
         share = busy_by_workload.get(wl, ZERO) * pod.gpus() / allocated[wl]
-        pool_busy[pool] = pool_busy.get(pool, ZERO) + share
+        node_busy[pod.node_name] = node_busy.get(pod.node_name, ZERO) + share
 
     pools: list[PoolRow] = []
     for name in sorted(assignment.pools):
@@ -145,8 +144,7 @@ def build_report(
         gpus = sum((n.gpus() for n in nodes), ZERO)
         requested = sum((p.gpus() for p in snapshot.pods if p.node_name in names and not p.terminal), ZERO)
         cost = sum((node_price(n, policy) for n in nodes), ZERO)
-        unit = cost / gpus if gpus else ZERO
-        busy = min(pool_busy.get(name, ZERO), gpus)
+        busy = min(sum((node_busy.get(n, ZERO) for n in names), ZERO), gpus)
         pools.append(
             PoolRow(
                 pool=name,
@@ -155,7 +153,7 @@ def build_report(
                 gpus_requested=requested,
                 gpus_busy=busy.quantize(Decimal("0.01")),
                 cost_per_hour=cost,
-                idle_cost_per_hour=((gpus - busy) * unit).quantize(Decimal("0.0001")) if gpus else ZERO,
+                idle_cost_per_hour=idle_gpu_cost(nodes, policy, node_busy).quantize(Decimal("0.0001")),
             )
         )
     rows.sort(key=lambda r: (r.namespace, r.name))

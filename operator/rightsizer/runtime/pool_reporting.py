@@ -19,7 +19,7 @@ from rightsizer.core.conditions import replace_conditions
 from rightsizer.core.gpu_share import gpu_share
 from rightsizer.core.metrics_view import IDLE_GPU_PERCENT
 from rightsizer.core.pool_status import INPUTS_AVAILABLE
-from rightsizer.core.pools import PoolPolicy, node_price
+from rightsizer.core.pools import PoolPolicy, idle_gpu_cost, node_price
 from rightsizer.core.protections import DO_NOT_DISRUPT_UNTIL, protected_until
 from rightsizer.core.snapshot import Node, Pod
 from rightsizer.runtime.events import Event
@@ -48,17 +48,12 @@ def pool_status(
     if known:
         active = sum((share[p.key] for p in known if activity[p.key] > IDLE_GPU_PERCENT), Decimal(0))
     cost = sum((node_price(n, pool) for n in members), Decimal(0))
-    idle_cost = Decimal(0)
-    for node in members:
-        gpus = node.physical_gpus()
-        if gpus <= 0:
-            continue
-        on_node = [p for p in pods if p.node_name == node.name]
-        busy = sum(
-            (share[p.key] for p in on_node if p.key not in activity or activity[p.key] > IDLE_GPU_PERCENT),
-            Decimal(0),
-        )
-        idle_cost += node_price(node, pool) * max(gpus - busy, Decimal(0)) / gpus
+    # A pod without a reading is unknown, never idle: its GPUs count as busy.
+    busy: dict[str, Decimal] = {}
+    for p in pods:
+        if p.node_name and (p.key not in activity or activity[p.key] > IDLE_GPU_PERCENT):
+            busy[p.node_name] = busy.get(p.node_name, Decimal(0)) + share[p.key]
+    idle_cost = idle_gpu_cost(members, pool, busy)
     currency = pool_currency(document)
     telemetry.pool_nodes.set(len(members), pool.name)
     telemetry.pool_idle_cost_per_hour.set(float(idle_cost), pool.name, currency)
