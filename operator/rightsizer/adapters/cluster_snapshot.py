@@ -206,6 +206,10 @@ class ClusterReader:
                 unresolved[key] = failure_reason(exc)
         return selectors, unresolved
 
+    def workload_documents(self) -> list[dict[str, Any]]:
+        """Every GPUWorkload as stored, status included (what ``rightsizer report`` sums up)."""
+        return list(self._items(WORKLOAD_PLURAL, self._list_workloads))
+
     def _items(self, what: str, list_call: Callable[..., Any]) -> Iterator[dict[str, Any]]:
         for items in self._pages(what, list_call):
             yield from items

@@ -15,10 +15,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rightsizer.core.pool_parsing import parse_pools
+from rightsizer.adapters.cluster_snapshot import ClusterReader, failure_reason
+from rightsizer.adapters.kube_retry import KubeApiUnavailable
+from rightsizer.core.errors import RightsizerError
 from rightsizer.core.pools import assign_pools, default_assignment
 from rightsizer.core.report import Report, build_report, savings
-from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.wiring import api_client
 
 
@@ -30,30 +31,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def _items(objs: Any, kind: str, api: client.ApiClient) -> list[dict[str, Any]]:
-    out = []
-    for obj in objs.items:
-        item = api.sanitize_for_serialization(obj)
-        item["kind"] = kind
-        out.append(item)
-    return out
+class ReportUnreadable(Exception):
+    """Something the report sums up could not be read: no report rather than a wrong one."""
 
 
 def collect(api: client.ApiClient) -> Report:
-    core = client.CoreV1Api(api)
-    custom = client.CustomObjectsApi(api)
-    items = _items(core.list_node(), "Node", api) + _items(core.list_pod_for_all_namespaces(), "Pod", api)
-    snapshot = snapshot_from_document({"kind": "List", "items": items})
+    """The cluster as the operator's consolidation reads it (same reader, pools, prices), plus every
+    GPUWorkload's status."""
+    reader = ClusterReader(api)
     try:
-        workloads = custom.list_cluster_custom_object("rightsizer.io", "v1alpha1", "gpuworkloads")["items"]
-        pools = custom.list_cluster_custom_object("rightsizer.io", "v1alpha1", "gpunodepools")["items"]
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        workloads, pools = [], []
-    policies = parse_pools(pools)
-    assignment = assign_pools(snapshot.nodes, policies) if policies else default_assignment(snapshot.nodes)
-    return build_report(snapshot, workloads, assignment)
+        state = reader.read()
+        workloads = reader.workload_documents()
+    except (ApiException, KubeApiUnavailable, RightsizerError) as exc:
+        raise ReportUnreadable(f"the cluster could not be read: {failure_reason(exc)}") from exc
+    for name, why in sorted(state.pool_errors.items()):
+        print(f"rightsizer report: GPUNodePool {name} left out: {why}", file=sys.stderr)
+    nodes = state.snapshot.nodes
+    assignment = assign_pools(nodes, state.pools) if state.pools else default_assignment(nodes)
+    return build_report(state.snapshot, workloads, assignment)
 
 
 def _fmt(value: object) -> str:
@@ -177,7 +172,11 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"rightsizer report: cannot read baseline {args.baseline}: {exc}", file=sys.stderr)
             return 2
-    report = collect(api_client(args.kubeconfig))
+    try:
+        report = collect(api_client(args.kubeconfig))
+    except ReportUnreadable as exc:
+        print(f"rightsizer report: {exc}", file=sys.stderr)
+        return 1
     if args.output == "json":
         doc = report.to_json()
         if baseline is not None:
