@@ -16,7 +16,7 @@ import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from rightsizer.adapters.metrics import dcgm as dcgm_module
-from rightsizer.adapters.metrics.base import Sample
+from rightsizer.adapters.metrics.base import AUTO_SIGNAL, GR_ENGINE_ACTIVE, Sample
 from rightsizer.adapters.metrics.dcgm import DcgmSource
 from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
@@ -54,43 +54,50 @@ NAMES = (
 )
 
 
-def test_pod_query_selects_raw_samples_for_exactly_those_pods_in_every_label_shape() -> None:
-    client = CannedClient()
-    PrometheusSource(client).pod_samples("ml", ["web-2", "web-1"])
-    assert client.queries == [
-        "{" + NAMES + ',exported_namespace="ml",exported_pod=~"^(?:web-1|web-2)$"}[120s]',
-        "{" + NAMES + ',pod_namespace="ml",pod_name=~"^(?:web-1|web-2)$"}[120s]',
-        "{" + NAMES + ',namespace="ml",pod=~"^(?:web-1|web-2)$"}[120s]',
-    ]
-
-
 def test_fleet_query_under_auto_is_one_query_that_lets_each_series_show_its_shape() -> None:
     client = CannedClient()
     PrometheusSource(client, series_selector='job="dcgm-exporter"').fleet_samples(window_seconds=300)
     assert client.queries == ["{" + NAMES + ',job="dcgm-exporter"}[300s]']
 
 
-def test_fleet_query_of_a_fixed_shape_asks_for_every_attributed_series_with_the_window() -> None:
+@pytest.mark.parametrize(
+    ("shape", "attributed"),
+    [
+        ("new", 'namespace!="",pod!=""'),
+        ("old", 'pod_namespace!="",pod_name!=""'),
+        ("exported", 'exported_namespace!="",exported_pod!=""'),
+        ("namespace=k8s_ns,pod=k8s_pod", 'k8s_ns!="",k8s_pod!=""'),
+    ],
+)
+def test_fleet_query_of_a_fixed_shape_asks_for_every_series_its_labels_attribute(
+    shape: str, attributed: str
+) -> None:
     client = CannedClient()
-    PrometheusSource(client, pod_labels=LabelShape.parse("exported")).fleet_samples(window_seconds=300)
-    (query,) = client.queries
-    assert query.endswith(',exported_namespace!="",exported_pod!=""}[300s]')
+    source = PrometheusSource(client, pod_labels=LabelShape.parse(shape), series_selector='job="dcgm"')
+    source.fleet_samples(window_seconds=300)
+    assert client.queries == ["{" + NAMES + ',job="dcgm",' + attributed + "}[300s]"]
 
 
-def test_pod_names_cannot_inject_promql() -> None:
+def test_a_quoted_value_in_the_series_selector_stays_one_string() -> None:
     client = CannedClient()
-    PrometheusSource(client, pod_labels=LabelShape.parse("old")).pod_samples(
-        'x"} or vector(1) #', ['"} or vector(1) #']
-    )
-    (query,) = client.queries
-    assert 'pod_namespace="x\\"} or vector(1) #"' in query
-    assert 'pod_name=~"^(?:\\"\\\\} or vector\\\\(1\\\\) #)$"' in query
+    PrometheusSource(client, series_selector='cluster="x\\"} or vector(1) #"').fleet_samples()
+    assert client.queries == ["{" + NAMES + ',cluster="x\\"} or vector(1) #"}[120s]']
+
+
+@pytest.mark.parametrize(
+    "selector", ['job="a"} or vector(1)', 'job="a" or vector(1)', '__name__="up"', "job=a"]
+)
+def test_a_series_selector_that_is_not_label_matchers_is_refused_before_any_query(selector: str) -> None:
+    client = CannedClient()
+    with pytest.raises(InvalidMetricQuery):
+        PrometheusSource(client, series_selector=selector)
+    assert client.queries == []
 
 
 def test_unknown_signal_name_is_refused_before_any_query() -> None:
     client = CannedClient()
     with pytest.raises(InvalidMetricQuery):
-        PrometheusSource(client).pod_samples("ml", ["a"], signal="DCGM_FI_DEV_GPU_UTIL} or vector(1)")
+        PrometheusSource(client).fleet_samples(signal="DCGM_FI_DEV_GPU_UTIL} or vector(1)")
     assert client.queries == []
 
 
@@ -99,7 +106,7 @@ def test_nan_values_pass_through_so_the_caller_holds() -> None:
         "metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "namespace": "ml", "pod": "p", "UUID": "GPU-1"},
         "values": [[TS - 15, "40"], [TS, "NaN"]],
     }
-    sample = PrometheusSource(CannedClient([series], [])).pod_samples("ml", ["p"])["p"]
+    sample = PrometheusSource(CannedClient([series])).fleet_samples()[("ml", "p")]
     assert math.isnan(sample.value)
     assert not sample.is_fresh(NOW, 60)
 
@@ -115,7 +122,7 @@ def test_one_gpu_scraped_by_two_jobs_counts_once() -> None:
         }
         return {"metric": labels, "values": [[TS, "50"]]}
 
-    sample = PrometheusSource(CannedClient([series("a"), series("b")], [])).pod_samples("ml", ["p"])["p"]
+    sample = PrometheusSource(CannedClient([series("a"), series("b")])).fleet_samples()[("ml", "p")]
     assert sample.gpus == 1 and sample.value == 50
 
 
@@ -312,7 +319,7 @@ def test_one_failing_endpoint_leaves_the_others_usable_and_is_reported() -> None
         return world.body(300, "new")
 
     source = DcgmSource(["http://up/metrics", "http://down/metrics"], fetch=fetch, clock=Clock())
-    assert source.pod_samples("ml", ["web-1"])["web-1"].value == 73
+    assert source.fleet_samples()[("ml", "web-1")].value == 73
     assert list(source.last_errors) == ["http://down/metrics"]
     assert "connection refused" in source.last_errors["http://down/metrics"]
 
@@ -352,12 +359,12 @@ def test_scrapes_are_shared_within_the_cache_period() -> None:
 
     source = DcgmSource(["http://x/metrics"], fetch=fetch, clock=clock, cache_seconds=5)
     source.fleet_samples()
-    source.pod_samples("ml", ["web-1"])
+    source.fleet_samples(signal=GR_ENGINE_ACTIVE)
     clock.now += timedelta(seconds=4)
-    source.pod_samples("ml", ["web-2"])
+    source.fleet_samples(signal=AUTO_SIGNAL, window_seconds=60)
     assert len(calls) == 1
     clock.now += timedelta(seconds=2)
-    source.pod_samples("ml", ["web-2"])
+    source.fleet_samples()
     assert len(calls) == 2
 
 
@@ -366,14 +373,14 @@ def test_per_node_and_whole_cluster_urls_of_one_gpu_count_it_once() -> None:
     source = DcgmSource(
         ["http://x/metrics", "http://x/nodes/a100-0/metrics"], fetch=lambda u, t: body, clock=Clock()
     )
-    assert source.pod_samples("ml", ["web-1"])["web-1"].gpus == 1
+    assert source.fleet_samples()[("ml", "web-1")].gpus == 1
 
 
 def test_exporter_timestamps_are_used_when_present() -> None:
     at = NOW - timedelta(seconds=30)
     labels = 'gpu="0",UUID="GPU-1",namespace="ml",pod="p"'
     body = f"DCGM_FI_DEV_GPU_UTIL{{{labels}}} 42 {int(at.timestamp() * 1000)}\n"
-    sample = DcgmSource(["u"], fetch=lambda u, t: body, clock=Clock()).pod_samples("ml", ["p"])["p"]
+    sample = DcgmSource(["u"], fetch=lambda u, t: body, clock=Clock()).fleet_samples()[("ml", "p")]
     assert sample.timestamp == at and sample.value == 42
 
 
@@ -385,7 +392,7 @@ def test_history_older_than_its_span_is_dropped() -> None:
     clock.now += timedelta(seconds=30)
     source.fleet_samples()
     clock.now += timedelta(seconds=45)
-    assert source.pod_samples("ml", ["p"], window_seconds=3600)["p"].points == 2  # the first point is gone
+    assert source.fleet_samples(window_seconds=3600)[("ml", "p")].points == 2  # the first point is gone
 
 
 def test_dcgm_cannot_answer_promql() -> None:
@@ -456,4 +463,4 @@ def test_fake_forgets_a_pod() -> None:
     fake = FakeGpuMetricsSource(clock=lambda: NOW)
     fake.set_util("ml", "a", 90, memory_used_mib=100, power_watts=50)
     fake.forget("ml", "a")
-    assert fake.pod_samples("ml", ["a"]) == {}
+    assert fake.fleet_samples() == {}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from rightsizer.adapters.metrics.base import GPU_UTIL, GR_ENGINE_ACTIVE, GpuMetricsSource
+from rightsizer.adapters.metrics.base import AUTO_SIGNAL, GPU_UTIL, GR_ENGINE_ACTIVE, GpuMetricsSource
 from rightsizer.adapters.metrics.dcgm import DcgmSource
 from rightsizer.adapters.metrics.exposition import ScrapedSeries, parse_exposition
 from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
@@ -27,6 +27,7 @@ from rightsizer.devcluster.dcgm_text import LABEL_FLAVOURS, render
 from rightsizer.devcluster.gpu_devices import GpuNode, GpuPod, assign_gpus
 from rightsizer.devcluster.scenario import gpu_readings
 from rightsizer.devcluster.scenario_rules import ActiveRule, load_scenario
+from tests.support.metrics import workload_samples
 
 pytestmark = pytest.mark.unit
 
@@ -203,7 +204,7 @@ def source(kind: str) -> GpuMetricsSource:
 
 
 def test_reports_utilisation_for_exactly_the_requested_pods(source: GpuMetricsSource) -> None:
-    samples = source.pod_samples("ml", ["web-1", "web-2", "quiet-0", "ghost"])
+    samples = workload_samples(source, "ml", ["web-1", "web-2", "quiet-0", "ghost"])
     assert set(samples) == {"web-1", "web-2", "quiet-0"}  # no series: unknown, not idle
     assert samples["web-1"].value == pytest.approx(73)
     assert samples["web-2"].value == pytest.approx(73)
@@ -211,23 +212,23 @@ def test_reports_utilisation_for_exactly_the_requested_pods(source: GpuMetricsSo
 
 
 def test_same_pod_name_in_another_namespace_does_not_leak(source: GpuMetricsSource) -> None:
-    assert source.pod_samples("ml", ["web-1"])["web-1"].value == pytest.approx(73)
-    assert source.pod_samples("other", ["web-1"])["web-1"].value == pytest.approx(10)
+    assert workload_samples(source, "ml", ["web-1"])["web-1"].value == pytest.approx(73)
+    assert workload_samples(source, "other", ["web-1"])["web-1"].value == pytest.approx(10)
 
 
 def test_graphics_engine_ratio_is_reported_in_percent(source: GpuMetricsSource) -> None:
-    samples = source.pod_samples("ml", ["web-1"], signal=GR_ENGINE_ACTIVE)
+    samples = workload_samples(source, "ml", ["web-1"], signal=GR_ENGINE_ACTIVE)
     assert samples["web-1"].value == pytest.approx(73)
 
 
 def test_samples_carry_the_real_sample_time(source: GpuMetricsSource) -> None:
-    sample = source.pod_samples("ml", ["web-1"])["web-1"]
+    sample = workload_samples(source, "ml", ["web-1"])["web-1"]
     assert sample.timestamp == NOW
     assert sample.is_fresh(NOW, max_age_seconds=60)
 
 
 def test_multi_gpu_pod_counts_its_gpus_peak_memory_and_total_power(source: GpuMetricsSource) -> None:
-    sample = source.pod_samples("ml", ["train-0"])["train-0"]
+    sample = workload_samples(source, "ml", ["train-0"])["train-0"]
     assert sample.gpus == 2
     assert sample.value == pytest.approx(80)
     assert sample.memory_used_mib == 20000
@@ -235,7 +236,7 @@ def test_multi_gpu_pod_counts_its_gpus_peak_memory_and_total_power(source: GpuMe
 
 
 def test_single_gpu_power_follows_the_a100_curve(source: GpuMetricsSource) -> None:
-    sample = source.pod_samples("ml", ["web-1"])["web-1"]
+    sample = workload_samples(source, "ml", ["web-1"])["web-1"]
     assert sample.power_watts == pytest.approx(60 + 340 * 0.73)
     assert sample.memory_used_mib == 512
 
@@ -243,7 +244,7 @@ def test_single_gpu_power_follows_the_a100_curve(source: GpuMetricsSource) -> No
 @pytest.mark.parametrize(("over", "expected"), [("avg", (3 * 20 + 5 * 80) / 8), ("max", 80), ("min", 20)])
 def test_window_reduces_the_points_inside_it(source: GpuMetricsSource, over: Any, expected: float) -> None:
     # train-0 ran at 20% until second 240, then 80%; a 120 s window at 300 holds 3 + 5 scrapes.
-    sample = source.pod_samples("ml", ["train-0"], window_seconds=120, over=over)["train-0"]
+    sample = workload_samples(source, "ml", ["train-0"], window_seconds=120, over=over)["train-0"]
     assert sample.value == pytest.approx(expected)
     assert sample.since == T0 + timedelta(seconds=195)
     assert sample.points == 8
@@ -268,30 +269,24 @@ def test_a_pass_costs_the_same_whatever_the_number_of_workloads(kind: str) -> No
     before = built.queries()
     built.source.fleet_samples()
     one_pass = built.queries() - before
-    assert 1 <= one_pass <= 2  # Prometheus: one query per label flavour; DCGM: one scrape
-    for namespace, pod, _, _ in POD_SPECS:  # per-workload lookups in the same pass
-        built.source.pod_samples(namespace, [pod])
+    assert one_pass == 1  # Prometheus: one query whatever the label shapes; DCGM: one scrape
+    # Workloads reading other signals or windows fetch their own fleet samples in the same pass.
+    for signal, window in ((GR_ENGINE_ACTIVE, 0), (AUTO_SIGNAL, 0), (GPU_UTIL, 120)):
+        built.source.fleet_samples(signal, window)
     if kind.startswith("dcgm"):
-        assert built.queries() - before == 1  # every lookup reused the pass's scrape
+        assert built.queries() - before == 1  # every fetch reused the pass's scrape
 
 
 def test_a_vanished_pod_keeps_its_old_timestamp_so_it_reads_stale_not_idle(kind: str) -> None:
     world = FleetWorld(gone_at={("ml", "web-2"): 240})
-    sample = build(kind, world).source.pod_samples("ml", ["web-2"])["web-2"]
+    sample = workload_samples(build(kind, world).source, "ml", ["web-2"])["web-2"]
     assert sample.timestamp == T0 + timedelta(seconds=225)
     assert sample.value == pytest.approx(73)
     assert not sample.is_fresh(NOW, max_age_seconds=60)
 
 
-def test_empty_pod_list_asks_nothing(kind: str) -> None:
-    built = build(kind, FleetWorld())
-    before = built.queries()
-    assert built.source.pod_samples("ml", []) == {}
-    assert built.queries() == before
-
-
 def test_bad_window_arguments_are_refused(source: GpuMetricsSource) -> None:
     with pytest.raises(ValueError, match="window_seconds"):
-        source.pod_samples("ml", ["web-1"], window_seconds=-1)
+        source.fleet_samples(window_seconds=-1)
     with pytest.raises(ValueError, match="over"):
-        source.pod_samples("ml", ["web-1"], over="median")  # type: ignore[arg-type]
+        source.fleet_samples(over="median")  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from rightsizer.adapters.metrics.base import GPU_UTIL, GR_ENGINE_ACTIVE, GpuMetr
 from rightsizer.adapters.metrics.dcgm import DcgmSource
 from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
+from tests.support.metrics import workload_samples
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +121,7 @@ def test_source_reports_the_set_utilisation_for_exactly_those_pods(
 
     def read() -> bool:
         nonlocal samples
-        samples = source.pod_samples(workloads.namespace, asked)
+        samples = workload_samples(source, workloads.namespace, asked)
         return settled(samples, workloads)
 
     wait_for(read, timeout=60, describe=lambda: repr(samples))
@@ -138,7 +139,7 @@ def test_graphics_engine_activity_reads_as_percent(
 ) -> None:
     def read() -> PodSamples:
         pods = sorted(workloads.busy | workloads.quiet)
-        return source.pod_samples(workloads.namespace, pods, signal=GR_ENGINE_ACTIVE)
+        return workload_samples(source, workloads.namespace, pods, signal=GR_ENGINE_ACTIVE)
 
     wait_for(lambda: settled(read(), workloads), timeout=60, describe=lambda: repr(read()))
 
@@ -164,8 +165,8 @@ def test_prometheus_window_and_custom_query_agree(
 ) -> None:
     pods = sorted(workloads.busy)
     busy_only = Workloads(workloads.namespace, workloads.busy, frozenset())
-    wait_for(lambda: settled(prometheus.pod_samples(workloads.namespace, pods), busy_only), timeout=60)
-    windowed = prometheus.pod_samples(workloads.namespace, pods, window_seconds=10, over="max")
+    wait_for(lambda: settled(workload_samples(prometheus, workloads.namespace, pods), busy_only), timeout=60)
+    windowed = workload_samples(prometheus, workloads.namespace, pods, window_seconds=10, over="max")
     assert all(windowed[p].value == pytest.approx(UTIL, abs=0.5) for p in pods)
     template = 'avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{namespace="{{namespace}}", pod=~"{{pods}}"})'
     custom = prometheus.custom_pod_samples(template, workloads.namespace, pods)

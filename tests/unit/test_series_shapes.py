@@ -21,6 +21,7 @@ from rightsizer.adapters.metrics.prometheus import PrometheusSource
 from rightsizer.adapters.metrics.readings import Rejection
 from rightsizer.adapters.metrics.series_shapes import AUTO, InvalidPodLabels, LabelShape
 from rightsizer.runtime.settings import Settings, SettingsError
+from tests.support.metrics import workload_samples
 
 pytestmark = pytest.mark.unit
 
@@ -153,7 +154,7 @@ def test_dcgm_blanks_and_impossible_values_are_missing_and_counted() -> None:
 
 def test_a_pod_with_a_refused_gpu_is_unknown_not_idle() -> None:
     source = DcgmSource(["http://x/metrics"], fetch=lambda url, timeout: SENTINELS, clock=lambda: NOW)
-    samples = source.pod_samples("ml", ["p", "q", "r"])
+    samples = workload_samples(source, "ml", ["p", "q", "r"])
     assert set(samples) == {"p"}
     assert samples["p"].memory_used_mib is None and samples["p"].power_watts is None
 
@@ -201,7 +202,7 @@ def test_a_pods_busiest_gpu_is_kept_beside_its_mean() -> None:
     ]
     text = "\n".join(lines) + "\n"
     for source in sources(text):
-        sample = source.pod_samples("ml", ["train-0"])["train-0"]
+        sample = source.fleet_samples()[("ml", "train-0")]
         assert (sample.gpus, sample.value, sample.peak) == (8, 3.75, 30), source.name
 
 

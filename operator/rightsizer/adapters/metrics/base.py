@@ -107,17 +107,6 @@ class GpuMetricsSource(Protocol):
     @property
     def name(self) -> str: ...
 
-    def pod_samples(
-        self,
-        namespace: str,
-        pods: Sequence[str],
-        signal: str = GPU_UTIL,
-        window_seconds: int = 0,
-        over: Over = "avg",
-    ) -> PodSamples:
-        """One sample per listed pod that has data; one query whatever the number of pods."""
-        ...
-
     def fleet_samples(
         self, signal: str = GPU_UTIL, window_seconds: int = 0, over: Over = "avg"
     ) -> FleetSamples:

@@ -120,28 +120,11 @@ class DcgmSource:
 
     # -- GpuMetricsSource ---------------------------------------------------------------------------
 
-    def pod_samples(
-        self,
-        namespace: str,
-        pods: Sequence[str],
-        signal: str = GPU_UTIL,
-        window_seconds: int = 0,
-        over: Over = "avg",
-    ) -> PodSamples:
-        validate_window(window_seconds, over)
-        wanted = set(pods)
-        if not wanted:
-            return {}
-        samples = self._samples(
-            signal, window_seconds, over, lambda key: key[0] == namespace and key[1] in wanted
-        )
-        return {pod: sample for (_, pod), sample in samples.items()}
-
     def fleet_samples(
         self, signal: str = GPU_UTIL, window_seconds: int = 0, over: Over = "avg"
     ) -> FleetSamples:
         validate_window(window_seconds, over)
-        return self._samples(signal, window_seconds, over, lambda key: True)
+        return self._samples(signal, window_seconds, over)
 
     def custom_pod_samples(self, template: str, namespace: str, pods: Sequence[str]) -> PodSamples:
         raise MetricsUnavailable(_SOURCE, "a DCGM exporter cannot evaluate PromQL", _NO_PROMQL)
@@ -153,9 +136,7 @@ class DcgmSource:
 
     # -- scraping -----------------------------------------------------------------------------------
 
-    def _samples(
-        self, signal: str, window_seconds: int, over: Over, keep: Callable[[PodKey], bool]
-    ) -> dict[PodKey, Sample]:
+    def _samples(self, signal: str, window_seconds: int, over: Over) -> dict[PodKey, Sample]:
         with self._lock:
             fields = tuple(canonical_name(f) for f in signal_fields(signal))
             if not set(fields) <= self._tracked:
@@ -167,8 +148,6 @@ class DcgmSource:
             horizon = now - timedelta(seconds=window_seconds if window_seconds > 0 else self._lookback)
             series: list[GpuSeries] = []
             for key, metrics in self._history.items():
-                if not keep((key[0], key[1])):
-                    continue
                 gpu = GpuSeries(*key)
                 # Under Auto, the first field this GPU has history of (MIG: GR_ENGINE_ACTIVE only).
                 field = next((f for f in fields if metrics.get(f)), fields[0])

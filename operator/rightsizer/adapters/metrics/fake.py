@@ -106,30 +106,12 @@ class FakeGpuMetricsSource:
 
     # -- GpuMetricsSource ---------------------------------------------------------------------------
 
-    def pod_samples(
-        self,
-        namespace: str,
-        pods: Sequence[str],
-        signal: str = GPU_UTIL,
-        window_seconds: int = 0,
-        over: Over = "avg",
-    ) -> PodSamples:
-        validate_window(window_seconds, over)
-        wanted = set(pods)
-        if not wanted:
-            return {}
-        self._ask(f"pods {namespace} {signal}")
-        samples = self._summarise(
-            signal, window_seconds, over, lambda k: k[0] == namespace and k[1] in wanted
-        )
-        return {pod: sample for (_, pod), sample in samples.items()}
-
     def fleet_samples(
         self, signal: str = GPU_UTIL, window_seconds: int = 0, over: Over = "avg"
     ) -> FleetSamples:
         validate_window(window_seconds, over)
         self._ask(f"fleet {signal}")
-        return self._summarise(signal, window_seconds, over, lambda k: True)
+        return self._summarise(signal, window_seconds, over)
 
     def custom_pod_samples(self, template: str, namespace: str, pods: Sequence[str]) -> PodSamples:
         wanted = set(pods)
@@ -155,13 +137,11 @@ class FakeGpuMetricsSource:
         if self._failure is not None:
             raise self._failure
 
-    def _summarise(
-        self, signal: str, window_seconds: int, over: Over, keep: Callable[[PodKey], bool]
-    ) -> dict[PodKey, Sample]:
+    def _summarise(self, signal: str, window_seconds: int, over: Over) -> dict[PodKey, Sample]:
         now = self._clock()
         horizon = now - timedelta(seconds=window_seconds if window_seconds > 0 else self._lookback)
         fields = signal_fields(signal)
-        gpus = {key for key, name in self._signal if name in fields and keep((key[0], key[1]))}
+        gpus = {key for key, name in self._signal if name in fields}
         series: list[GpuSeries] = []
         for key in sorted(gpus):
             # Under Auto, the first field this GPU reports, as the real sources choose.

@@ -4,9 +4,8 @@ Queries select raw samples with a range selector (`{...}[120s]`) in one instant 
 `avg_over_time(...)`: raw points keep their real timestamps (an instant query reports the evaluation
 time) and show how much of the window is covered, so the caller can judge staleness and coverage
 itself. The signal, framebuffer and power series come back together (`__name__=~...`, every
-spelling of each), so the fleet costs one query a pass under `auto` label shapes (one per shape
-when filtered by namespace or pods), however many workloads it serves. A series selector
-(`job="dcgm-exporter",cluster="eu-1"`) keeps out other scrapes of the same GPUs.
+spelling of each), so the fleet costs one query a pass, however many workloads it serves. A series
+selector (`job="dcgm-exporter",cluster="eu-1"`) keeps out other scrapes of the same GPUs.
 """
 
 from __future__ import annotations
@@ -133,27 +132,11 @@ class PrometheusSource:
 
     # -- GpuMetricsSource ---------------------------------------------------------------------------
 
-    def pod_samples(
-        self,
-        namespace: str,
-        pods: Sequence[str],
-        signal: str = GPU_UTIL,
-        window_seconds: int = 0,
-        over: Over = "avg",
-    ) -> PodSamples:
-        validate_window(window_seconds, over)
-        wanted = set(pods)
-        if not wanted:
-            return {}
-        series = self._gpu_series(signal, window_seconds, namespace=namespace, pods=sorted(wanted))
-        samples = summarise_pods(series, over, window_seconds)
-        return {pod: sample for (ns, pod), sample in samples.items() if ns == namespace and pod in wanted}
-
     def fleet_samples(
         self, signal: str = GPU_UTIL, window_seconds: int = 0, over: Over = "avg"
     ) -> FleetSamples:
         validate_window(window_seconds, over)
-        return summarise_pods(self._gpu_series(signal, window_seconds), over, window_seconds)
+        return summarise_pods(self.gather(signal, window_seconds).gpus, over, window_seconds)
 
     def custom_pod_samples(self, template: str, namespace: str, pods: Sequence[str]) -> PodSamples:
         wanted = set(pods)
@@ -189,55 +172,28 @@ class PrometheusSource:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _gpu_series(
-        self,
-        signal: str,
-        window_seconds: int,
-        namespace: str | None = None,
-        pods: Sequence[str] | None = None,
-    ) -> list[GpuSeries]:
-        return self.gather(signal, window_seconds, namespace, pods).gpus
-
-    def gather(
-        self,
-        signal: str = GPU_UTIL,
-        window_seconds: int = 0,
-        namespace: str | None = None,
-        pods: Sequence[str] | None = None,
-    ) -> Gathered:
+    def gather(self, signal: str = GPU_UTIL, window_seconds: int = 0) -> Gathered:
         """The per-GPU series with what was left out (unattributed GPUs, refused values, shapes)."""
         promql.validate_metric_name(signal)
         fields = [*signal_fields(signal), FB_USED, POWER_USAGE]
         names = promql.metric_names_regex([n for f in fields for n in spellings(f)])
         seconds = window_seconds if window_seconds > 0 else self._lookback
+        query = f"{promql.selector(self._matchers(names))}[{seconds}s]"
         raw: list[RawSeries] = []
-        for matchers in self._selections(names, namespace, pods):
-            query = f"{promql.selector(matchers)}[{seconds}s]"
-            for item in _matrix(self._query(query), query):
-                metric = item["metric"]
-                points = [_point(p) for p in item["values"]]
-                raw.append(RawSeries(str(metric.get("__name__", "")), metric, points))
+        for item in _matrix(self._query(query), query):
+            metric = item["metric"]
+            points = [_point(p) for p in item["values"]]
+            raw.append(RawSeries(str(metric.get("__name__", "")), metric, points))
         return gather(raw, signal, self._shape, self._on_rejected)
 
-    def _selections(self, names: str, namespace: str | None, pods: Sequence[str] | None) -> list[list[str]]:
-        """One matcher list per query. The whole fleet under `auto` is one query with no pod labels
-        matched (each series then shows its shape); filtered queries take one per label shape."""
+    def _matchers(self, names: str) -> list[str]:
+        """Under `auto` no pod label is matched, so each series shows its shape; a fixed shape asks
+        only for series its labels attribute."""
         base = [promql.matcher("__name__", "=~", names), *self._selector]
-        if namespace is None and pods is None and self._shape.fixed is None:
-            return [base]
-        out: list[list[str]] = []
-        for labels in self._shape.query_labels():
-            matchers = list(base)
-            if namespace is None:
-                matchers.append(promql.matcher(labels.namespace, "!=", ""))
-            else:
-                matchers.append(promql.matcher(labels.namespace, "=", namespace))
-            if pods is None:
-                matchers.append(promql.matcher(labels.pod, "!=", ""))
-            else:
-                matchers.append(promql.matcher(labels.pod, "=~", promql.pods_regex(pods)))
-            out.append(matchers)
-        return out
+        fixed = self._shape.fixed
+        if fixed is None:
+            return base
+        return [*base, promql.matcher(fixed.namespace, "!=", ""), promql.matcher(fixed.pod, "!=", "")]
 
     def _owner(self, metric: Mapping[str, str]) -> PodKey | None:
         return self._shape.owner(metric)[0]

@@ -83,10 +83,6 @@ class LabelShape:
         labels = PodLabels(pairs["namespace"], pairs["pod"], pairs.get("container") or "container")
         return cls(labels, f"namespace={labels.namespace},pod={labels.pod},container={labels.container}")
 
-    def query_labels(self) -> tuple[PodLabels, ...]:
-        """The label names a namespace- or pod-filtered query must try, one query each."""
-        return (self.fixed,) if self.fixed is not None else tuple(labels for _, labels in _AUTO_ORDER)
-
     def owner(
         self, labels: Mapping[str, str], is_exporter: Callable[[PodKey], bool] = lambda key: False
     ) -> tuple[PodKey | None, str]:
