@@ -96,6 +96,24 @@ def test_request_signals_replay_from_values_and_scalars(
     assert lines[1].startswith(f"{at(0)},5,ScaleUp,largest of 2 signals: requestsWaiting → 5")
 
 
+def test_a_pod_on_a_shared_gpu_replays_as_the_operator_held_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = [
+        {
+            "at": at(0),
+            "pods": [*pods(10, 10), {"name": "chat-2", "ready": True, "utilization": 10, "shared": True}],
+        }
+    ]
+    code, out, _ = backtest(
+        tmp_path, {"spec": SPEC, "replicas": 3, "steps": steps}, "--output", "json", capsys=capsys
+    )
+    assert code == 0
+    (decision,) = json.loads(out)["decisions"]
+    assert (decision["replicas"], decision["action"]) == (3, "Hold")
+    assert "SharedGpu" in decision["reason"]
+
+
 @pytest.mark.parametrize(
     ("document", "field"),
     [

@@ -13,7 +13,7 @@ from rightsizer.adapters.metrics.exposition import parse_exposition
 from rightsizer.devcluster.memory_cluster import MemoryCluster
 from rightsizer.runtime.io_time import IoTime
 from rightsizer.runtime.telemetry import Telemetry
-from rightsizer.runtime.workloads import FleetCache
+from rightsizer.runtime.workload_memory import FleetCache
 
 pytestmark = pytest.mark.unit
 

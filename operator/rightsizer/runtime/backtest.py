@@ -49,6 +49,8 @@ class TimelinePod(_Strict):
     sampled_at: AwareDatetime | None = None
     """When the utilisation was sampled (default: the step's time), so stale samples replay as stale."""
     values: dict[str, float] = Field(default_factory=dict)
+    shared: bool = False
+    """The pod's GPU is shared with other pods (time-slicing, MPS): its values are the device's."""
 
 
 class TimelineStep(_Strict):
@@ -116,7 +118,8 @@ def replay(timeline: Timeline, interval_seconds: float, max_metric_age: timedelt
             for pod in step.pods
             if pod.utilization is not None
         }
-        metrics, _ = gpu_metrics(samples, roles, frozenset(), step.at, max_metric_age)
+        shared = frozenset(pod.name for pod in step.pods if pod.shared)
+        metrics, _ = gpu_metrics(samples, roles, shared, step.at, max_metric_age)
         wake = step.scalars.get(WAKE_UP) if spec.wake_up is not None else None
         inputs = ReplicaInputs(current, metrics, roles.ready, _readings(spec, step), wake, step.at)
         outcome = decide_inference(spec, inputs, history, events, interval_seconds)

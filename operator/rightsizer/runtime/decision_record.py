@@ -20,6 +20,7 @@ from rightsizer.adapters.kube import PodInfo
 from rightsizer.core.metrics_view import GpuSample
 from rightsizer.core.replicas import Decision
 from rightsizer.core.scaling_signals import SignalReading
+from rightsizer.runtime.workload_observe import Observation
 
 Recorder = Callable[[Mapping[str, Any]], None]
 
@@ -59,6 +60,8 @@ def observed_step(
         if gpus:
             entry["perGpu"] = [s.percent for s in gpus]
             entry["sampledAt"] = _iso(min(s.timestamp for s in gpus))
+            if any(s.shared for s in gpus):
+                entry["shared"] = True
         step_pods.append(entry)
     scalars = {name: r.value for name, r in readings.items() if r.value is not None}
     if wake_signal is not None:
@@ -80,6 +83,16 @@ def decision_record(
             "reason": decision.reason,
         },
     }
+
+
+def pass_record(observed: Observation, decision: Decision) -> dict[str, Any]:
+    """The record of a pass's replica decision, from what the pass observed."""
+    read = observed.inference
+    readings = read.readings if read is not None else {}
+    wake_signal = read.wake_signal if read is not None else None
+    step = observed_step(observed.now, observed.pods, observed.gpu_samples, readings, wake_signal)
+    namespace, name = observed.header.key
+    return decision_record(f"{namespace}/{name}", observed.spec.to_wire(), step, decision)
 
 
 class JsonLinesRecorder:
