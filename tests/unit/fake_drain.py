@@ -77,6 +77,15 @@ class FakeDrain:
             else:
                 current[key] = value
 
+    def swap_annotation(self, node: str, key: str, expected: str, value: str) -> bool:
+        self.calls.append(("swap-annotation", node, key))
+        raw = self.nodes.get(node)
+        current = (raw or {}).get("metadata", {}).get("annotations", {}).get(key)
+        if raw is None or current != expected:
+            return False
+        raw["metadata"]["annotations"][key] = value
+        return True
+
     def annotate_pod(self, pod: Pod, annotations: Mapping[str, str | None]) -> None:
         self.calls.append(
             ("annotate-pod", pod.key, *sorted(f"{k}={v or '-'}" for k, v in annotations.items()))

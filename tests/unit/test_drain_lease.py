@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 
 from rightsizer.adapters.nodepools.fake import FakeProvider
+from rightsizer.core.snapshot import Node
 from rightsizer.runtime.consolidation import Executor, ExecutorSettings
 from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
+from rightsizer.runtime.drain_lease import IntentLease
 from rightsizer.runtime.drain_runner import DrainRunner
 from rightsizer.runtime.drain_steps import Result
 from tests.unit.fake_drain import Clock, FakeDrain
@@ -143,3 +145,22 @@ def test_a_drain_that_failed_on_its_thread_backs_off_from_the_next_pass_on() -> 
     wait_idle(pools.drains)
     pools.run_pass("a100")
     assert evictions(edge) == ["default/web-1"], "drained again during its back-off"
+
+
+def test_a_renewal_never_writes_back_an_intent_another_process_changed_since_it_was_read() -> None:
+    edge, clock = world(), Clock()
+    mine = Intent("underutilised", "a100", "draining", clock(), holder="leader", lease_until=clock())
+    edge.annotate("a-0", {INTENT_ANNOTATION: mine.to_json()})
+    theirs = mine.renewed("follower", clock(), LEASE).to_json()
+    read = edge.node
+
+    def paused_after_reading(name: str) -> Node | None:
+        seen = read(name)
+        # The leader stops here; meanwhile the follower takes the expired intent over.
+        edge.nodes[name]["metadata"]["annotations"][INTENT_ANNOTATION] = theirs
+        return seen
+
+    edge.node = paused_after_reading  # type: ignore[method-assign]
+    lease = IntentLease(edge, "leader", clock, LEASE)
+    assert lease.keep("a-0") is None, "the leader must see it lost the intent"
+    assert edge.nodes["a-0"]["metadata"]["annotations"][INTENT_ANNOTATION] == theirs

@@ -37,6 +37,7 @@ from rightsizer.core.snapshot_parsing import snapshot_from_document
 EVENT_NAMESPACE = "default"  # where the API server keeps events about cluster-scoped Nodes
 COMPONENT = "gpu-rightsizer"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 TAINT_CONFLICT_ATTEMPTS = 5  # re-reads of a node whose taints keep changing under us
 PDB_CAUSE = "DisruptionBudget"
 
@@ -147,6 +148,26 @@ class KubeNodeDrain:
         self._patch_node(
             f"PATCH node {node} annotations", node, {"metadata": {"annotations": dict(annotations)}}
         )
+
+    def swap_annotation(self, node: str, key: str, expected: str, value: str) -> bool:
+        """Set annotation ``key`` to ``value`` only if it still reads ``expected`` (a JSON Patch whose
+        ``test`` the API server checks in the same write). False when it did not, or the node is gone."""
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        body = [
+            {"op": "test", "path": path, "value": expected},
+            {"op": "replace", "path": path, "value": value},
+        ]
+        try:
+            self._retry.call(
+                f"PATCH node {node} annotation {key} if unchanged",
+                lambda: self._core.patch_node(node, body, _content_type=JSON_PATCH),
+            )
+        except ApiException as exc:
+            # 422: the test failed (changed or gone); 404: the node is gone.
+            if exc.status in (404, 422):
+                return False
+            raise
+        return True
 
     def annotate_pod(self, pod: Pod, annotations: Mapping[str, str | None]) -> None:
         """A merge patch of the pod's annotations (the checkpoint handshake); a pod gone is not an error."""

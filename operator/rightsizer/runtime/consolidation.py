@@ -54,6 +54,7 @@ from rightsizer.runtime.drain_intent import (
     Intent,
     process_holder,
 )
+from rightsizer.runtime.drain_lease import IntentLease
 from rightsizer.runtime.drain_steps import NodeStep, Result, StepOutcome
 from rightsizer.runtime.drain_surge import RESTORED_AFTER_EVICTION, Surged, SurgeEdge, SurgeSteps
 
@@ -70,6 +71,7 @@ class DrainEdge(Protocol):
     def pods_on(self, node: str) -> tuple[Pod, ...]: ...
     def pdbs(self, namespaces: Sequence[str]) -> tuple[PodDisruptionBudget, ...]: ...
     def annotate(self, node: str, annotations: Mapping[str, str | None]) -> None: ...
+    def swap_annotation(self, node: str, key: str, expected: str, value: str) -> bool: ...
     def annotate_pod(self, pod: Pod, annotations: Mapping[str, str | None]) -> None: ...
     def set_taint(self, node: str, taint: Taint, present: bool) -> None: ...
     def evict(self, pod: Pod) -> EvictionResult: ...
@@ -110,23 +112,9 @@ class Executor:
 
     # -- the lease --------------------------------------------------------------------------------
 
-    def _claim(self, node: str, intent: Intent) -> Intent:
-        claimed = intent.renewed(self.holder, self.clock(), self.settings.lease)
-        self.edge.annotate(node, {INTENT_ANNOTATION: claimed.to_json()})
-        return claimed
-
-    def _keep(self, node: str) -> Intent | None:
-        """Before each step: the intent as it stands if it is still ours (its lease renewed when half
-        gone), or None when another process took it over (or it went): then stop, touching nothing."""
-        live = self.edge.node(node)
-        raw = live.annotations.get(INTENT_ANNOTATION) if live is not None else None
-        current = Intent.from_json(raw) if raw else None
-        if current is None or current.holder != self.holder:
-            return None
-        now = self.clock()
-        if current.lease_until is None or current.lease_until - now < self.settings.lease / 2:
-            return self._claim(node, current)
-        return current
+    @property
+    def _lease(self) -> IntentLease:
+        return IntentLease(self.edge, self.holder, self.clock, self.settings.lease)
 
     def _lost(self, node: str, pool: str, evicted: Sequence[Pod]) -> StepOutcome:
         message = f"drain of {node} was taken over by another operator process; stopped without acting"
@@ -157,14 +145,18 @@ class Executor:
             )
         planned = Intent(step.reason, pool.name, PHASE_DRAINING, self.clock(), tuple(p.key for p in movable))
         # Intent first: if we die after the taint, the restarted operator finds out why it is there.
-        intent: Intent | None = self._claim(node.name, planned)
+        intent: Intent | None = self._lease.claim(node.name, planned)
         self.edge.set_taint(node.name, TAINT, True)
         if (unanswered := self._checkpoints(node.name, pool, movable)) is not None:
             return StepOutcome(node.name, pool.name, Result.BLOCKED, unanswered)
         surged, steps = Surged(), self._surge_steps()
         if steps is not None:
             started = steps.start(
-                node.name, pool.make_before_break, movable, policies or {}, lambda: self._keep(node.name)
+                node.name,
+                pool.make_before_break,
+                movable,
+                policies or {},
+                lambda: self._lease.keep(node.name),
             )
             if not isinstance(started, Surged):
                 if started.rollback:
@@ -176,7 +168,7 @@ class Executor:
             surged = started
         evicted: list[Pod] = []
         for pod in movable:
-            if (intent := self._keep(node.name)) is None:
+            if (intent := self._lease.keep(node.name)) is None:
                 return self._lost(node.name, pool.name, evicted)
             # A pod a surge stands in for needs no room of its own: its surge replica is that room.
             check = unplaceable if pod.key not in surged.covered else None
@@ -205,7 +197,7 @@ class Executor:
                     if steps is not None:
                         steps.restore(node.name, surged.owners)
                     return self._gone(node.name, pool.name, evicted_keys)
-                if (intent := self._keep(node.name)) is None:
+                if (intent := self._lease.keep(node.name)) is None:
                     return self._lost(node.name, pool.name, evicted)
                 ready, status = self.edge.replacements_ready(evicted, node.name)
                 if ready:
@@ -223,7 +215,7 @@ class Executor:
             steps.restore(node.name, surged.owners)
         if self.edge.node(node.name) is None:
             return self._gone(node.name, pool.name, evicted_keys)
-        if (intent := self._keep(node.name)) is None:
+        if (intent := self._lease.keep(node.name)) is None:
             return self._lost(node.name, pool.name, evicted)
         removing = replace(intent, phase=PHASE_REMOVING, removal_started=self.clock(), surges=())
         self.edge.annotate(node.name, {INTENT_ANNOTATION: removing.to_json()})
@@ -306,7 +298,7 @@ class Executor:
             ]
             if not waiting:
                 return None
-            if self._keep(node) is None:
+            if self._lease.keep(node) is None:
                 return f"drain of {node} was taken over by another operator process"
             if self.clock() >= deadline:
                 limit = int(pool.checkpoint_timeout.total_seconds())
@@ -384,7 +376,10 @@ class Executor:
                     continue
                 if intent.phase == PHASE_REMOVING and intent.holder == self.holder:
                     continue  # this process asked the provider already; the pool reports it if stuck
-                intent = self._claim(node.name, intent)
+                reclaimed = self._lease.reclaim(node.name, intent, node.annotations[INTENT_ANNOTATION])
+                if reclaimed is None:
+                    continue  # another process claimed it first; it is theirs now
+                intent = reclaimed
             provider = self.provider_of(pool) if intent else None
             if intent is not None and intent.phase == PHASE_REMOVING and provider is not None:
                 outcomes.append(self._remove(node.name, pool, provider, intent.plan, ()))
