@@ -41,6 +41,7 @@ crds: venv
 
 bench: venv
 	$(VENV)/bin/python -m benchmarks.run
+	$(VENV)/bin/python -m benchmarks.scenarios
 	$(VENV)/bin/python -m benchmarks.reconcile
 	$(VENV)/bin/python -m benchmarks.history
 

@@ -34,7 +34,14 @@ from rightsizer.core.binpack import Constraints, ResourceSpace, fits, pod_constr
 from rightsizer.core.budgets import Mobility, pod_disposition
 from rightsizer.core.matching import hard_taints, selector_matches
 from rightsizer.core.pools import PoolAssignment
-from rightsizer.core.snapshot import GPU_PRODUCT_LABEL, HOSTNAME_LABEL, Node, Pod, Snapshot
+from rightsizer.core.snapshot import (
+    GPU_PRODUCT_LABEL,
+    HOSTNAME_LABEL,
+    Node,
+    Pod,
+    PodDisruptionBudget,
+    Snapshot,
+)
 
 
 @dataclass(frozen=True)
@@ -52,18 +59,14 @@ def split(snapshot: Snapshot) -> Placement:
     daemons: list[list[Pod]] = [[] for _ in snapshot.nodes]
     pinned: list[list[Pod]] = [[] for _ in snapshot.nodes]
     movable: list[tuple[int, Pod]] = []
-    by_namespace: dict[str, list[object]] = {}
+    by_namespace: dict[str, list[PodDisruptionBudget]] = {}
     for pdb in snapshot.pdbs:
         by_namespace.setdefault(pdb.namespace, []).append(pdb)
     for pod in snapshot.pods:
         i = index.get(pod.node_name or "")
         if i is None or pod.terminal:
             continue
-        pdbs = [
-            p
-            for p in snapshot.pdbs
-            if p.namespace == pod.namespace and selector_matches(p.selector, pod.labels)
-        ]
+        pdbs = [p for p in by_namespace.get(pod.namespace, ()) if selector_matches(p.selector, pod.labels)]
         d = pod_disposition(pod, policy=None, pdbs=pdbs, allow_training=False, allow_local_storage=False)
         if d.mobility is Mobility.STAYS:
             daemons[i].append(pod)
@@ -170,9 +173,9 @@ class RepackResult:
     unplaced: int
 
 
-def _constraints(placement: Placement, i: int, pod: Pod) -> Constraints:
+def _constraints(placement: Placement, i: int, pod: Pod, keep_gpu_model: bool = True) -> Constraints:
     model = placement.nodes[i].gpu_model
-    pins = [(GPU_PRODUCT_LABEL, model)] if pod.gpus() > 0 and model else []
+    pins = [(GPU_PRODUCT_LABEL, model)] if keep_gpu_model and pod.gpus() > 0 and model else []
     return pod_constraints(pod, pins)
 
 
@@ -204,11 +207,27 @@ def _groups(placement: Placement) -> dict[tuple[object, ...], list[int]]:
     return groups
 
 
-def first_fit_decreasing(placement: Placement) -> RepackResult:
+def first_fit_decreasing(
+    placement: Placement, *, keep_gpu_model: bool = True, largest_first: bool = False
+) -> RepackResult:
+    """``largest_first``: nodes with more GPUs (then CPU) are filled first, as variable-size bin
+    packing wants when node shapes differ; else by name."""
     space = _space(placement)
     free, used = _start(placement, space)
     groups = list(_groups(placement).values())
-    order = sorted(range(len(placement.nodes)), key=lambda i: (not used[i], placement.nodes[i].name))
+    nodes = placement.nodes
+
+    def size(i: int) -> tuple[Decimal, Decimal]:
+        return (
+            (-nodes[i].gpus(), -nodes[i].allocatable.get("cpu", Decimal(0)))
+            if largest_first
+            else (
+                Decimal(0),
+                Decimal(0),
+            )
+        )
+
+    order = sorted(range(len(nodes)), key=lambda i: (not used[i], *size(i), nodes[i].name))
     position = {n: p for p, n in enumerate(order)}
     for members in groups:
         members.sort(key=position.__getitem__)
@@ -224,7 +243,7 @@ def first_fit_decreasing(placement: Placement) -> RepackResult:
     )
     for i, pod in pods:
         request = space.request(pod.requests)
-        constraints = _constraints(placement, i, pod)
+        constraints = _constraints(placement, i, pod, keep_gpu_model)
         plain_gpu = feasible.get(constraints)
         if plain_gpu is None:
             plain: list[int] = []

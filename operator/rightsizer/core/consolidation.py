@@ -26,15 +26,16 @@ what was decided.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
 from rightsizer.core.binpack import CPU, MEMORY
 from rightsizer.core.budgets import REASON_EMPTY, REASON_UNDERUTILIZED, PodPolicy
+from rightsizer.core.consolidation_multi import MultiNodeMethod
 from rightsizer.core.consolidation_outcome import build_actions, explain
-from rightsizer.core.consolidation_state import ConsolidationState
 from rightsizer.core.consolidation_types import Outcome, PlannerOptions, Skip
+from rightsizer.core.keep_set import KeepSet
 from rightsizer.core.node_replacement import cheapest_replacement
 from rightsizer.core.pools import WHEN_EMPTY, PoolAssignment
 from rightsizer.core.quantity import format_cpu
@@ -61,7 +62,7 @@ def _bytes(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-class _Run(ConsolidationState):
+class _Run(MultiNodeMethod):
     """The consolidation methods, run in order on the working state of one pass."""
 
     def place_pending(self) -> None:
@@ -96,9 +97,27 @@ class _Run(ConsolidationState):
             self.disruptions.append((i, reason))
             self._remove(i)
 
-    def drain(self, candidates: list[int]) -> None:
+    def drain(
+        self,
+        candidates: list[int],
+        *,
+        keep: KeepSet | None = None,
+        staying: int = 0,
+        avoid: frozenset[int] = frozenset(),
+        planned: Mapping[str, int] | None = None,
+    ) -> frozenset[int]:
+        """Empty candidates one by one. With ``keep``: in its order and only into the nodes that stay;
+        returns the nodes a budget or PDB holds back for now, which later moves must not fill either.
+        ``avoid``: nodes no pod may move to; ``planned``: targets chosen ahead for the pods."""
         # Utilisation as it is now: earlier moves may have filled some candidates.
         utilisation = {i: self._current_utilisation(i) for i in candidates}
+        dropping: set[int] = set(keep.drain_order) if keep is not None else set()
+        dropping |= avoid
+
+        def stays(n: int) -> bool:
+            return n not in dropping
+
+        accept = stays if dropping else None
 
         def order(i: int) -> tuple[object, ...]:
             return (
@@ -109,15 +128,19 @@ class _Run(ConsolidationState):
                 self.nodes[i].name,
             )
 
-        for i in sorted(candidates, key=order):
+        for i in keep.drain_order if keep is not None else sorted(candidates, key=order):
             pool = self.pool[i]
             assert pool is not None
             if pool.consolidation_policy == WHEN_EMPTY:
                 self.node_reason[i] = f"pool {pool.name} consolidates only empty nodes (WhenEmpty)"
+                dropping.discard(i)  # stays: a target from now on
                 continue
-            block = self.ledger.min_nodes_block(pool) or self.ledger.budget_block(pool, REASON_UNDERUTILIZED)
-            if block:
+            if block := self.ledger.min_nodes_block(pool):
                 self.node_reason[i] = block
+                dropping.discard(i)
+                continue
+            if block := self.ledger.budget_block(pool, REASON_UNDERUTILIZED):
+                self.node_reason[i] = block  # emptied by a later plan: not filled by this one
                 continue
             first_moves = [p for p in self.load[i] if p.key not in self.location]
             if (pdb := self.ledger.pdb_block(first_moves)) is not None:
@@ -125,8 +148,9 @@ class _Run(ConsolidationState):
                 self.node_reason[i] = f"pod {pod.key}: {why}"
                 self.skipped.append(Skip(self.nodes[i].name, pod.key, why))
                 continue
-            placed, stuck = self._try_drain(i)
+            placed, stuck = self._try_drain(i, accept, planned)
             if stuck is not None:
+                dropping.discard(i)
                 self.node_reason[i] = (
                     f"pod {stuck.key} ({describe(stuck.requests)}) fits on no remaining node"
                     + (
@@ -141,6 +165,7 @@ class _Run(ConsolidationState):
             reason = (
                 f"underutilised ({utilisation[i] * 100:.0f}% requested{idle}): "
                 f"{len(self.movable[i])} pod(s) fit on other nodes"
+                + (f" ({keep.describe(staying)})" if keep is not None else "")
             )
             for pod, target in placed:
                 self.location[pod.key] = target
@@ -149,6 +174,7 @@ class _Run(ConsolidationState):
             self.load[i] = []
             self.disruptions.append((i, reason))
             self._remove(i)
+        return frozenset(n for n in dropping if n not in self.removed)
 
     def may_use_gpu_nodes(self, pod: Pod) -> bool:
         """CPU pods that started on a GPU node may fall back to another one; CPU pods from CPU nodes
@@ -164,17 +190,27 @@ class _Run(ConsolidationState):
         shares = [Decimal(capacity[d] - free[d]) / capacity[d] for d in dims if capacity[d] > 0]
         return max(shares, default=Decimal(0))
 
-    def _try_drain(self, i: int) -> tuple[list[tuple[Pod, int]], Pod | None]:
+    def _try_drain(
+        self,
+        i: int,
+        accept: Callable[[int], bool] | None = None,
+        planned: Mapping[str, int] | None = None,
+    ) -> tuple[list[tuple[Pod, int]], Pod | None]:
+        """Move node i's pods (largest first) onto other nodes, or nothing when one fits nowhere.
+        ``planned`` targets are taken when they still fit, else the best node that does."""
         placed: list[tuple[Pod, int]] = []
         for pod in sorted(self.load[i], key=self.size_key):
             request = self.request[pod.key]
-            target = self.sim.find(
-                pod,
-                request,
-                self.constraints[pod.key],
-                exclude=i,
-                allow_gpu_nodes=self.may_use_gpu_nodes(pod),
-            )
+            target = planned.get(pod.key) if planned else None
+            if target is None or not self.fits_on(pod, request, target):
+                target = self.sim.find(
+                    pod,
+                    request,
+                    self.constraints[pod.key],
+                    exclude=i,
+                    allow_gpu_nodes=self.may_use_gpu_nodes(pod),
+                    accept=accept,
+                )
             if target is None:
                 for moved, where in reversed(placed):
                     self.sim.release(where, self.request[moved.key], moved)
@@ -217,7 +253,7 @@ class _Run(ConsolidationState):
             self.ledger.count_removal(pool)
         self.sim.remove_node(i)
 
-    def run(self) -> Outcome:
+    def run(self, *, multi_node: bool = False) -> Outcome:
         self.place_pending()
         eligible: list[int] = []
         for i in range(len(self.nodes)):
@@ -231,13 +267,14 @@ class _Run(ConsolidationState):
         for gpu_tier in (True, False):
             tier = [i for i in eligible if (self.node_gpus[i] > 0) == gpu_tier]
             self.remove_empty([i for i in tier if not self.load[i]])
-            self.drain([i for i in tier if self.load[i]])
+            held = self.consolidate_many([i for i in tier if self.load[i]], gpu_tier) if multi_node else None
+            self.drain([i for i in tier if self.load[i] and i not in self.removed], avoid=held or frozenset())
         if self.options.replacement:
             self.replace([i for i in eligible if i not in self.removed])
         kept, recommendations = explain(self)
         return Outcome(
             actions=tuple(build_actions(self)),
-            skipped=(*self.skipped, *kept),
+            skipped=(*dict.fromkeys(self.skipped), *kept),
             recommendations=tuple(recommendations),
             removed=frozenset(self.nodes[i].name for i in self.removed if i not in self.replaced),
             replaced={self.nodes[i].name: r for i, r in self.replaced.items()},
@@ -285,13 +322,31 @@ def consolidate(
     candidate_since: Mapping[str, datetime] | None = None,
     options: PlannerOptions | None = None,
 ) -> Outcome:
-    """Run the consolidation methods in order on a snapshot and return what they decided."""
-    return _Run(
-        snapshot,
-        assignment,
-        now=now,
-        policies=policies or {},
-        activity=activity or {},
-        candidate_since=candidate_since or {},
-        options=options or PlannerOptions(),
-    ).run()
+    """Run the consolidation methods in order on a snapshot and return what they decided.
+
+    Two complete passes from the same snapshot: single-node consolidation alone, and multi-node
+    consolidation before it. The plan that leaves fewer nodes (then costs less, then moves fewer
+    pods) wins; on a tie the single-node plan. Both book every disruption in their own ledger."""
+    runs = []
+    for multi_node in (False, True):
+        run = _Run(
+            snapshot,
+            assignment,
+            now=now,
+            policies=policies or {},
+            activity=activity or {},
+            candidate_since=candidate_since or {},
+            options=options or PlannerOptions(),
+        )
+        outcome = run.run(multi_node=multi_node)
+        runs.append((_worth(run, outcome), multi_node, outcome))
+    return min(runs, key=lambda r: (r[0], r[1]))[2]
+
+
+def _worth(run: _Run, outcome: Outcome) -> tuple[int, Decimal, int]:
+    """Nodes left, cost per hour after, pods moved: what a plan is compared on."""
+    cost = sum((run.price[i] for i in range(len(run.nodes)) if i not in run.removed), Decimal(0)) + sum(
+        (r.price_per_node_hour for r in run.replaced.values()), Decimal(0)
+    )
+    moved = sum(1 for a in outcome.actions if a.type == "evict")
+    return len(run.nodes) - len(outcome.removed), cost, moved
