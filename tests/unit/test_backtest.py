@@ -71,6 +71,36 @@ def test_a_timeline_is_replayed_acting_as_enforce(tmp_path: Path, capsys: pytest
     assert "ceil(2×90/60)=3" in decisions[0]["reason"]
 
 
+def test_the_summary_compares_gpu_hours_cost_and_time_above_target_with_what_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = {**SPEC, "pricing": {"pricePerGpuHour": 3, "currency": "USD"}}
+    timeline = {
+        "spec": spec,
+        "replicas": 2,
+        "steps": [
+            {"at": at(0), "pods": pods(90, 90)},  # 90% > 66% (target and tolerance): above target
+            {"at": at(30), "pods": pods(60, 60, 60)},
+            {"at": at(60), "pods": pods(10, 10, 10)},
+            {"at": at(90), "pods": pods(10, 10)},
+        ],
+    }
+    chart = tmp_path / "chart.html"
+    code, out, _ = backtest(tmp_path, timeline, "--output", "json", "--chart", str(chart), capsys=capsys)
+    assert code == 0
+    summary = json.loads(out)["summary"]
+    # Ran 2+3+3+2 GPU-steps of 30 s; the replay 3+3+1+1 (its load of 2x90% on 3 replicas is 60%).
+    assert summary == {
+        "gpuHoursRan": 0.083,
+        "gpuHoursReplayed": 0.067,
+        "minutesAboveTargetRan": 0.5,
+        "minutesAboveTargetReplayed": 0.0,
+        "costSaved": 0.05,
+        "currency": "USD",
+    }
+    assert "<svg" in chart.read_text() and "replayed" in chart.read_text()
+
+
 def test_request_signals_replay_from_values_and_scalars(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

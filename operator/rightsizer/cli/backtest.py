@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import html
 import json
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,17 @@ from typing import Any, TextIO
 
 import yaml
 
-from rightsizer.runtime.backtest import BadTimeline, Replayed, parse_timeline, replay
+from rightsizer.cli.charts import svg_chart
+from rightsizer.runtime.backtest import (
+    BadTimeline,
+    Replayed,
+    Summary,
+    Timeline,
+    TimelineStep,
+    parse_timeline,
+    replay,
+    summarise,
+)
 from rightsizer.runtime.decision_record import timeline_from_records
 from rightsizer.runtime.settings import Settings
 
@@ -45,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--spec", metavar="FILE", help="replay under this GPUWorkload spec instead")
     parser.add_argument("--output", choices=("json", "text", "csv"), default="text", help="format (text)")
+    parser.add_argument(
+        "--chart", metavar="FILE.html", help="also write an HTML chart of the replicas, replayed and ran"
+    )
     defaults = Settings.model_fields
     parser.add_argument(
         "--interval",
@@ -70,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     # Samples older than two intervals are stale, as the operator judges them by default.
     decisions = replay(timeline, args.interval, timedelta(seconds=2 * args.interval))
-    write(decisions, args.output, sys.stdout)
+    totals = summarise(timeline, decisions, args.interval)
+    write(decisions, totals, args.output, sys.stdout)
+    if args.chart:
+        Path(args.chart).write_text(chart(timeline, decisions, totals))
     return 0
 
 
@@ -114,10 +131,10 @@ def _spec(text: str, path: str) -> Any:
     return document
 
 
-def write(decisions: Sequence[Replayed], fmt: str, out: TextIO) -> None:
+def write(decisions: Sequence[Replayed], totals: Summary, fmt: str, out: TextIO) -> None:
     rows = [d.as_dict() for d in decisions]
     if fmt == "json":
-        json.dump({"decisions": rows}, out, indent=2, ensure_ascii=False)
+        json.dump({"decisions": rows, "summary": totals.as_dict()}, out, indent=2, ensure_ascii=False)
         out.write("\n")
     elif fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=["at", "replicas", "action", "reason"], lineterminator="\n")
@@ -125,9 +142,36 @@ def write(decisions: Sequence[Replayed], fmt: str, out: TextIO) -> None:
         writer.writerows(rows)
     else:
         _text(rows, out)
+        out.write("\n" + _summary_text(totals) + "\n")
 
 
 def _text(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
     out.write(f"{'AT':<21} {'REPLICAS':>8}  {'ACTION':<12} REASON\n")
     for row in rows:
         out.write(f"{row['at']:<21} {row['replicas']:>8}  {row['action']:<12} {row['reason']}\n")
+
+
+def _summary_text(totals: Summary) -> str:
+    lines = [f"GPU-hours: {totals.gpu_hours_ran:.2f} ran, {totals.gpu_hours_replayed:.2f} replayed"]
+    if totals.cost_saved is not None:
+        lines.append(f"cost saved: {totals.cost_saved:.2f} {totals.currency or ''}".rstrip())
+    if totals.minutes_above_target_ran is not None and totals.minutes_above_target_replayed is not None:
+        lines.append(
+            f"minutes above target: {totals.minutes_above_target_ran:.1f} ran, "
+            f"{totals.minutes_above_target_replayed:.1f} replayed (the load that ran, over the replicas)"
+        )
+    return "\n".join(lines)
+
+
+def chart(timeline: Timeline, decisions: Sequence[Replayed], totals: Summary) -> str:
+    def running(step: TimelineStep) -> int:
+        return sum(1 for p in step.pods if not p.deleting and p.phase not in ("Failed", "Succeeded"))
+
+    series = [
+        {"metric": {"series": "replayed"}, "values": [(d.at.timestamp(), d.replicas) for d in decisions]},
+        {"metric": {"series": "ran"}, "values": [(s.at.timestamp(), running(s)) for s in timeline.steps]},
+    ]
+    head = "<!doctype html><meta charset='utf-8'><title>GPU Rightsizer backtest</title>"
+    summary = html.escape(_summary_text(totals)).replace("\n", "<br>")
+    body = svg_chart("Replicas over time", series, "series", "") + f"<p>{summary}</p>"
+    return f"{head}<body style='font-family:sans-serif'><h1>Backtest</h1>{body}</body>"

@@ -9,7 +9,7 @@ the spec's mode: the count decided is the next step's current count.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,6 +25,7 @@ from rightsizer.core.errors import RightsizerError
 from rightsizer.core.replicas import Recommendation
 from rightsizer.core.scaling_rate import ScaleEvent
 from rightsizer.core.scaling_signals import SignalReading
+from rightsizer.runtime import mapping
 from rightsizer.runtime.replica_step import ReplicaInputs, decide_inference, gpu_metrics, pod_roles
 
 WAKE_UP = "wakeUp"
@@ -159,3 +160,66 @@ def _readings(spec: GPUWorkloadSpec, step: TimelineStep) -> Mapping[str, SignalR
         else:
             readings[name] = SignalReading(name, value=step.scalars.get(name))
     return readings
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The replay against what ran: GPU-hours, and time above target (a proxy for latency risk)."""
+
+    gpu_hours_ran: float
+    gpu_hours_replayed: float
+    minutes_above_target_ran: float | None
+    minutes_above_target_replayed: float | None
+    cost_saved: float | None
+    currency: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "gpuHoursRan": round(self.gpu_hours_ran, 3),
+            "gpuHoursReplayed": round(self.gpu_hours_replayed, 3),
+            "minutesAboveTargetRan": _rounded(self.minutes_above_target_ran),
+            "minutesAboveTargetReplayed": _rounded(self.minutes_above_target_replayed),
+            "costSaved": _rounded(self.cost_saved),
+            "currency": self.currency,
+        }
+
+
+def summarise(timeline: Timeline, decisions: Sequence[Replayed], interval_seconds: float) -> Summary:
+    """Each step lasts until the next (the last one an interval). The replay's utilisation is the load
+    that ran spread over the replayed replicas; without a Gpu signal there is no target to be above."""
+    policy = mapping.scaling_policy(timeline.spec)
+    above = policy.target_utilization * (1 + policy.tolerance_for(True)) if policy.scales_on_gpu else None
+    ran_h = replayed_h = 0.0
+    ran_above = replayed_above = 0.0
+    times = [s.at for s in timeline.steps]
+    for index, (step, decision) in enumerate(zip(timeline.steps, decisions, strict=True)):
+        seconds = (times[index + 1] - step.at).total_seconds() if index + 1 < len(times) else interval_seconds
+        running = [p for p in step.pods if not p.deleting and p.phase not in ("Failed", "Succeeded")]
+        per_pod = sum(max(p.gpus, 1) for p in running) / len(running) if running else 1.0
+        ran_h += sum(max(p.gpus, 1) for p in running) * seconds / 3600
+        replayed_h += decision.replicas * per_pod * seconds / 3600
+        measured = [p for p in running if p.ready and p.utilization is not None]
+        if above is None or not measured:
+            continue
+        mean = sum((p.utilization or 0.0) * max(p.gpus, 1) for p in measured) / sum(
+            max(p.gpus, 1) for p in measured
+        )
+        if mean > above:
+            ran_above += seconds / 60
+        running_gpus = sum(max(p.gpus, 1) for p in running)
+        if decision.replicas and mean * running_gpus / (decision.replicas * per_pod) > above:
+            replayed_above += seconds / 60
+    pricing = timeline.spec.pricing
+    price = float(pricing.price_per_gpu_hour) if pricing and pricing.price_per_gpu_hour is not None else None
+    return Summary(
+        gpu_hours_ran=ran_h,
+        gpu_hours_replayed=replayed_h,
+        minutes_above_target_ran=ran_above if above is not None else None,
+        minutes_above_target_replayed=replayed_above if above is not None else None,
+        cost_saved=(ran_h - replayed_h) * price if price is not None else None,
+        currency=str(pricing.currency) if pricing and pricing.currency else None,
+    )
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 2) if value is not None else None
