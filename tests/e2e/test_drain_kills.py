@@ -77,6 +77,9 @@ def proxy(cluster: Cluster, tmp_path: Path) -> Iterator[ApiProxy]:
         yield running
 
 
+INTENT_PATH = "/metadata/annotations/" + INTENT.replace("~", "~0").replace("/", "~1")
+
+
 def unexplained_taints(proxy: ApiProxy, node: str) -> list[str]:
     """Replays every write the operator made to `node`, in order, across both runs: each time the
     node carries the disruption taint it must also carry the intent that explains it (else a dead
@@ -87,6 +90,11 @@ def unexplained_taints(proxy: ApiProxy, node: str) -> list[str]:
         if not (write.forwarded and 200 <= write.status < 300):
             continue
         body = json.loads(write.body)
+        if isinstance(body, list):
+            # A JSON Patch: the lease's compare-and-swap of the intent, which it only ever replaces.
+            if any(op.get("op") == "replace" and op.get("path", "").endswith(INTENT_PATH) for op in body):
+                intent = True
+            continue
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         if INTENT in annotations:
             intent = annotations[INTENT] is not None
