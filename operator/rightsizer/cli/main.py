@@ -17,13 +17,17 @@ SUBCOMMANDS = ("run", "plan", "report", "backtest", "metrics", "crds", "fake_dcg
 DEV_SUBCOMMANDS = frozenset({"fake_dcgm"})
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands, or only ``command``: importing the others (kopf and the Kubernetes client for
+    `run`) takes about a second that `rightsizer plan --snapshot` need not pay."""
     parser = argparse.ArgumentParser(
         prog="rightsizer",
         description="Right-size GPU workloads from real GPU activity, consolidate GPU nodes, show the cost.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
+        if command is not None and name != command:
+            continue
         if name in DEV_SUBCOMMANDS and importlib.util.find_spec("rightsizer.devcluster") is None:
             continue
         importlib.import_module(f"rightsizer.cli.{name}").register(subparsers)
@@ -31,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    command = words[0] if words and words[0] in SUBCOMMANDS else None
+    args = build_parser(command).parse_args(words)
     try:
         return int(args.func(args))
     except BrokenPipeError:

@@ -17,20 +17,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import yaml
-from kubernetes.client.rest import ApiException
-from kubernetes.config import ConfigException
 
-from rightsizer.adapters.cluster_snapshot import ClusterReader, ClusterState
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot_parsing import parse_time, snapshot_from_json
-from rightsizer.runtime.node_pools import pod_policies_of
-from rightsizer.runtime.wiring import api_client
+
+if TYPE_CHECKING:
+    from rightsizer.adapters.cluster_snapshot import ClusterState
 
 EXIT_BAD_INPUT = 2
 EXIT_UNREADABLE = 1
@@ -138,6 +136,9 @@ def _inputs(args: argparse.Namespace) -> PlanInput:
     if not args.live:
         snapshot = snapshot_from_json(_read(args.snapshot, "snapshot"))
         return PlanInput(snapshot=snapshot, now=now, pools=pools, gpu_activity=activity, options=options)
+    # Imported here: the Kubernetes client costs a second a snapshot file does not need.
+    from rightsizer.runtime.node_pools import pod_policies_of
+
     state = _live(args.kubeconfig, args.context)
     for name, problem in sorted(state.pool_errors.items()):
         print(f"rightsizer plan: GPUNodePool {name} is left out: {problem}", file=sys.stderr)
@@ -152,6 +153,12 @@ def _inputs(args: argparse.Namespace) -> PlanInput:
 
 
 def _live(kubeconfig: str | None, context: str | None) -> ClusterState:
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config import ConfigException
+
+    from rightsizer.adapters.cluster_snapshot import ClusterReader
+    from rightsizer.runtime.wiring import api_client
+
     try:
         state = ClusterReader(api_client(kubeconfig, context)).read()
     except (ApiException, RightsizerError, ConfigException, OSError) as exc:

@@ -15,12 +15,21 @@ a walk over every node.
 
 from __future__ import annotations
 
+import copy
+import sys
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
+from itertools import islice
 
-from rightsizer.core.matching import hard_taints, node_term_matches, selector_matches, tolerates
+from rightsizer.core.matching import hard_taints, node_term_matches, tolerates
+from rightsizer.core.pod_neighbours import (
+    anti_affinity_conflict,
+    host_port_conflict,
+    needs_neighbour_check,
+    spread_allows,
+)
 from rightsizer.core.snapshot import (
     HOSTNAME_LABEL,
     Node,
@@ -37,6 +46,7 @@ MEMORY = "memory"
 PODS = "pods"
 
 Request = tuple[tuple[int, int], ...]  # sparse (dimension, amount), always including one pod slot
+_NOWHERE = (sys.maxsize, 0, 0)
 
 
 def to_units(name: str, value: Decimal) -> int:
@@ -149,67 +159,6 @@ def pod_constraints(pod: Pod, pins: Iterable[tuple[str, str | None]] = ()) -> Co
 
 
 # ---------------------------------------------------------------------------------------------
-# Inter-pod rules on the node itself (hostname topology); other topologies are pinned instead.
-
-
-def _term_matches(term_namespaces: tuple[str, ...], all_ns: bool, owner_ns: str, other: Pod) -> bool:
-    if all_ns:
-        return True
-    return other.namespace in (term_namespaces or (owner_ns,))
-
-
-def anti_affinity_conflict(incoming: Pod, resident: Pod) -> bool:
-    """Would the two pods break a required anti-affinity term on the same node (either direction)?"""
-    for owner, other in ((incoming, resident), (resident, incoming)):
-        for term in owner.pod_anti_affinity:
-            if (
-                term.topology_key == HOSTNAME_LABEL
-                and _term_matches(term.namespaces, term.all_namespaces, owner.namespace, other)
-                and selector_matches(term.selector, other.labels)
-            ):
-                return True
-    return False
-
-
-def spread_allows(incoming: Pod, residents: Iterable[Pod]) -> bool:
-    """Per-node topology spread (DoNotSchedule): assume the emptiest eligible node holds 0 matching
-    pods, so the target may hold at most maxSkew of them after the move. Conservative, never wrong."""
-    residents = list(residents)
-    for constraint in incoming.spread:
-        if constraint.topology_key != HOSTNAME_LABEL:
-            continue
-        matching = sum(
-            1
-            for p in residents
-            if p.namespace == incoming.namespace and selector_matches(constraint.selector, p.labels)
-        )
-        if matching + 1 > constraint.max_skew:
-            return False
-    return True
-
-
-def host_port_conflict(incoming: Pod, resident: Pod) -> bool:
-    """Two pods cannot bind the same protocol/port on one node unless their host IPs differ."""
-    for protocol, port, ip in incoming.host_ports:
-        for other_protocol, other_port, other_ip in resident.host_ports:
-            if (
-                protocol == other_protocol
-                and port == other_port
-                and (ip in ("", "0.0.0.0") or other_ip in ("", "0.0.0.0") or ip == other_ip)
-            ):
-                return True
-    return False
-
-
-def needs_neighbour_check(pod: Pod) -> bool:
-    return (
-        bool(pod.host_ports)
-        or any(t.topology_key == HOSTNAME_LABEL for t in pod.pod_anti_affinity)
-        or any(c.topology_key == HOSTNAME_LABEL for c in pod.spread)
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # The simulation
 
 
@@ -270,6 +219,20 @@ class Simulation:
             self.node_class[i] = cid
         self._indexes: list[dict[int, list[tuple[int, int, int]]]] = [{} for _ in self._members]
         self._feasible: dict[Constraints, tuple[list[int], list[int]]] = {}
+        # Nodes being emptied: out of every index, so that a search never scans past them.
+        self._suspended: set[int] = set()
+
+    def fork(self) -> Simulation:
+        """An independent copy of the working state; the node classes and caches are shared."""
+        other = copy.copy(self)
+        other.free = [list(f) for f in self.free]
+        other.residents = [list(r) for r in self.residents]
+        other.notable = [list(r) for r in self.notable]
+        other.node_class = list(self.node_class)
+        other._members = [list(m) for m in self._members]
+        other._indexes = [{dim: list(index) for dim, index in by_dim.items()} for by_dim in self._indexes]
+        other._suspended = set(self._suspended)
+        return other
 
     # -- static feasibility ----------------------------------------------------------------------
 
@@ -296,13 +259,15 @@ class Simulation:
     def _index(self, cid: int, dim: int) -> list[tuple[int, int, int]]:
         index = self._indexes[cid].get(dim)
         if index is None:
-            index = sorted((self.free[n][dim], self.rank[n], n) for n in self._members[cid])
+            index = sorted(
+                (self.free[n][dim], self.rank[n], n) for n in self._members[cid] if n not in self._suspended
+            )
             self._indexes[cid][dim] = index
         return index
 
     def _unindex(self, n: int) -> None:
         cid = self.node_class[n]
-        if cid < 0:
+        if cid < 0 or n in self._suspended:
             return
         for dim, index in self._indexes[cid].items():
             entry = (self.free[n][dim], self.rank[n], n)
@@ -310,7 +275,7 @@ class Simulation:
 
     def _reindex(self, n: int) -> None:
         cid = self.node_class[n]
-        if cid < 0:
+        if cid < 0 or n in self._suspended:
             return
         for dim, index in self._indexes[cid].items():
             insort(index, (self.free[n][dim], self.rank[n], n))
@@ -336,10 +301,24 @@ class Simulation:
     def remove_node(self, n: int) -> None:
         """The node leaves the cluster: it is no longer a target."""
         self._unindex(n)
+        self._suspended.discard(n)
         cid = self.node_class[n]
         if cid >= 0:
             self._members[cid].remove(n)
             self.node_class[n] = -1
+
+    def suspend(self, nodes: Iterable[int]) -> None:
+        """Nodes about to be emptied are no target until resumed; pods still come and go on them."""
+        for n in nodes:
+            if self.node_class[n] >= 0 and n not in self._suspended:
+                self._unindex(n)
+                self._suspended.add(n)
+
+    def resume(self, nodes: Iterable[int]) -> None:
+        for n in nodes:
+            if n in self._suspended:
+                self._suspended.remove(n)
+                self._reindex(n)
 
     # -- choosing a target -----------------------------------------------------------------------
 
@@ -359,7 +338,6 @@ class Simulation:
         *,
         exclude: int = -1,
         allow_gpu_nodes: bool = True,
-        accept: Callable[[int], bool] | None = None,
     ) -> int | None:
         """The most-allocated node (least free of the pod's primary resource) that fits the pod.
 
@@ -371,24 +349,26 @@ class Simulation:
         tiers = (gpu,) if wants_gpu else ((plain, gpu) if allow_gpu_nodes else (plain,))
         primary = self.space.primary(request)
         need = next(a for d, a in request if d == primary)
+        rest = [(d, a) for d, a in request if d != primary]  # the bisection already checked primary
         free = self.free
         for classes in tiers:
-            best: tuple[int, int, int] | None = None
+            best = _NOWHERE  # compares above every index entry
             for cid in classes:
                 index = self._index(cid, primary)
-                for j in range(bisect_left(index, (need,)), len(index)):
-                    entry = index[j]
-                    if best is not None and entry >= best:
+                for entry in islice(index, bisect_left(index, (need,)), None):
+                    if entry >= best:
                         break
-                    n = entry[2]
-                    if (
-                        n != exclude
-                        and fits(free[n], request)
-                        and self.neighbours_allow(pod, n)
-                        and (accept is None or accept(n))
-                    ):
+                    # fits() inlined: this loop runs hundreds of times per pod on fragmented fleets.
+                    room = free[entry[2]]
+                    for d, amount in rest:
+                        if room[d] < amount:
+                            break
+                    else:
+                        n = entry[2]
+                        if n == exclude or not self.neighbours_allow(pod, n):
+                            continue
                         best = entry
                         break
-            if best is not None:
+            if best is not _NOWHERE:
                 return best[2]
         return None

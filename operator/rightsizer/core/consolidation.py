@@ -26,7 +26,7 @@ what was decided.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 
@@ -113,11 +113,12 @@ class _Run(MultiNodeMethod):
         utilisation = {i: self._current_utilisation(i) for i in candidates}
         dropping: set[int] = set(keep.drain_order) if keep is not None else set()
         dropping |= avoid
+        self.sim.suspend(dropping)  # no pod moves onto a node being emptied
 
-        def stays(n: int) -> bool:
-            return n not in dropping
-
-        accept = stays if dropping else None
+        def held(i: int) -> None:
+            """Node i stays after all: a target from now on."""
+            dropping.discard(i)
+            self.sim.resume((i,))
 
         def order(i: int) -> tuple[object, ...]:
             return (
@@ -133,11 +134,11 @@ class _Run(MultiNodeMethod):
             assert pool is not None
             if pool.consolidation_policy == WHEN_EMPTY:
                 self.node_reason[i] = f"pool {pool.name} consolidates only empty nodes (WhenEmpty)"
-                dropping.discard(i)  # stays: a target from now on
+                held(i)
                 continue
             if block := self.ledger.min_nodes_block(pool):
                 self.node_reason[i] = block
-                dropping.discard(i)
+                held(i)
                 continue
             if block := self.ledger.budget_block(pool, REASON_UNDERUTILIZED):
                 self.node_reason[i] = block  # emptied by a later plan: not filled by this one
@@ -148,9 +149,9 @@ class _Run(MultiNodeMethod):
                 self.node_reason[i] = f"pod {pod.key}: {why}"
                 self.skipped.append(Skip(self.nodes[i].name, pod.key, why))
                 continue
-            placed, stuck = self._try_drain(i, accept, planned)
+            placed, stuck = self._try_drain(i, planned)
             if stuck is not None:
-                dropping.discard(i)
+                held(i)
                 self.node_reason[i] = (
                     f"pod {stuck.key} ({describe(stuck.requests)}) fits on no remaining node"
                     + (
@@ -174,6 +175,7 @@ class _Run(MultiNodeMethod):
             self.load[i] = []
             self.disruptions.append((i, reason))
             self._remove(i)
+        self.sim.resume(dropping)
         return frozenset(n for n in dropping if n not in self.removed)
 
     def may_use_gpu_nodes(self, pod: Pod) -> bool:
@@ -191,10 +193,7 @@ class _Run(MultiNodeMethod):
         return max(shares, default=Decimal(0))
 
     def _try_drain(
-        self,
-        i: int,
-        accept: Callable[[int], bool] | None = None,
-        planned: Mapping[str, int] | None = None,
+        self, i: int, planned: Mapping[str, int] | None = None
     ) -> tuple[list[tuple[Pod, int]], Pod | None]:
         """Move node i's pods (largest first) onto other nodes, or nothing when one fits nowhere.
         ``planned`` targets are taken when they still fit, else the best node that does."""
@@ -209,7 +208,6 @@ class _Run(MultiNodeMethod):
                     self.constraints[pod.key],
                     exclude=i,
                     allow_gpu_nodes=self.may_use_gpu_nodes(pod),
-                    accept=accept,
                 )
             if target is None:
                 for moved, where in reversed(placed):
@@ -324,20 +322,21 @@ def consolidate(
 ) -> Outcome:
     """Run the consolidation methods in order on a snapshot and return what they decided.
 
-    Two complete passes from the same snapshot: single-node consolidation alone, and multi-node
-    consolidation before it. The plan that leaves fewer nodes (then costs less, then moves fewer
-    pods) wins; on a tie the single-node plan. Both book every disruption in their own ledger."""
+    Two complete passes from the same working state: single-node consolidation alone, and
+    multi-node consolidation before it. The plan that leaves fewer nodes (then costs less, then moves
+    fewer pods) wins; on a tie the single-node plan. Both book every disruption in their own ledger."""
+    start = _Run(
+        snapshot,
+        assignment,
+        now=now,
+        policies=policies or {},
+        activity=activity or {},
+        candidate_since=candidate_since or {},
+        options=options or PlannerOptions(),
+    )
     runs = []
     for multi_node in (False, True):
-        run = _Run(
-            snapshot,
-            assignment,
-            now=now,
-            policies=policies or {},
-            activity=activity or {},
-            candidate_since=candidate_since or {},
-            options=options or PlannerOptions(),
-        )
+        run = start if multi_node else start.fork()
         outcome = run.run(multi_node=multi_node)
         runs.append((_worth(run, outcome), multi_node, outcome))
     return min(runs, key=lambda r: (r[0], r[1]))[2]

@@ -99,10 +99,7 @@ class MultiNodeMethod(ConsolidationState):
         fits it. Returns the proposed target of each pod and the nodes that must stay after all.
         The simulation is left as it was."""
         dropping = set(keep.drain_order)
-
-        def stays(n: int) -> bool:
-            return n not in dropping
-
+        self.sim.suspend(dropping)  # pods go only to nodes that stay
         pods = sorted(
             ((p, i) for i in keep.drain_order for p in self.load[i]), key=lambda pi: self.size_key(pi[0])
         )
@@ -118,14 +115,14 @@ class MultiNodeMethod(ConsolidationState):
                 self.constraints[pod.key],
                 exclude=i,
                 allow_gpu_nodes=self.may_use_gpu_nodes(pod),
-                accept=stays,
             )
             if target is None:
                 failed.add(i)
-                dropping.discard(i)
                 for moved, where in reversed(placed.pop(i, [])):
                     self.sim.release(where, self.request[moved.key], moved)
                     self.sim.reserve(i, self.request[moved.key], moved)
+                dropping.discard(i)  # stays, and offers its room to the rest
+                self.sim.resume((i,))
                 continue
             self.sim.release(i, request, pod)
             self.sim.reserve(target, request, pod)
@@ -136,4 +133,5 @@ class MultiNodeMethod(ConsolidationState):
                 self.sim.release(where, self.request[pod.key], pod)
                 self.sim.reserve(i, self.request[pod.key], pod)
                 proposal[pod.key] = where
+        self.sim.resume(dropping)
         return proposal, frozenset(failed)

@@ -8,6 +8,7 @@ single home whatever method asks.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -45,6 +46,15 @@ class DisruptionLedger:
         self._removed: Counter[str] = Counter()
         self._launched: Counter[str] = Counter()
         self._allowed: dict[tuple[str, str], int] = {}
+
+    def fork(self) -> DisruptionLedger:
+        """A ledger with the same limits and nothing of this one's bookings after the fork."""
+        other = copy.copy(self)
+        other._pdb_used = Counter(self._pdb_used)
+        other._planned = Counter(self._planned)
+        other._removed = Counter(self._removed)
+        other._launched = Counter(self._launched)
+        return other
 
     def budget_block(self, pool: PoolPolicy, reason: str) -> str | None:
         key = (pool.name, reason)

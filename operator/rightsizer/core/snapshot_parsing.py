@@ -95,6 +95,8 @@ def parse_time(text: object, where: str) -> datetime | None:
 
 
 def _obj(value: object, where: str) -> Mapping[str, Any]:
+    if type(value) is dict:  # what JSON decodes to; the Mapping check below is an order slower
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -103,6 +105,8 @@ def _obj(value: object, where: str) -> Mapping[str, Any]:
 
 
 def _list(value: object, where: str) -> list[Any]:
+    if type(value) is list:
+        return value
     if value is None:
         return []
     if not isinstance(value, list):
