@@ -140,11 +140,32 @@ build_karpenter() {
   GOTOOLCHAIN="$KARPENTER_GO_TOOLCHAIN" fetch_crds sigs.k8s.io/karpenter "$KARPENTER_VERSION" kwok/apis/crds karpenter-kwok
 }
 
+fetch_clusterapi_crds() { # Cluster API's MachineDeployment, MachineSet and Machine CRDs, from its module
+  local dest="$CACHE/crds/cluster-api-$CLUSTER_API_VERSION" plural
+  if [ "$check_only" = 1 ]; then
+    [ -d "$dest" ] || { log "missing CRDs cluster-api-$CLUSTER_API_VERSION"; exit 1; }
+    return 0
+  fi
+  [ -d "$dest" ] && return 0
+  log "fetching the CRDs of sigs.k8s.io/cluster-api $CLUSTER_API_VERSION"
+  local json src
+  json="$(cd "$CACHE/build" && go mod download -json "sigs.k8s.io/cluster-api@$CLUSTER_API_VERSION")" \
+    || die "could not download sigs.k8s.io/cluster-api $CLUSTER_API_VERSION: $json"
+  src="$(sed -n 's/.*"Dir": "\(.*\)".*/\1/p' <<<"$json")/config/crd/bases"
+  rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
+  # Only the kinds the provider touches: the rest (Cluster, MachinePool, ...) would be noise.
+  for plural in machinedeployments machinesets machines; do
+    cp "$src/cluster.x-k8s.io_$plural.yaml" "$dest.tmp/" || die "no $plural CRD in cluster-api $CLUSTER_API_VERSION"
+  done
+  mv "$dest.tmp" "$dest"
+}
+
 PROMETHEUS_MODULE_VERSION="$(IFS=. read -r maj min pat <<<"${PROMETHEUS_VERSION#v}"; printf 'v0.%d%02d.%d' "$maj" "$min" "$pat")"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
+fetch_clusterapi_crds
 if [ "$check_only" = 1 ]; then
   for pair in kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION kube-scheduler:$KUBE_VERSION \
               kubectl:$KUBE_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION helm:$HELM_VERSION \
@@ -152,7 +173,8 @@ if [ "$check_only" = 1 ]; then
               karpenter-kwok:$KARPENTER_VERSION; do
     have "${pair%%:*}" "${pair#*:}" || { log "missing ${pair%%:*} ${pair#*:}"; exit 1; }
   done
-  for crds in "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" "karpenter-$KARPENTER_VERSION" "karpenter-kwok-$KARPENTER_VERSION"; do
+  for crds in "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" "karpenter-$KARPENTER_VERSION" "karpenter-kwok-$KARPENTER_VERSION" \
+              "kuberay-$KUBERAY_VERSION" "training-operator-$TRAINING_OPERATOR_VERSION"; do
     [ -d "$CACHE/crds/$crds" ] || { log "missing CRDs $crds"; exit 1; }
   done
   echo "$BIN"; exit 0
@@ -188,6 +210,10 @@ build_simple "$PO" "$PROMETHEUS_OPERATOR_VERSION" "$PO/cmd/operator:prometheus-o
   "$PO/pkg/apis/monitoring" "$PO/pkg/client"
 fetch_crds github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
   example/prometheus-operator-crd prometheus-operator
+# The workload kinds' real schemas (CRDs only; their controllers are played by the tests).
+fetch_crds github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION" config/crd/bases kuberay
+fetch_crds github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION" manifests/base/crds \
+  training-operator
 # Debian's prometheus (the cluster's, below) has no Kubernetes service discovery: the e2e tests that run
 # the scrape jobs prometheus-operator generates need upstream's. Linked as prometheus-upstream, so
 # the cluster keeps Debian's. Its Go module is versioned v0.<major><minor>.<patch> (3.5.0 is v0.305.0).

@@ -50,7 +50,7 @@ BAD: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("no-scale", {"targetRef": {"apiVersion": "v1", "kind": "ConfigMap", "name": "kube-root-ca.crt"}},
      "Ready", "False", "TargetNotScalable"),
     ("unknown-kind", {"targetRef": {"apiVersion": "example.com/v1", "kind": "Nope", "name": "x"}},
-     "Ready", "False", "TargetNotScalable"),
+     "Ready", "False", "TargetNotFound"),
     ("bad-template", {"metric": {"query": "avg by (pod) (DCGM_FI_DEV_GPU_UTIL{pod=~\"{{podz}}\"})"}},
      "MetricsAvailable", "False", "InvalidMetrics"),
     ("duplicate", {}, "Conflict", "True", "ConflictingAutoscaler"),

@@ -143,7 +143,7 @@ def test_names_scope_and_subresources(kind: str, scope: str, plural: str, short:
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        ("GPUWorkload", ["Type", "Mode", "Util%", "Replicas", "Desired", "$/h", "Age"]),
+        ("GPUWorkload", ["Type", "Target", "Can", "Mode", "Util%", "Replicas", "Desired", "$/h", "Age"]),
         ("GPUNodePool", ["Model", "Nodes", "GPUs", "Active", "Idle $/h", "Age"]),
     ],
 )

@@ -28,6 +28,7 @@ import yaml
 
 from rightsizer.adapters.cluster_cache import WATCHED
 from rightsizer.adapters.metrics.base import PodLabels
+from rightsizer.adapters.workload_kinds import KINDS, ReplicasVia
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
 from tests.support.chart import CHART, helm_bin
@@ -90,7 +91,8 @@ ALL_ON: dict[str, Any] = {
         "scaleTargets": [
             {"apiGroup": "apps", "resources": ["deployments", "statefulsets"]},
             {"apiGroup": "kubeflow.org", "resources": ["pytorchjobs"]},
-        ]
+        ],
+        "workloadKinds": [k.kind for k in KINDS.values() if k.group != "apps"],
     },
     "serviceMonitor": {"enabled": True},
     "prometheusRule": {"enabled": True},
@@ -862,6 +864,18 @@ def scale_target_needs(values: dict[str, Any]) -> list[Need]:
     ]
 
 
+def workload_kind_needs(values: dict[str, Any]) -> list[Need]:
+    """kube.py reaches a registered kind's object (GET/PATCH) and, where the kind scales through it,
+    its /scale (GET/PATCH), as for scale targets; the kinds enabled in rbac.workloadKinds."""
+    by_name = {k.kind: k for k in KINDS.values()}
+    return [
+        Need(kind.group, kind.plural + sub, verb, "core", "watched", where="adapters/workload_kinds.py KINDS")
+        for kind in (by_name[name] for name in (values.get("rbac") or {}).get("workloadKinds") or [])
+        for sub in ("", "/scale") if sub == "" or kind.replicas_via is ReplicasVia.SCALE
+        for verb in ("get", "patch")
+    ]  # fmt: skip
+
+
 def cache_needs() -> list[Need]:
     """adapters/cluster_cache.py lists and watches the kinds it declares in WATCHED (raw paths built
     from that table, so the table is what it calls)."""
@@ -893,7 +907,13 @@ def enabled_features(values: dict[str, Any]) -> set[str]:
 def needs_for(values: dict[str, Any]) -> list[Need]:
     features = enabled_features(values)
     peering = (values.get("peering") or {}).get("name") or FULLNAME
-    everything = [*client_needs(), *kopf_needs(), *cache_needs(), *scale_target_needs(values)]
+    everything = [
+        *client_needs(),
+        *kopf_needs(),
+        *cache_needs(),
+        *scale_target_needs(values),
+        *workload_kind_needs(values),
+    ]
     return [
         Need(n.group, n.resource, n.verb, n.feature, n.scope, peering if n.name else None, n.where)
         for n in everything

@@ -151,6 +151,26 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
   resources: [{{ range $i, $r := .resources }}{{ if $i }}, {{ end }}{{ printf "%s/scale" $r | quote }}{{ end }}]
   verbs: ["get", "patch"]
 {{- end }}
+{{- /* The kinds of adapters/workload_kinds.py: group, plural, and whether replicas go through /scale. */}}
+{{- $kinds := dict
+  "Job" (list "batch" "jobs" false)
+  "JobSet" (list "jobset.x-k8s.io" "jobsets" false)
+  "PyTorchJob" (list "kubeflow.org" "pytorchjobs" true)
+  "RayCluster" (list "ray.io" "rayclusters" false)
+  "LeaderWorkerSet" (list "leaderworkerset.x-k8s.io" "leaderworkersets" true)
+}}
+{{- range .Values.rbac.workloadKinds }}
+{{- $k := required (printf "rbac.workloadKinds: unknown kind %q (known: %s)" . (keys $kinds | sortAlpha | join ", ")) (get $kinds .) }}
+# GPUWorkloads: {{ . }} targets — pods by the kind's labels; replicas, suspend field and annotations on the object.
+- apiGroups: [{{ index $k 0 | quote }}]
+  resources: [{{ index $k 1 | quote }}]
+  verbs: ["get", "patch"]
+{{- if index $k 2 }}
+- apiGroups: [{{ index $k 0 | quote }}]
+  resources: [{{ printf "%s/scale" (index $k 1) | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "gpu-rightsizer.eventRules" -}}

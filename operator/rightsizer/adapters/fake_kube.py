@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from rightsizer.adapters.kube import Scale, TargetNotFound, TargetRef
+from rightsizer.adapters.kube import Scale, TargetNotFound, TargetNotScalable, TargetRef
 
 
 @dataclass
@@ -16,10 +16,19 @@ class FakeTargets:
     writes: list[tuple[str, str, str, object]] = field(default_factory=list)
     reads: int = 0
 
-    def add(
-        self, namespace: str, ref: TargetRef, replicas: int, selector: str, can_suspend: bool = False
+    def add(  # noqa: PLR0917 - one target as tests describe it
+        self,
+        namespace: str,
+        ref: TargetRef,
+        replicas: int,
+        selector: str,
+        can_suspend: bool = False,
+        can_scale: bool = True,
+        scaled_by: str | None = None,
     ) -> None:
-        self.scales[(namespace, ref.kind, ref.name)] = Scale(replicas, replicas, selector, can_suspend)
+        self.scales[(namespace, ref.kind, ref.name)] = Scale(
+            replicas, replicas, selector, can_suspend, can_scale=can_scale, scaled_by=scaled_by
+        )
 
     def _key(self, namespace: str, ref: TargetRef) -> tuple[str, str, str]:
         key = (namespace, ref.kind, ref.name)
@@ -33,6 +42,8 @@ class FakeTargets:
 
     def set_replicas(self, namespace: str, ref: TargetRef, replicas: int) -> None:
         key = self._key(namespace, ref)
+        if not self.scales[key].can_scale:
+            raise TargetNotScalable(namespace, ref, f"a {ref.kind} like this one has no replica count")
         self.scales[key] = replace(self.scales[key], desired=replicas, current=replicas)
         self.writes.append(("scale", namespace, ref.name, replicas))
 

@@ -21,6 +21,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from rightsizer.adapters.kube_retry import KubeRetry
+from rightsizer.adapters.workload_kinds import KINDS, ReplicasVia, WorkloadKind, kind_for, supported_kinds
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.gpu_share import is_gpu_request
 from rightsizer.core.quantity import parse_quantity
@@ -34,11 +35,9 @@ SCALE_CONFLICT_ATTEMPTS = 5
 
 
 class TargetNotFound(RightsizerError):
-    def __init__(self, namespace: str, ref: TargetRef) -> None:
-        super().__init__(
-            f"{ref.kind} {namespace}/{ref.name} ({ref.api_version}) does not exist: "
-            "create it or fix spec.targetRef"
-        )
+    def __init__(self, namespace: str, ref: TargetRef, why: str = "") -> None:
+        what = why or f"{ref.kind} {namespace}/{ref.name} ({ref.api_version}) does not exist"
+        super().__init__(f"{what}: create it or fix spec.targetRef")
 
 
 class ScaleConflict(RightsizerError):
@@ -52,8 +51,8 @@ class ScaleConflict(RightsizerError):
 class TargetNotScalable(RightsizerError):
     def __init__(self, namespace: str, ref: TargetRef, why: str) -> None:
         super().__init__(
-            f"{ref.kind} {namespace}/{ref.name} cannot be scaled: {why}; spec.targetRef must name a "
-            "resource with a /scale subresource (Deployment, StatefulSet, or a custom resource that has one)"
+            f"{ref.kind} {namespace}/{ref.name} cannot be scaled: {why}; spec.targetRef must name one of "
+            f"{supported_kinds()}, or a resource with a /scale subresource"
         )
 
 
@@ -74,12 +73,29 @@ class TargetRef:
 
 @dataclass(frozen=True)
 class Scale:
+    """A target as the workload loop sees it, whatever its kind."""
+
     desired: int
     current: int
     selector: str
     can_suspend: bool = False
     suspended: bool = False
     annotations: Mapping[str, str] = field(default_factory=dict)
+    can_scale: bool = True
+    pod_selectors: tuple[str, ...] = ()
+    """Selectors whose pods together are the workload's; empty: `selector` alone."""
+    scaled_by: str | None = None
+    """Another autoscaler the target itself turns on."""
+
+    @property
+    def selectors(self) -> tuple[str, ...]:
+        return self.pod_selectors or (self.selector,)
+
+    @property
+    def actions(self) -> str:
+        """What the operator can do with the target, as status shows it."""
+        can = [name for name, able in (("Scale", self.can_scale), ("Suspend", self.can_suspend)) if able]
+        return ",".join(can) or "RecommendOnly"
 
 
 @dataclass(frozen=True)
@@ -189,9 +205,9 @@ class KubeWorkloads:
         self._api = api
         self._core = client.CoreV1Api(api)
         self._retry = retry or KubeRetry()
-        # (apiVersion, kind) -> the resource serving it, once known to have /scale. Only answers
-        # that can be acted on are kept: a kind that is missing now may be installed later.
-        self._scalable: dict[tuple[str, str], str] = {}
+        # (apiVersion, kind) -> the resource serving it and whether it has /scale. Only answers that
+        # can be acted on are kept: a kind that is missing now may be installed later.
+        self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
 
     # -- the target -----------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
@@ -216,72 +232,97 @@ class KubeWorkloads:
             self._retry.call(f"{method} {path}", lambda: self._request(method, path, body, content_type))
         )
 
-    def _resource(self, namespace: str, ref: TargetRef) -> str:
-        """The plural serving `ref.kind`, checked to have a /scale subresource."""
-        known = self._scalable.get((ref.api_version, ref.kind))
+    def _resource(self, namespace: str, ref: TargetRef) -> tuple[str, bool]:
+        """The plural serving `ref.kind` and whether it has a /scale subresource. A kind with no
+        adapter must have one; a kind the API server does not serve is missing, not unscalable."""
+        known = self._resources.get((ref.api_version, ref.kind))
         if known is not None:
             return known
         group_path = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
+        missing = f"the API server serves no {ref.kind} in {ref.api_version} (is its CRD installed?)"
         try:
             listing = self._call("GET", group_path)
         except ApiException as exc:
             if exc.status == 404:
-                raise TargetNotScalable(
-                    namespace, ref, f"the API server serves no {ref.kind} in {ref.api_version}"
-                ) from exc
+                raise TargetNotFound(namespace, ref, missing) from exc
             raise
         resources = [r for r in listing.get("resources") or [] if isinstance(r, dict)]
         names = [str(r.get("name", "")) for r in resources if r.get("kind") == ref.kind]
         plural = next((n for n in names if "/" not in n), None)
         if plural is None:
-            raise TargetNotScalable(
-                namespace, ref, f"the API server serves no {ref.kind} in {ref.api_version}"
-            )
-        if not any(r.get("name") == f"{plural}/scale" for r in resources):
+            raise TargetNotFound(namespace, ref, missing)
+        has_scale = any(r.get("name") == f"{plural}/scale" for r in resources)
+        if not has_scale and (ref.group, ref.kind) not in KINDS:
             raise TargetNotScalable(namespace, ref, f"{plural} has no /scale subresource")
-        self._scalable[(ref.api_version, ref.kind)] = plural
-        return plural
+        self._resources[(ref.api_version, ref.kind)] = (plural, has_scale)
+        return plural, has_scale
 
-    def _scale_path(self, namespace: str, ref: TargetRef) -> str:
-        plural = self._resource(namespace, ref)
+    def _target(self, namespace: str, ref: TargetRef) -> tuple[str, bool, WorkloadKind]:
+        """The object's path, whether its kind has /scale, and the kind's adapter."""
+        plural, has_scale = self._resource(namespace, ref)
         prefix = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
-        return f"{prefix}/namespaces/{namespace}/{plural}/{ref.name}"
+        path = f"{prefix}/namespaces/{namespace}/{plural}/{ref.name}"
+        return path, has_scale, kind_for(ref.group, ref.kind)
+
+    @staticmethod
+    def _via(kind: WorkloadKind, obj: Mapping[str, Any], has_scale: bool) -> ReplicasVia:
+        via = kind.scalable(obj)
+        return ReplicasVia.NONE if via is ReplicasVia.SCALE and not has_scale else via
 
     def read_scale(self, namespace: str, ref: TargetRef) -> Scale:
-        path = self._scale_path(namespace, ref)
+        path, has_scale, kind = self._target(namespace, ref)
+        scale: Mapping[str, Any] = {}
         try:
             obj = self._call("GET", path)
-            if (ref.group, ref.kind) in SCALE_IN_OBJECT:
-                scale = scale_of(obj)
-            else:
-                scale = self._call("GET", f"{path}/scale")
+            via = self._via(kind, obj, has_scale)
+            if via is ReplicasVia.SCALE:
+                in_object = (ref.group, ref.kind) in SCALE_IN_OBJECT
+                scale = scale_of(obj) if in_object else self._call("GET", f"{path}/scale")
         except ApiException as exc:
             if exc.status == 404:
                 # The object is missing, or its kind went away (a CRD deleted): ask discovery again.
-                self._scalable.pop((ref.api_version, ref.kind), None)
+                self._resources.pop((ref.api_version, ref.kind), None)
                 raise TargetNotFound(namespace, ref) from exc
             raise
-        spec = obj.get("spec") or {}
         # A drain's surge (core.surge) is not the workload's count: the loop sees the count without it.
         annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
         if (ref.group, ref.kind) not in SCALE_IN_OBJECT:
             annotations.pop(SURGE_ANNOTATION, None)
+        if via is ReplicasVia.SCALE:
+            desired = int((scale.get("spec") or {}).get("replicas") or 0)
+            current = int((scale.get("status") or {}).get("replicas") or 0)
+        else:
+            desired, current = kind.replicas(obj) if via is ReplicasVia.PATH else (0, 0)
+        selector = str((scale.get("status") or {}).get("selector") or "")
+        selectors = kind.pod_selectors(ref.name, selector)
         return Scale(
-            desired=unsurged(int((scale.get("spec") or {}).get("replicas") or 0), annotations),
-            current=unsurged(int((scale.get("status") or {}).get("replicas") or 0), annotations),
-            selector=str((scale.get("status") or {}).get("selector") or ""),
-            can_suspend="suspend" in spec,
-            suspended=bool(spec.get("suspend")),
+            desired=unsurged(desired, annotations),
+            current=unsurged(current, annotations),
+            selector=selectors[0],
+            can_suspend=kind.can_suspend(obj),
+            suspended=kind.suspended(obj),
             annotations=dict((obj.get("metadata") or {}).get("annotations") or {}),
+            can_scale=via is not ReplicasVia.NONE,
+            pod_selectors=selectors,
+            scaled_by=kind.scaled_by(obj),
         )
 
     def set_replicas(self, namespace: str, ref: TargetRef, replicas: int) -> None:
         """Set the workload's count. On a Deployment or StatefulSet a drain may have raised (core.surge):
-        then the count goes on top of the surge and into its record, which is what the drain restores.
-        Written under the resourceVersion read, so a surge that lands in between is never overwritten."""
-        path = self._scale_path(namespace, ref)
+        then the count goes on top of the surge and into its record, which is what the drain restores,
+        in one write under the resourceVersion read. Without a surge the count alone goes to /scale, as
+        a retry-safe write that the controller's own status updates cannot make conflict; a surge that
+        lands in between is lost, and its drain then times out waiting and rolls back (fails closed)."""
+        path, has_scale, kind = self._target(namespace, ref)
         if (ref.group, ref.kind) not in SCALE_IN_OBJECT:
-            self._call("PATCH", f"{path}/scale", {"spec": {"replicas": replicas}}, MERGE_PATCH)
+            obj = self._call("GET", path)
+            via = self._via(kind, obj, has_scale)
+            if via is ReplicasVia.PATH:
+                self._call("PATCH", path, *kind.replicas_patch(obj, replicas))
+            elif via is ReplicasVia.SCALE:
+                self._call("PATCH", f"{path}/scale", {"spec": {"replicas": replicas}}, MERGE_PATCH)
+            else:
+                raise TargetNotScalable(namespace, ref, f"a {ref.kind} like this one has no replica count")
             return
         for _ in range(SCALE_CONFLICT_ATTEMPTS):
             meta = self._call("GET", path).get("metadata") or {}
@@ -289,8 +330,7 @@ class KubeWorkloads:
             version = {"resourceVersion": meta.get("resourceVersion")}
             try:
                 if record is None:
-                    body = {"metadata": version, "spec": {"replicas": replicas}}
-                    self._call("PATCH", f"{path}/scale", body, MERGE_PATCH)
+                    self._call("PATCH", f"{path}/scale", {"spec": {"replicas": replicas}}, MERGE_PATCH)
                 else:
                     noted = {SURGE_ANNOTATION: record.with_original(replicas).to_json()}
                     body = {
@@ -305,13 +345,13 @@ class KubeWorkloads:
         raise ScaleConflict(namespace, ref, SCALE_CONFLICT_ATTEMPTS)
 
     def suspend(self, namespace: str, ref: TargetRef, suspend: bool = True) -> None:
-        path = self._scale_path(namespace, ref)
-        self._call("PATCH", path, {"spec": {"suspend": suspend}}, "application/merge-patch+json")
+        path, _, kind = self._target(namespace, ref)
+        self._call("PATCH", path, *kind.suspend_patch(suspend))
 
     def annotate_target(self, namespace: str, ref: TargetRef, annotations: Mapping[str, str | None]) -> None:
-        path = self._scale_path(namespace, ref)
+        path, _, _ = self._target(namespace, ref)
         body = {"metadata": {"annotations": dict(annotations)}}
-        self._call("PATCH", path, body, "application/merge-patch+json")
+        self._call("PATCH", path, body, MERGE_PATCH)
 
     # -- pods -----------------------------------------------------------------------------------
     def annotate_pod(self, namespace: str, pod: str, annotations: Mapping[str, str | None]) -> None:

@@ -86,6 +86,8 @@ class WorkloadObservation:
     """Why another autoscaler owns the target (e.g. "HorizontalPodAutoscaler web targets it")."""
     problem: Problem | None = None
     idle_since: datetime | None = None
+    target: tuple[str, str] | None = None
+    """The target's kind and what the operator can do with it (e.g. "Scale,Suspend"); None: as stored."""
 
 
 def workload_status(
@@ -114,6 +116,11 @@ def workload_status(
         "recommendations": _recommendations(decision, observed.gpu_fit),
         "cost": _cost(previous.get("cost"), observed.cost, observed.accrual, now),
         "idleSince": format_time(observed.idle_since) if observed.idle_since else None,
+        "target": (
+            {"kind": observed.target[0], "actions": observed.target[1]}
+            if observed.target is not None
+            else previous.get("target")
+        ),
     }
 
 

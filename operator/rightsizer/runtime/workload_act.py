@@ -1,8 +1,8 @@
 """Act, the third step of a workload pass: carry out the decision and say what happened.
 
-The only writes are the target's /scale (or spec.suspend) and its idle-since annotation; the scaling
-state goes onto the GPUWorkload with the status, through the caller's patch. In Recommend mode
-nothing that runs is changed.
+The only writes are the target's replicas or suspend field (where its kind keeps them, see
+adapters.workload_kinds) and its idle-since annotation; the scaling state goes onto the GPUWorkload
+with the status, through the caller's patch. In Recommend mode nothing that runs is changed.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def _scale(
     decision = outcome.decision
     kept_events = read.scale_events
     events: tuple[Event, ...] = ()
-    if decision.changes_replicas and enforce:
+    # A kind with no replica count the operator can set is recommended on only.
+    if decision.changes_replicas and enforce and observed.scale.can_scale:
         kube.set_replicas(observed.header.namespace, observed.ref, decision.replicas)
         kept_events = outcome.scale_events  # a scale event counts only once it has happened
         events = (Event("Normal", str(decision.action), decision.reason),)
@@ -82,9 +83,11 @@ def _suspend_or_annotate(
     if action == TrainingAction.SUSPEND and enforce and scale.desired > 0 and not scale.suspended:
         if scale.can_suspend:
             kube.suspend(namespace, ref)
-        else:
+        elif scale.can_scale:
             kube.set_replicas(namespace, ref, 0)
-        events.append(Event("Normal", "Suspended", f"{ref.kind}/{ref.name} idle since {since}; suspended"))
+        if scale.can_suspend or scale.can_scale:
+            said = f"{ref.kind}/{ref.name} idle since {since}; suspended"
+            events.append(Event("Normal", "Suspended", said))
     if action in (TrainingAction.ANNOTATE_IDLE, TrainingAction.SUSPEND, TrainingAction.RECOMMEND_SUSPEND):
         if since is not None and scale.annotations.get(IDLE_SINCE) != _iso(since):
             # Annotating is allowed in Recommend mode: it changes nothing that runs.

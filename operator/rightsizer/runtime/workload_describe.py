@@ -87,6 +87,7 @@ def describe(
             accrual=accrual,
             conflict=observed.conflict,
             idle_since=decision.idle_since,
+            target=(observed.ref.kind, observed.scale.actions),
         ),
         now,
     )

@@ -8,7 +8,7 @@ workload that no other autoscaler scales: nothing else is decided on them, and e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -158,7 +158,11 @@ class WorkloadObserver:
         if (waited := monotonic() - reading) > 1:
             now += timedelta(seconds=waited)
 
-        pods = view.pods(namespace, scale.selector)
+        pods = _workload_pods(view, namespace, scale.selectors)
+        if not scale.can_scale:
+            # A kind with no replica count (a JobSet, a RayCluster of several groups) runs as its pods.
+            live = sum(1 for p in pods if p.phase in ("Pending", "Running") and not p.deleting)
+            scale = replace(scale, desired=live, current=live)
         roles = pod_roles(pods, spec, now)
         labels = view.node_labels([p.node for p in pods if p.node])
         on_shared = frozenset(
@@ -172,6 +176,8 @@ class WorkloadObserver:
             metrics = signal_hint(metrics, mapping.gpu_signal(spec), on_mig)
 
         conflicts = view.conflicting_autoscalers(namespace, ref) + view.rival_workloads(namespace, name, ref)
+        if scale.scaled_by is not None:
+            conflicts.append(scale.scaled_by)
         conflict = f"{', '.join(conflicts)} also scales {ref.kind}/{ref.name}" if conflicts else None
         inference = None
         if spec.workload_type == "Inference" and conflict is None:
@@ -267,6 +273,15 @@ class WorkloadObserver:
 
     def _max_age(self) -> timedelta:
         return timedelta(seconds=self._settings.max_metric_age)
+
+
+def _workload_pods(view: ClusterView, namespace: str, selectors: Sequence[str]) -> list[PodInfo]:
+    """The pods any of the target's selectors match, each once, in the order first found."""
+    found: dict[str, PodInfo] = {}
+    for selector in selectors:
+        for pod in view.pods(namespace, selector):
+            found.setdefault(pod.name, pod)
+    return list(found.values())
 
 
 def _running(pods: Sequence[PodInfo]) -> list[PodInfo]:

@@ -69,6 +69,7 @@ from rightsizer.api.v1alpha1.workload_status import (
     Recommendation,
     ReplicaCounts,
     ReplicaUtilization,
+    TargetStatus,
     Utilization,
 )
 
@@ -125,6 +126,7 @@ __all__ = [
     "Taint",
     "TaintEffect",
     "TargetRef",
+    "TargetStatus",
     "TargetType",
     "Utilization",
     "WakeUp",

@@ -328,6 +328,10 @@ class GPUWorkload(ApiObject):
         namespaced=True,
         printer_columns=(
             PrinterColumn("Type", "string", ".spec.workloadType", "Inference or Training."),
+            PrinterColumn("Target", "string", ".status.target.kind", "The target's kind."),
+            PrinterColumn(
+                "Can", "string", ".status.target.actions", "Scale, Suspend, Scale,Suspend or RecommendOnly."
+            ),
             PrinterColumn("Mode", "string", ".spec.mode", "Enforce or Recommend."),
             PrinterColumn(
                 "Util%", "number", ".status.utilization.aggregate", "Average GPU utilisation, percent."

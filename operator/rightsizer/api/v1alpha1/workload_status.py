@@ -93,6 +93,16 @@ class CostStatus(StatusModel):
     )
 
 
+class TargetStatus(StatusModel):
+    """The target as the operator reaches it."""
+
+    kind: str = Field(description="The target's kind, e.g. RayCluster.")
+    actions: str = Field(
+        description="What the operator can do with it: Scale (a replica count it can set), Suspend "
+        "(a suspend field), both as Scale,Suspend, or RecommendOnly when it has neither."
+    )
+
+
 class GPUWorkloadStatus(StatusModel):
     """What the operator observed and decided."""
 
@@ -108,3 +118,6 @@ class GPUWorkloadStatus(StatusModel):
     recommendations: Recommendation | None = Field(default=None, description="Right-sizing advice.")
     cost: CostStatus | None = Field(default=None, description="Cost per hour and to date.")
     idle_since: datetime | None = Field(default=None, description="Since when the workload has been idle.")
+    target: TargetStatus | None = Field(
+        default=None, description="The target's kind and what the operator can do with it."
+    )
