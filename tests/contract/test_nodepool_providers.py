@@ -1,9 +1,10 @@
 """One contract for every node-pool provider, run against the fake and the real API server.
 
 kwok drives real (fake-kubelet) Node objects. karpenter runs against the real Karpenter (its kwok
-cloud provider, tests/support/karpenter.py). clusterapi runs against minimal CRDs of
-MachineDeployment/Machine installed here: the API server is real, the controller is not, so the test
-plays its part (creating the Machine that backs a node) and checks what the provider asked for.
+cloud provider, tests/support/karpenter.py). clusterapi runs against Cluster API's real
+MachineDeployment/MachineSet/Machine CRDs (tests/support/clusterapi.py), so every object is one its
+schema accepts: the API server is real, the controller is not, so the test plays its part (creating
+the Machine that backs a node) and checks what the provider asked for.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -23,6 +23,9 @@ from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.adapters.nodepools.karpenter import KarpenterProvider
 from rightsizer.adapters.nodepools.kwok import KwokProvider
 from tests.support.cluster import Cluster, wait_for
+from tests.support.clusterapi import GROUP as CAPI_GROUP
+from tests.support.clusterapi import VERSION as CAPI_VERSION
+from tests.support.clusterapi import install_crds, machine, machine_deployment
 from tests.support.karpenter import Karpenter
 
 OWNER_LABEL = "rightsizer.io/test-owner"
@@ -33,38 +36,6 @@ class World:
     provider: NodePoolProvider
     make_node: Callable[[], str]  # a node backed by the provider's machinery
     backed: Callable[[str], bool]  # is the node still backed (not marked/deleted)?
-
-
-def crd(group: str, kind: str, plural: str, version: str, *, namespaced: bool, scale: bool) -> dict[str, Any]:
-    served: dict[str, Any] = {
-        "name": version,
-        "served": True,
-        "storage": True,
-        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-    }
-    if scale:
-        served["subresources"] = {
-            "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
-        }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "scope": "Namespaced" if namespaced else "Cluster",
-            "versions": [served],
-        },
-    }
-
-
-def install(cluster: Cluster, *crds: dict[str, Any]) -> None:
-    cluster.apply(list(crds))
-    for c in crds:
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{c['metadata']['name']}", "--timeout=60s"
-        )
 
 
 def fake_world() -> World:
@@ -109,31 +80,11 @@ def kwok_world(cluster: Cluster, owner: str) -> World:
 
 
 def clusterapi_world(cluster: Cluster, owner: str, namespace: str) -> World:
-    install(
-        cluster,
-        crd(
-            "cluster.x-k8s.io",
-            "MachineDeployment",
-            "machinedeployments",
-            "v1beta1",
-            namespaced=True,
-            scale=True,
-        ),
-        crd("cluster.x-k8s.io", "Machine", "machines", "v1beta1", namespaced=True, scale=False),
-    )
+    install_crds(cluster)
     custom = client.CustomObjectsApi(cluster.api)
-    group, version = "cluster.x-k8s.io", "v1beta1"
+    deployment = machine_deployment(owner, 0)
     custom.create_namespaced_custom_object(
-        group,
-        version,
-        namespace,
-        "machinedeployments",
-        {
-            "apiVersion": f"{group}/{version}",
-            "kind": "MachineDeployment",
-            "metadata": {"name": owner},
-            "spec": {"replicas": 0},
-        },
+        CAPI_GROUP, CAPI_VERSION, namespace, "machinedeployments", deployment
     )
     provider = ClusterApiProvider(cluster.api, pool=owner, namespace=namespace, machine_deployment=owner)
 
@@ -142,26 +93,26 @@ def clusterapi_world(cluster: Cluster, owner: str, namespace: str) -> World:
         node = f"{owner}-{secrets.token_hex(2)}"
         scale = provider.desired_nodes()
         custom.patch_namespaced_custom_object_scale(
-            group, version, namespace, "machinedeployments", owner, {"spec": {"replicas": scale + 1}}
-        )
-        custom.create_namespaced_custom_object(
-            group,
-            version,
+            CAPI_GROUP,
+            CAPI_VERSION,
             namespace,
-            "machines",
-            {
-                "apiVersion": f"{group}/{version}",
-                "kind": "Machine",
-                "metadata": {"name": node, "labels": {"cluster.x-k8s.io/deployment-name": owner}},
-                "spec": {"clusterName": "test"},
-                "status": {"nodeRef": {"kind": "Node", "name": node}},
-            },
+            "machinedeployments",
+            owner,
+            {"spec": {"replicas": scale + 1}},
+        )
+        body = machine(deployment, node)
+        del body["metadata"]["finalizers"]  # nothing here plays the Machine controller that removes it
+        custom.create_namespaced_custom_object(CAPI_GROUP, CAPI_VERSION, namespace, "machines", body)
+        # The real Machine has a status subresource: the node reference is set there, as its controller does.
+        node_ref = {"status": {"nodeRef": {"apiVersion": "v1", "kind": "Node", "name": node}}}
+        custom.patch_namespaced_custom_object_status(
+            CAPI_GROUP, CAPI_VERSION, namespace, "machines", node, node_ref
         )
         return node
 
     def backed(node: str) -> bool:
-        machine = custom.get_namespaced_custom_object(group, version, namespace, "machines", node)
-        return DELETE_MACHINE_ANNOTATION not in (machine["metadata"].get("annotations") or {})
+        m = custom.get_namespaced_custom_object(CAPI_GROUP, CAPI_VERSION, namespace, "machines", node)
+        return DELETE_MACHINE_ANNOTATION not in (m["metadata"].get("annotations") or {})
 
     return World(provider, make, backed)
 

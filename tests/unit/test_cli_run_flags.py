@@ -17,6 +17,7 @@ pytestmark = pytest.mark.unit
         (["--intent-lease", "1"], "consolidation.intent_lease_seconds"),
         (["--drain-timeout", "-5"], "consolidation.drain_timeout_seconds"),
         (["--removal-timeout", "0"], "consolidation.removal_timeout_seconds"),
+        (["--scale-up-cooldown", "-1"], "consolidation.scale_up_cooldown_seconds"),
     ],
 )
 def test_a_bad_consolidation_flag_is_refused_naming_the_setting(

@@ -81,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         help="seconds after which a node the provider was asked to remove counts as stuck (900)",
     )
+    p.add_argument(
+        "--scale-up-cooldown",
+        type=float,
+        help="seconds after adding nodes to a pool before adding more (60)",
+    )
     p.add_argument("--drain-workers", type=int, help="drains running at once, on their own threads (2)")
     p.add_argument(
         "--intent-lease",
@@ -146,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         "drain_workers": args.drain_workers,
         "intent_lease_seconds": args.intent_lease,
         "removal_timeout_seconds": args.removal_timeout,
+        "scale_up_cooldown_seconds": args.scale_up_cooldown,
         "drain_backoff_seconds": args.drain_backoff,
         "pool_selector": dict(s.split("=", 1) for s in args.pool_selector) if args.pool_selector else None,
     }
