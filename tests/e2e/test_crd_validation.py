@@ -25,6 +25,7 @@ from rightsizer.api.v1alpha1 import (
     GPUWorkloadStatus,
     ReplicaCounts,
     ReplicaUtilization,
+    TargetStatus,
     Utilization,
 )
 from tests.support.cluster import Cluster, wait_for
@@ -156,8 +157,8 @@ def test_get_gw_shows_type_mode_util_replicas_and_cost(crds: None, kubectl: Kube
     header, row = (
         line.split() for line in kubectl("get", "gw", "llm-server", "-n", namespace).stdout.splitlines()
     )
-    assert header == ["NAME", "TYPE", "MODE", "UTIL%", "REPLICAS", "DESIRED", "$/H", "AGE"]
-    assert row[:7] == ["llm-server", "Inference", "Enforce", "71.5", "2", "3", "6.4"]
+    assert header == ["NAME", "TYPE", "TARGET", "CAN", "MODE", "UTIL%", "REPLICAS", "DESIRED", "$/H", "AGE"]
+    assert row[:9] == ["llm-server", "Inference", "Deployment", "Scale", "Enforce", "71.5", "2", "3", "6.4"]
     by_category = kubectl("get", "rightsizer", "-n", namespace, "-o", "name").stdout.split()
     assert "gpuworkload.rightsizer.io/llm-server" in by_category
 
@@ -184,6 +185,7 @@ def status_of_a_busy_workload() -> GPUWorkloadStatus:
         ),
         replicas=ReplicaCounts(current=2, desired=3),
         cost=CostStatus(currency="USD", per_hour=Decimal("6.4"), to_date=Decimal("12.8"), since=now),
+        target=TargetStatus(kind="Deployment", actions="Scale"),
     )
 
 

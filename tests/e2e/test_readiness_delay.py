@@ -3,30 +3,13 @@ starting (a model loading reads 0%, a burst of new replicas is not multiplied ag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.support.cluster import Cluster, GpuUtilization, wait_for
+from tests.support.cluster import GpuUtilization, wait_for
 from tests.support.operator_process import OperatorProcess
 from tests.support.world import World, gpu_workload
 
 pytestmark = pytest.mark.e2e
-
-INTERVAL = 3
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str) -> Iterator[OperatorProcess]:
-    with OperatorProcess.start(
-        cluster.kubeconfig, namespace, cluster.prometheus_url, interval=INTERVAL
-    ) as proc:
-        yield proc
-
-
-def last_reason(world: World, name: str) -> str:
-    decision = (world.workload(name).get("status") or {}).get("lastDecision") or {}
-    return str(decision.get("reason", ""))
 
 
 def test_pods_inside_the_readiness_delay_are_starting_and_scale_nothing(
@@ -37,7 +20,7 @@ def test_pods_inside_the_readiness_delay_are_starting_and_scale_nothing(
     warming = gpu_workload("chat", "chat", maxReplicas=4, initialReadinessDelaySeconds=3600)
     world.cluster.apply(warming, ns)
     wait_for(
-        lambda: "no Ready pods to measure (2 starting)" in last_reason(world, "chat"),
+        lambda: "no Ready pods to measure (2 starting)" in world.last_reason("chat"),
         timeout=60,
         describe=lambda: world.describe("chat"),
     )

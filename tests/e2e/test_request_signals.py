@@ -3,17 +3,14 @@ and Prometheus: the fake exporter serves each pod's vLLM-style gauge while its G
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.support.cluster import Cluster, GpuUtilization, wait_for
+from tests.support.cluster import GpuUtilization, wait_for
 from tests.support.operator_process import OperatorProcess
 from tests.support.world import World, gpu_workload
 
 pytestmark = pytest.mark.e2e
 
-INTERVAL = 3
 WAITING = "vllm:num_requests_waiting"
 GPU_METRIC = {"type": "Gpu", "target": {"type": "Utilization", "averageUtilization": 60}}
 WAITING_METRIC = {
@@ -22,19 +19,6 @@ WAITING_METRIC = {
     "query": f'avg by (namespace, pod) ({WAITING}{{namespace="{{{{namespace}}}}", pod=~"{{{{pods}}}}"}})',
     "target": {"type": "AverageValue", "averageValue": 5},
 }
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str) -> Iterator[OperatorProcess]:
-    with OperatorProcess.start(
-        cluster.kubeconfig, namespace, cluster.prometheus_url, interval=INTERVAL
-    ) as proc:
-        yield proc
-
-
-def last_reason(world: World, name: str) -> str:
-    decision = (world.workload(name).get("status") or {}).get("lastDecision") or {}
-    return str(decision.get("reason", ""))
 
 
 def test_requests_waiting_scale_a_deployment_whose_gpus_stay_on_target(
@@ -79,9 +63,9 @@ def test_a_signal_that_cannot_be_read_blocks_a_scale_down(
     world.cluster.apply(gpu_workload("embed", "embed", **spec), ns)
 
     wait_for(
-        lambda: "queueSeconds unreadable, which blocks a scale-down → keep 3" in last_reason(world, "embed"),
+        lambda: "queueSeconds unreadable, which blocks a scale-down → keep 3" in world.last_reason("embed"),
         timeout=60,
         describe=lambda: world.describe("embed"),
     )
     assert world.replicas("embed") == 3
-    assert "queueSeconds: the query matched nothing" in last_reason(world, "embed")
+    assert "queueSeconds: the query matched nothing" in world.last_reason("embed")

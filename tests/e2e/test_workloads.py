@@ -20,14 +20,6 @@ pytestmark = pytest.mark.e2e
 INTERVAL = 3
 
 
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str) -> Iterator[OperatorProcess]:
-    with OperatorProcess.start(
-        cluster.kubeconfig, namespace, cluster.prometheus_url, interval=INTERVAL
-    ) as proc:
-        yield proc
-
-
 def test_inference_scales_up_to_the_computed_count_within_one_interval(
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:

@@ -12,7 +12,7 @@ from tests.support.cluster import Cluster, GpuUtilization, new_namespace_name
 from tests.support.cluster import wait_for as _wait_for
 from tests.support.fleet import fleet
 from tests.support.karpenter import Karpenter
-from tests.support.operator_process import ROOT
+from tests.support.operator_process import ROOT, OperatorProcess
 from tests.support.world import World
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "karpenter_process",
     "kubectl",
     "namespace",
+    "operator",
     "wait_for",
     "world",
 ]
@@ -78,3 +79,17 @@ def karpenter(karpenter_process: Karpenter) -> Iterator[Karpenter]:
     karpenter_process.cluster.kubectl("apply", "-f", str(ROOT / "crds"))  # the GPUNodePools over them
     with karpenter_process.for_test() as running:
         yield running
+
+
+WORKLOAD_INTERVAL = 3
+"""Seconds between a test operator's workload passes: a few passes fit in any wait."""
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str) -> Iterator[OperatorProcess]:
+    """The real operator with the chart's identity, workload passes every few seconds (a module may
+    define its own ``operator`` with other flags)."""
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, interval=WORKLOAD_INTERVAL
+    ) as proc:
+        yield proc

@@ -90,6 +90,11 @@ class World:
                 return dict(cond)
         return None
 
+    def last_reason(self, name: str) -> str:
+        """Why the workload's last decision was what it was ("" before the first)."""
+        decision = (self.workload(name).get("status") or {}).get("lastDecision") or {}
+        return str(decision.get("reason", ""))
+
     def events(self, reason: str | None = None) -> list[str]:
         items = self.core.list_namespaced_event(self.namespace).items
         return [e.message for e in items if reason is None or e.reason == reason]

@@ -526,3 +526,18 @@ def test_a_node_the_provider_never_removes_holds_the_pool_until_it_is_gone() -> 
     recovered = pools.run_pass("a100", status)
     assert "ProviderRecovered" in [e.reason for e in recovered.events]
     assert provider.removed == ["a-0", "a-1"]
+
+
+def test_pending_pods_that_fit_a_node_registered_since_order_no_machine() -> None:
+    # Two machines came up and advertise their GPUs; the scheduler has not placed the two Pending pods
+    # on them yet (still flagged unschedulable). A third machine is on its way for a third pod.
+    edge = FakeDrain(gpu_node("a-0"), gpu_node("a-1"), waiting_pod("big-1", 8), waiting_pod("big-2", 8))
+    provider = FakeProvider("a100", ["a-0", "a-1", "a-2"])  # ordered: three; registered: two
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, gpusPerNode=8, **FAST)),
+        Clock(),
+        {"a100": provider},
+    )
+    result = pools.run_pass("a100")
+    assert "ScaledUp" not in [e.reason for e in result.events]
+    assert provider.added == [], "room that registered since was not counted"

@@ -47,7 +47,12 @@ def scale_up(
         for pod in state.snapshot.pods
         if pod.key in waiting and 0 < pod.gpus() <= gpus_per_node and _would_fit(pod, labels, taints)
     ]
-    wanted = _bins(demand, Decimal(gpus_per_node))
+    # A Pending pod may still be flagged unschedulable though a node that registered since has room
+    # for it (the scheduler has not placed it yet): that room takes it, no new machine.
+    serving_nodes = [n for n in members if n.gpus() > 0 and not n.deleting and not n.unschedulable]
+    wanted = _bins(
+        _beyond_free_room(demand, [_free_gpus(state, n) for n in serving_nodes]), Decimal(gpus_per_node)
+    )
     if wanted <= 0:
         return ScaleUp()
     provider = provider_of(pool.name)
@@ -111,3 +116,25 @@ def _bins(demand: Sequence[Decimal], size: Decimal) -> int:
         else:
             free.append(size - gpus)
     return len(free)
+
+
+def _free_gpus(state: ClusterState, node: Node) -> Decimal:
+    used = sum(
+        (p.gpus() for p in state.snapshot.pods if p.node_name == node.name and not p.terminal), Decimal(0)
+    )
+    return max(node.gpus() - used, Decimal(0))
+
+
+def _beyond_free_room(demand: Sequence[Decimal], free: Sequence[Decimal]) -> list[Decimal]:
+    """The requests that do not fit in the free room of the nodes already serving, first-fit
+    decreasing."""
+    room = sorted(free, reverse=True)
+    left: list[Decimal] = []
+    for gpus in sorted(demand, reverse=True):
+        for i, available in enumerate(room):
+            if available >= gpus:
+                room[i] = available - gpus
+                break
+        else:
+            left.append(gpus)
+    return left
