@@ -165,7 +165,7 @@ def _summary_text(totals: Summary) -> str:
 
 def chart(timeline: Timeline, decisions: Sequence[Replayed], totals: Summary) -> str:
     def running(step: TimelineStep) -> int:
-        return sum(1 for p in step.pods if not p.deleting and p.phase not in ("Failed", "Succeeded"))
+        return sum(1 for p in step.pods if p.running)
 
     series = [
         {"metric": {"series": "replayed"}, "values": [(d.at.timestamp(), d.replicas) for d in decisions]},

@@ -26,6 +26,7 @@ from rightsizer.core.replicas import Recommendation
 from rightsizer.core.scaling_rate import ScaleEvent
 from rightsizer.core.scaling_signals import SignalReading
 from rightsizer.runtime import mapping
+from rightsizer.runtime.decision_record import iso_time
 from rightsizer.runtime.replica_step import ReplicaInputs, decide_inference, gpu_metrics, pod_roles
 
 WAKE_UP = "wakeUp"
@@ -52,6 +53,11 @@ class TimelinePod(_Strict):
     values: dict[str, float] = Field(default_factory=dict)
     shared: bool = False
     """The pod's GPU is shared with other pods (time-slicing, MPS): its values are the device's."""
+
+    @property
+    def running(self) -> bool:
+        """Holding its GPUs: not being deleted and not ended."""
+        return not self.deleting and self.phase not in ("Failed", "Succeeded")
 
 
 class TimelineStep(_Strict):
@@ -98,8 +104,12 @@ class Replayed:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
-        at = self.at.isoformat().replace("+00:00", "Z")
-        return {"at": at, "replicas": self.replicas, "action": self.action, "reason": self.reason}
+        return {
+            "at": iso_time(self.at),
+            "replicas": self.replicas,
+            "action": self.action,
+            "reason": self.reason,
+        }
 
 
 def replay(timeline: Timeline, interval_seconds: float, max_metric_age: timedelta) -> list[Replayed]:
@@ -194,7 +204,7 @@ def summarise(timeline: Timeline, decisions: Sequence[Replayed], interval_second
     times = [s.at for s in timeline.steps]
     for index, (step, decision) in enumerate(zip(timeline.steps, decisions, strict=True)):
         seconds = (times[index + 1] - step.at).total_seconds() if index + 1 < len(times) else interval_seconds
-        running = [p for p in step.pods if not p.deleting and p.phase not in ("Failed", "Succeeded")]
+        running = [p for p in step.pods if p.running]
         per_pod = sum(max(p.gpus, 1) for p in running) / len(running) if running else 1.0
         ran_h += sum(max(p.gpus, 1) for p in running) * seconds / 3600
         replayed_h += decision.replicas * per_pod * seconds / 3600

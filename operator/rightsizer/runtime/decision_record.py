@@ -25,7 +25,9 @@ from rightsizer.runtime.workload_observe import Observation
 Recorder = Callable[[Mapping[str, Any]], None]
 
 
-def _iso(value: datetime) -> str:
+def iso_time(value: datetime) -> str:
+    """RFC 3339 with the sample's own precision (format_time rounds to seconds, which would move a
+    recorded sample's age and so its staleness in a replay)."""
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -48,7 +50,7 @@ def observed_step(
             "ready": pod.ready,
             "deleting": pod.deleting,
             "phase": pod.phase,
-            "readySince": _iso(pod.ready_since) if pod.ready_since else None,
+            "readySince": iso_time(pod.ready_since) if pod.ready_since else None,
             "gpus": len(gpus) or pod.gpus,
             "utilization": sum(s.percent for s in gpus) / len(gpus) if gpus else None,
             "values": {
@@ -59,14 +61,14 @@ def observed_step(
         }
         if gpus:
             entry["perGpu"] = [s.percent for s in gpus]
-            entry["sampledAt"] = _iso(min(s.timestamp for s in gpus))
+            entry["sampledAt"] = iso_time(min(s.timestamp for s in gpus))
             if any(s.shared for s in gpus):
                 entry["shared"] = True
         step_pods.append(entry)
     scalars = {name: r.value for name, r in readings.items() if r.value is not None}
     if wake_signal is not None:
         scalars["wakeUp"] = wake_signal
-    return {"at": _iso(now), "pods": step_pods, "scalars": scalars}
+    return {"at": iso_time(now), "pods": step_pods, "scalars": scalars}
 
 
 def decision_record(
