@@ -20,7 +20,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+
+from rightsizer.core.budgets import NodeBudget
+from rightsizer.core.pools import PoolPolicy
+from rightsizer.core.snapshot import LabelSelector
+from rightsizer.runtime.mapping import read_pools
 
 NOW = "2026-06-01T00:00:00Z"
 CREATED = "2026-05-01T00:00:00Z"
@@ -67,6 +73,11 @@ class Generated:
     snapshot: dict[str, Any]  # a `kubectl get nodes,pods,pdb -A -o json` List
     pools: list[dict[str, Any]]  # GPUNodePool documents
     now: str
+    cpu_pools: tuple[PoolPolicy, ...] = ()  # pools of CPU nodes, which no GPUNodePool describes
+
+    def policies(self) -> tuple[PoolPolicy, ...]:
+        """Every pool as the planner gets it: the GPUNodePools as the operator reads them."""
+        return (*read_pools(self.pools), *self.cpu_pools)
 
 
 def _node_object(n: _Node) -> dict[str, Any]:
@@ -373,24 +384,42 @@ def generate(node_count: int, seed: int = 1) -> Generated:
     survivors = [pod for _, pod in cluster.pods if rng.random() >= 0.45]
     items = [_node_object(n) for n in cluster.nodes] + cluster.daemons + survivors + pdbs
     snapshot = {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}
-    return Generated(snapshot=snapshot, pools=pool_documents(), now=NOW)
+    return Generated(snapshot=snapshot, pools=pool_documents(), now=NOW, cpu_pools=cpu_pools())
+
+
+def cpu_pools(budget: str = "100%") -> tuple[PoolPolicy, ...]:
+    """The CPU nodes' pool, with the GPU pools' policy: a GPUNodePool has GPUs, so this one is the
+    core's policy directly (the planner consolidates CPU nodes of a pool like any other)."""
+    return tuple(
+        PoolPolicy(
+            name=kind.pool,
+            node_selector=LabelSelector(match_labels=(("rightsizer.io/pool", kind.pool),)),
+            price_per_node_hour=Decimal(CPU_NODE_PRICE),
+            consolidate_after=timedelta(minutes=10),
+            budgets=(NodeBudget(nodes=budget),),
+            provider="kwok",
+        )
+        for kind in NODE_TYPES
+        if not kind.model
+    )
 
 
 def pool_documents(budget: str = "100%") -> list[dict[str, Any]]:
-    """One GPUNodePool per node type. The benchmark measures packing, so budgets allow everything."""
+    """One GPUNodePool per GPU node type. The benchmark measures packing, so budgets allow everything."""
     docs = []
     for kind in NODE_TYPES:
+        if not kind.model:
+            continue
         spec: dict[str, Any] = {
             "nodeSelector": {"rightsizer.io/pool": kind.pool},
             "consolidationPolicy": "WhenUnderutilized",
             "consolidateAfter": "10m",
             "disruption": {"budgets": [{"nodes": budget}]},
             "provider": {"type": "kwok"},
+            "gpuModel": kind.model,
+            "gpusPerNode": kind.gpus,
+            "pricePerGpuHour": PRICES[kind.pool],
         }
-        if kind.model:
-            spec.update(gpuModel=kind.model, gpusPerNode=kind.gpus, pricePerGpuHour=PRICES[kind.pool])
-        else:
-            spec["pricePerNodeHour"] = CPU_NODE_PRICE
         docs.append(
             {
                 "apiVersion": "rightsizer.io/v1alpha1",

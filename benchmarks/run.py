@@ -41,7 +41,6 @@ from benchmarks.baselines import (
 )
 from benchmarks.generator import generate
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, assignment_for, plan
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot import Snapshot
 from rightsizer.core.snapshot_parsing import snapshot_from_json
@@ -152,7 +151,7 @@ def cpu_pods_on_gpu(snapshot: Snapshot) -> int:
 
 def measure(size: int, seed: int, max_rounds: int) -> Row:
     generated = generate(size, seed)
-    pools = parse_pools(generated.pools)
+    pools = generated.policies()
     now = datetime.fromisoformat(generated.now.replace("Z", "+00:00"))
     text = json.dumps(generated.snapshot)
     options = PlannerOptions()

@@ -25,7 +25,6 @@ from benchmarks.greedy import GreedyResult, greedy_single_node
 from benchmarks.real_fleet import SCENARIOS, generate_real
 from benchmarks.run import Rounds, converge
 from rightsizer.core.planner import PlanInput, PlannerOptions, plan
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.snapshot_parsing import snapshot_from_json
 
 OPTIONS = PlannerOptions(keep_gpu_model=False)
@@ -47,7 +46,7 @@ class ScenarioRow:
 
 def measure_scenario(scenario: str, nodes: int, seed: int, max_rounds: int) -> ScenarioRow:
     generated = generate_real(nodes, seed, scenario)
-    pools = parse_pools(generated.pools)
+    pools = generated.policies()
     now = datetime.fromisoformat(generated.now.replace("Z", "+00:00"))
     text = json.dumps(generated.snapshot)
     gc.collect()

@@ -217,3 +217,56 @@ def test_pools_selecting_the_same_nodes_are_reported_and_left_alone_while_other_
             timeout=60,
             describe=lambda: f"{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}",
         )
+
+
+def test_a_pool_the_api_server_accepts_but_that_does_not_validate_holds_and_says_which_field(
+    cluster: Cluster, namespace: str, fleet: Fleet
+) -> None:
+    # The CRD checks a budget schedule's shape only: minute 61 is stored. Read as "no budget" it would
+    # mean no limit; the pool must instead hold, say which field, and the other pools be served.
+    a100 = fleet.add_nodes("a100", A100_80GB_X8, 2)
+    l4 = fleet.add_nodes("l4", L4_X4, 2)
+    for i in range(len(a100)):
+        cluster.apply(gpu_app(fleet, f"train-{i}", "a100", 1), namespace)
+    for i in range(len(l4)):
+        cluster.apply(gpu_app(fleet, f"serve-{i}", "l4", 1), namespace)
+    wait_for(
+        lambda: all_available(cluster, namespace) and len(running_pods(cluster, namespace)) == 4,
+        timeout=60,
+        describe=lambda: deployments_summary(cluster, namespace),
+    )
+    before = running_pods(cluster, namespace)
+    budget = {"nodes": "1", "schedule": "61 * * * *", "duration": "1h"}
+    fleet.node_pool("a100", A100_80GB_X8, 3.0, disruption={"budgets": [budget]})
+    fleet.node_pool("l4", L4_X4, 0.8)
+
+    def ready(kind: str) -> dict[str, Any]:
+        conditions = fleet.status(kind).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Ready"), {})
+
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as op:
+        wait_for(
+            lambda: ready("a100").get("reason") == "InvalidPool",
+            timeout=30,
+            describe=lambda: f"{fleet.status('a100')}\n{op.log()[-3000:]}",
+        )
+        assert ready("a100")["status"] == "False"
+        assert "spec.disruption.budgets.0.schedule: invalid cron schedule" in ready("a100")["message"]
+        # The other pool is served: its emptier L4 node is drained and removed.
+        wait_for(
+            lambda: len(fleet.nodes("l4")) == 1 and all_available(cluster, namespace),
+            timeout=90,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}",
+        )
+        warnings = client.CoreV1Api(cluster.api).list_event_for_all_namespaces(
+            field_selector=f"reason=InvalidPool,involvedObject.name={fleet.pool('a100')}"
+        )
+        assert any("spec.disruption.budgets.0.schedule" in e.message for e in warnings.items)
+        # The invalid pool's nodes were never drained: both still there, their pods never evicted.
+        assert {n.metadata.name for n in fleet.nodes("a100")} == set(a100)
+        after = running_pods(cluster, namespace)
+        assert {k: v for k, v in after.items() if k.startswith("train-")} == {
+            k: v for k, v in before.items() if k.startswith("train-")
+        }

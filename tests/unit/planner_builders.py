@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
+
+from rightsizer.core.pools import PoolPolicy
+from rightsizer.runtime.mapping import read_pool
 
 A100 = "NVIDIA-A100-SXM4-80GB"
 L4 = "NVIDIA-L4"
@@ -148,7 +153,8 @@ def gpu_pool(
     price_per_gpu_hour: str | None = "3.00",
     **spec: Any,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"nodeSelector": selector}
+    # gpuModel and gpusPerNode are required by the API; those of the A100 nodes unless given.
+    body: dict[str, Any] = {"nodeSelector": selector, "gpuModel": A100, "gpusPerNode": 8}
     if price_per_gpu_hour is not None:
         body["pricePerGpuHour"] = price_per_gpu_hour
     body.update(spec)
@@ -158,3 +164,22 @@ def gpu_pool(
         "metadata": {"name": name},
         "spec": body,
     }
+
+
+def policies(documents: Sequence[dict[str, Any]]) -> tuple[PoolPolicy, ...]:
+    """Pool documents as the operator reads them: the API's model, then the core's policy. The
+    planner also takes pools no GPUNodePool describes; written here as the core has them: a pool of
+    CPU nodes (``gpusPerNode: 0``, no GPU model) and ``consolidateAfter: Never``."""
+    read = []
+    for document in documents:
+        spec = dict(document["spec"])
+        cpu_only, never = spec.get("gpusPerNode") == 0, spec.get("consolidateAfter") == "Never"
+        if cpu_only:
+            spec["gpusPerNode"] = 1
+        if never:
+            del spec["consolidateAfter"]
+        policy = read_pool({**document, "spec": spec})
+        if cpu_only:
+            policy = replace(policy, gpu_model=None, gpus_per_node=None)
+        read.append(replace(policy, consolidate_after=None) if never else policy)
+    return tuple(read)

@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from rightsizer.adapters.cluster_snapshot import ClusterReader
+from rightsizer.runtime.mapping import read_pool
 from tests.unit.planner_builders import gpu_node, gpu_pool, pod
 
 pytestmark = pytest.mark.unit
@@ -47,7 +48,7 @@ def unschedulable_pod(name: str) -> dict[str, Any]:
 
 
 def reader(nodes: Pages, pods: Pages, pools: Pages, workloads: Pages) -> ClusterReader:
-    r = ClusterReader(client.ApiClient(client.Configuration()))
+    r = ClusterReader(client.ApiClient(client.Configuration()), read_pool)
     r.PAGE = 2
     r._core = type("Core", (), {"list_node": nodes, "list_pod_for_all_namespaces": pods})()  # type: ignore[assignment]
     r._policy = type("Policy", (), {"list_pod_disruption_budget_for_all_namespaces": Pages([])})()  # type: ignore[assignment]
@@ -80,3 +81,19 @@ def test_every_page_is_read_and_parsed() -> None:
     assert state.workloads == (
         {"metadata": {"namespace": "default", "name": "w"}, "spec": {"protection": {"doNotDisrupt": True}}},
     )
+
+
+def test_a_pool_that_does_not_validate_is_reported_naming_the_field_and_the_others_are_read() -> None:
+    # The CRD checks a schedule's shape only: minute 61 reaches the operator, which must not take the
+    # pool for one without budgets (no limit) nor drop it silently.
+    bad = gpu_pool(
+        "gold",
+        selector={"pool": "gold"},
+        disruption={"budgets": [{"nodes": "1", "schedule": "61 * * * *", "duration": "1h"}]},
+    )
+    typo = gpu_pool("silver", selector={"pool": "silver"}, minNode=1)
+    pools = Pages([bad, typo, gpu_pool("a100", selector={"pool": "a100"})])
+    state = reader(Pages([gpu_node("n1")]), Pages([]), pools, Pages([])).read()
+    assert [p.name for p in state.pools] == ["a100"] and set(state.pool_documents) == {"a100"}
+    assert "spec.disruption.budgets.0.schedule: invalid cron schedule" in state.pool_errors["gold"]
+    assert "spec.minNode: Extra inputs are not permitted" in state.pool_errors["silver"]

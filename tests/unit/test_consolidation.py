@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import pytest
 
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
-from rightsizer.core.pool_parsing import parse_pools
+from rightsizer.core.pools import ReplacementType
 from rightsizer.core.snapshot_parsing import snapshot_from_document
-from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pdb, pod
+from tests.unit.planner_builders import A100, L4, cpu_node, gpu_node, gpu_pool, kube_list, pdb, pod, policies
 
 pytestmark = pytest.mark.unit
 
@@ -29,6 +30,7 @@ def pools(**overrides: Any) -> list[dict[str, Any]]:
             "cpu",
             selector={"rightsizer.io/pool": "cpu"},
             price_per_gpu_hour=None,
+            gpusPerNode=0,
             pricePerNodeHour="1.28",
             **spec,
         ),
@@ -38,9 +40,7 @@ def pools(**overrides: Any) -> list[dict[str, Any]]:
 def run(*items: dict[str, Any], pool_docs: list[dict[str, Any]] | None = None, **inputs: Any) -> Plan:
     snapshot = snapshot_from_document(kube_list(*items))
     documents = pools() if pool_docs is None else pool_docs
-    return plan(
-        PlanInput(snapshot=snapshot, now=inputs.pop("now", NOW), pools=parse_pools(documents), **inputs)
-    )
+    return plan(PlanInput(snapshot=snapshot, now=inputs.pop("now", NOW), pools=policies(documents), **inputs))
 
 
 def removed(result: Plan) -> list[str]:
@@ -371,17 +371,23 @@ def test_replacement_by_cheaper_type() -> None:
 
 
 def test_replacement_needs_room_for_requests() -> None:
-    replacement = [{"instanceType": "a100-x2", "gpusPerNode": 2, "pricePerNodeHour": "6.50", "cpu": "4"}]
-    result = run(
-        gpu_node("a1"),
-        pod("w-1", "a1", gpus=2, cpu="8"),
-        pool_docs=pools(replacementTypes=replacement),
+    # A shape's own allocatable CPU is the core's; the API scales the node's by the GPU ratio.
+    a100, *others = policies(pools())
+    small = ReplacementType("a100-x2", A100, 2, Decimal("6.50"), cpu=Decimal(4))
+    result = plan(
+        PlanInput(
+            snapshot=snapshot_from_document(kube_list(gpu_node("a1"), pod("w-1", "a1", gpus=2, cpu="8"))),
+            now=NOW,
+            pools=(replace(a100, replacement_types=(small,)), *others),
+        )
     )
     assert not result.actions
 
 
 def test_replacement_respects_max_nodes() -> None:
-    replacement = [{"instanceType": "a100-x2", "gpusPerNode": 2, "pricePerNodeHour": "6.50"}]
+    replacement = [
+        {"instanceType": "a100-x2", "gpuModel": A100, "gpusPerNode": 2, "pricePerNodeHour": "6.50"}
+    ]
     result = run(
         gpu_node("a1"),
         pod("w-1", "a1", gpus=2),

@@ -13,7 +13,6 @@ from rightsizer.core.cost import (
     PricingModel,
     WorkloadUsage,
     accrue_cost,
-    as_decimal,
     overhead_per_gpu_hour,
     workload_cost,
 )
@@ -107,15 +106,6 @@ def test_pool_overhead_is_shared_per_gpu() -> None:
 def test_bad_pricing_is_refused_with_the_field_named(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidPolicy, match=field):
         PricingModel(**kwargs)  # type: ignore[arg-type]
-
-
-def test_measurements_become_exact_decimals() -> None:
-    assert as_decimal(0.1) == D("0.1")
-    assert as_decimal(3) == D(3)
-    with pytest.raises(InvalidPolicy):
-        as_decimal(float("nan"), "watts")
-    with pytest.raises(InvalidPolicy):
-        as_decimal("twelve")
 
 
 @pytest.mark.parametrize(

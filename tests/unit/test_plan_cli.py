@@ -135,6 +135,10 @@ def test_bad_input_exits_2_with_a_clear_message(
         ("kind: [unclosed", "not YAML/JSON"),
         ("kind: Deployment\nmetadata: {name: x}\n", "GPUNodePool"),
         (json.dumps(gpu_pool("a", selector={"x": "1"}, minNodes="two")), "minNodes"),
+        ("kind: GPUNodePool\nmetadata: a100\n", "metadata must be an object"),
+        # What the API server refuses, a pools file may not say either: one model, one validation.
+        (json.dumps(gpu_pool("a", selector={"x": "1"}, gpusPerNode=None)), "spec.gpusPerNode"),
+        (json.dumps(gpu_pool("a", selector={"x": "1"}, consolidateAfter="Never")), "spec.consolidateAfter"),
     ],
 )
 def test_bad_pools_exit_2(

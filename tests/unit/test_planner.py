@@ -9,10 +9,9 @@ from decimal import Decimal
 import pytest
 
 from rightsizer.core.planner import PlanInput, plan
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.pools import default_assignment, default_gpu_price, default_node_price
 from rightsizer.core.snapshot_parsing import snapshot_from_document
-from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pod
+from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pod, policies
 
 pytestmark = pytest.mark.unit
 
@@ -47,11 +46,12 @@ def sample() -> PlanInput:
             "cpu",
             selector={"rightsizer.io/pool": "cpu"},
             price_per_gpu_hour=None,
+            gpusPerNode=0,
             pricePerNodeHour="1.28",
             disruption={"budgets": [{"nodes": "100%"}]},
         ),
     ]
-    return PlanInput(snapshot=snapshot, now=NOW, pools=parse_pools(pools))
+    return PlanInput(snapshot=snapshot, now=NOW, pools=policies(pools))
 
 
 def test_summary_counts_nodes_pods_and_cost() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from rightsizer.core.keep_set import choose_keep_set
 from rightsizer.core.planner import Plan, PlanInput, plan
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.runtime.mapping import read_pools
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pdb, pod
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -37,7 +37,7 @@ def _plan(*extra: dict[str, Any], annotations: dict[str, str] | None = None) -> 
     pools = [
         gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, disruption={"budgets": [{"nodes": "100%"}]})
     ]
-    return plan(PlanInput(snapshot=snapshot, now=NOW, pools=parse_pools(pools)))
+    return plan(PlanInput(snapshot=snapshot, now=NOW, pools=read_pools(pools)))
 
 
 def _removed(result: Plan) -> set[str]:

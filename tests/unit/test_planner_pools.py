@@ -1,4 +1,5 @@
-"""GPUNodePool documents → the planner's pool policies."""
+"""GPUNodePool documents → the API's model → the planner's pool policies (runtime.mapping), and
+what the planner does with them: which nodes a pool holds and what they cost."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from typing import Any
 import pytest
 
 from rightsizer.core.budgets import NodeBudget
+from rightsizer.core.cost import PricingModel, RunningCosts, WorkloadUsage, workload_cost
 from rightsizer.core.errors import InvalidPool
-from rightsizer.core.pool_parsing import parse_duration, parse_pools
-from rightsizer.core.pools import assign_pools, node_price
+from rightsizer.core.pool_parsing import parse_duration
+from rightsizer.core.pools import assign_pools, node_cost, node_price
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.runtime.mapping import read_pool, read_pools
+from rightsizer.runtime.settings import PricingDefaults
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list
 
 pytestmark = pytest.mark.unit
@@ -29,7 +33,8 @@ def test_full_pool_document_is_read() -> None:
         consolidationPolicy="WhenEmpty",
         consolidateAfter="1h30m",
         disruption={
-            "budgets": [{"nodes": "20%"}, {"nodes": "0", "schedule": "0 9 * * 1-5", "duration": "8h"}]
+            "budgets": [{"nodes": "20%"}, {"nodes": "0", "schedule": "0 9 * * 1-5", "duration": "8h"}],
+            "makeBeforeBreak": "Always",
         },
         allowTrainingDisruption=True,
         replacementTypes=[
@@ -41,10 +46,16 @@ def test_full_pool_document_is_read() -> None:
             }
         ],
         provider={"type": "kwok"},
+        startupGracePeriod="3m",
+        checkpointTimeout="2m",
+        gangLabels=["example.com/gang"],
+        consolidateWhenActivityUnknown=True,
+        overheadPerHour="0.5",
     )
-    (pool,) = parse_pools([document])
+    (pool,) = read_pools([document])
     assert pool.name == "a100"
-    assert pool.price_per_gpu_hour == Decimal("3.00")
+    assert pool.price_per_gpu_hour == Decimal("3.00") and pool.overhead_per_hour == Decimal("0.5")
+    assert (pool.gpu_model, pool.gpus_per_node) == ("NVIDIA-A100-SXM4-80GB", 8)
     assert (pool.min_nodes, pool.max_nodes) == (1, 10)
     assert pool.consolidation_policy == "WhenEmpty"
     assert pool.consolidate_after == timedelta(hours=1, minutes=30)
@@ -52,9 +63,16 @@ def test_full_pool_document_is_read() -> None:
         NodeBudget("20%"),
         NodeBudget("0", "0 9 * * 1-5", timedelta(hours=8)),
     )
-    assert pool.allow_training_disruption
+    assert pool.allow_training_disruption and pool.consolidate_unknown_activity
+    assert str(pool.make_before_break) == "Always"
     assert pool.replacement_types[0].price_per_node_hour == Decimal("6.5")
+    assert pool.replacement_types[0].gpus_per_node == 2
     assert pool.provider == "kwok"
+    assert (pool.startup_grace_period, pool.checkpoint_timeout) == (
+        timedelta(minutes=3),
+        timedelta(minutes=2),
+    )
+    assert pool.gang_labels == ("example.com/gang",)
 
 
 def test_defaults_and_lists() -> None:
@@ -62,16 +80,12 @@ def test_defaults_and_lists() -> None:
         "kind": "List",
         "items": [gpu_pool("a", selector={"x": "a"}), gpu_pool("b", selector={"x": "b"})],
     }
-    a, b = parse_pools([listed, None])
-    assert a.budgets == () and a.consolidation_policy == "WhenUnderutilized"
+    a, b = read_pools([listed, None])
+    # The API's default budget is Karpenter's: 10% of the pool's nodes.
+    assert a.budgets == (NodeBudget("10%"),) and a.consolidation_policy == "WhenUnderutilized"
     assert a.consolidate_after == timedelta(minutes=5) and a.min_nodes == 0 and a.max_nodes is None
+    assert str(a.make_before_break) == "InferenceOnly"
     assert b.name == "b"
-    assert (
-        parse_pools([gpu_pool("n", selector={"x": "a"}, consolidateAfter="Never")])[0].consolidate_after
-        is None
-    )
-    legacy = gpu_pool("k", selector={"x": "a"}, consolidationPolicy="WhenEmptyOrUnderutilized")
-    assert parse_pools([legacy])[0].consolidation_policy == "WhenUnderutilized"
 
 
 @pytest.mark.parametrize(
@@ -80,11 +94,14 @@ def test_defaults_and_lists() -> None:
         ({"kind": "GPUWorkload"}, "GPUNodePool"),
         ({"apiVersion": "v1"}, "apiVersion"),
         ({"metadata": {}}, "metadata.name"),
-        ({"spec": {"consolidationPolicy": "Sometimes"}}, "consolidationPolicy"),
-        ({"spec": {"consolidateAfter": "10 minutes"}}, "consolidateAfter"),
-        ({"spec": {"minNodes": -1}}, "minNodes"),
+        ({"spec": {"consolidationPolicy": "Sometimes"}}, "spec.consolidationPolicy"),
+        ({"spec": {"consolidateAfter": "10 minutes"}}, "spec.consolidateAfter"),
+        ({"spec": {"consolidateAfter": "Never"}}, "spec.consolidateAfter"),
+        ({"spec": {"minNodes": -1}}, "spec.minNodes"),
         ({"spec": {"minNodes": 3, "maxNodes": 2}}, "maxNodes"),
-        ({"spec": {"pricePerGpuHour": "cheap"}}, "pricePerGpuHour"),
+        ({"spec": {"pricePerGpuHour": "cheap"}}, "spec.pricePerGpuHour"),
+        ({"spec": {"gpusPerNode": 0}}, "spec.gpusPerNode"),
+        ({"spec": {"nodeSelecter": {"x": "1"}}}, "spec.nodeSelecter"),
         ({"spec": {"disruption": {"budgets": [{"nodes": "150%"}]}}}, "nodes"),
         ({"spec": {"disruption": {"budgets": [{"nodes": "x"}]}}}, "nodes"),
         ({"spec": {"disruption": {"budgets": [{"nodes": "1", "schedule": "@daily"}]}}}, "together"),
@@ -94,43 +111,70 @@ def test_defaults_and_lists() -> None:
                     "disruption": {"budgets": [{"nodes": "1", "schedule": "61 * * * *", "duration": "1h"}]}
                 }
             },
-            "cron",
+            r"spec\.disruption\.budgets\.0\.schedule: invalid cron schedule",
         ),
-        ({"spec": {"disruption": {"budgets": [{"nodes": "1", "reasons": ["Bored"]}]}}}, "reason"),
+        ({"spec": {"disruption": {"makeBeforeBreak": "Sometimes"}}}, "makeBeforeBreak"),
         ({"spec": {"replacementTypes": [{"instanceType": "x"}]}}, "pricePerNodeHour"),
-        (
-            {"spec": {"replacementTypes": [{"instanceType": "x", "pricePerNodeHour": 1, "cpu": "lots"}]}},
-            "lots",
-        ),
     ],
 )
-def test_bad_pool_documents_are_refused(change: dict[str, Any], message: str) -> None:
+def test_bad_pool_documents_are_refused_naming_the_field(change: dict[str, Any], message: str) -> None:
     document = gpu_pool("a100", selector={"rightsizer.io/pool": "a100"})
     spec = change.pop("spec", {})
     document.update(change)
     document["spec"].update(spec)
     with pytest.raises(InvalidPool, match=message):
-        parse_pools([document])
+        read_pools([document])
+
+
+def test_a_pools_stored_status_never_makes_it_unreadable() -> None:
+    document = gpu_pool("a100", selector={"rightsizer.io/pool": "a100"})
+    document["status"] = {"conditions": [{"type": "Ready", "status": "Maybe"}], "nodes": "many"}
+    assert read_pool(document).name == "a100"
+
+
+@pytest.mark.parametrize("text", [45, "1us", "-5m", "", "10"])
+def test_a_stored_duration_the_api_server_would_refuse_is_refused_with_its_field(text: object) -> None:
+    with pytest.raises(InvalidPool, match=r"^spec\.scaleDownAfter: invalid duration"):
+        parse_duration(text, "spec.scaleDownAfter")
 
 
 def test_duplicate_names_are_refused() -> None:
     with pytest.raises(InvalidPool, match="share a name"):
-        parse_pools([gpu_pool("a", selector={"x": "1"}), gpu_pool("a", selector={"x": "2"})])
+        read_pools([gpu_pool("a", selector={"x": "1"}), gpu_pool("a", selector={"x": "2"})])
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("0", 0), ("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400), ("500ms", 0.5)],
-)
-def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text, "x") == timedelta(seconds=seconds)
+def test_a_workload_filling_a_node_costs_what_the_pool_says_the_node_costs() -> None:
+    """One cost model: the pool's cost of a node counts its CPU cores and its GPUs' energy as a
+    workload's cost does, so a workload holding all of a node costs the pool's price of it."""
+    spec = {
+        "cpuCorePricePerHour": "0.05",
+        "energyPricePerKwh": "0.2",
+        "wattsPerGpu": 400,
+        "pue": "1.5",
+        "overheadPerHour": "0.8",
+    }
+    (pool,) = read_pools([gpu_pool("a", selector={"x": "1"}, price_per_gpu_hour="3", **spec)])
+    node = snapshot_from_document(kube_list(gpu_node("a1", cpu="96"))).nodes[0]
+    pricing = PricingModel(
+        gpu_hour=Decimal(3),
+        cpu_core_hour=Decimal("0.05"),
+        energy_kwh=Decimal("0.2"),
+        rated_watts_per_gpu=Decimal(400),
+        pue=Decimal("1.5"),
+        overhead_per_gpu_hour=Decimal("0.1"),
+    )
+    filled = workload_cost(pricing, WorkloadUsage(Decimal(8), Decimal(8), cpu_cores=Decimal(96)))
+    # 8 × 3 + 0.8 overhead + 96 cores × 0.05 + 8 × 400 W × 1.5 / 1000 × 0.2 per kWh
+    assert node_cost(node, pool) == filled.per_hour == Decimal("30.56")
+    # What removing the node saves, and what a replacement shape is compared with, is its price.
+    assert node_price(node, pool) == Decimal("24.8")
 
 
-@pytest.mark.parametrize("text", [45, "1us", "2µs", "-5m", "", "10"])
-def test_a_duration_the_api_server_would_refuse_is_refused_with_its_field(text: object) -> None:
-    # One grammar: what the CRD's pattern refuses, a pools file may not use either.
-    with pytest.raises(InvalidPool, match=r"^spec\.consolidateAfter: invalid duration"):
-        parse_duration(text, "spec.consolidateAfter")
+def test_a_pool_without_watts_per_gpu_draws_the_operators_default_as_its_workloads_do() -> None:
+    document = gpu_pool("a", selector={"x": "1"}, energyPricePerKwh="1")
+    assert read_pool(document, PricingDefaults(gpu_watts=Decimal(250))).running == RunningCosts(
+        energy_kwh=Decimal(1), rated_watts_per_gpu=Decimal(250)
+    )
 
 
 def test_a_node_selected_by_two_pools_joins_neither_and_both_are_told() -> None:
@@ -141,15 +185,10 @@ def test_a_node_selected_by_two_pools_joins_neither_and_both_are_told() -> None:
             gpu_node("x1", labels={"rightsizer.io/pool": "x"}),
         )
     ).nodes
-    pools = parse_pools(
+    pools = read_pools(
         [
             gpu_pool("b-gold", selector={"tier": "gold"}),
-            gpu_pool(
-                "a-all",
-                selector={
-                    "matchExpressions": [{"key": "rightsizer.io/pool", "operator": "In", "values": ["a100"]}]
-                },
-            ),
+            gpu_pool("a-all", selector={"rightsizer.io/pool": "a100"}),
         ]
     )
     assignment = assign_pools(nodes, pools)
@@ -164,7 +203,7 @@ def test_pools_with_disjoint_selectors_have_no_overlaps() -> None:
     nodes = snapshot_from_document(
         kube_list(gpu_node("a1"), gpu_node("x1", labels={"rightsizer.io/pool": "x"}))
     ).nodes
-    pools = parse_pools(
+    pools = read_pools(
         [
             gpu_pool("a", selector={"rightsizer.io/pool": "a100"}),
             gpu_pool("x", selector={"rightsizer.io/pool": "x"}),
@@ -177,7 +216,7 @@ def test_pools_with_disjoint_selectors_have_no_overlaps() -> None:
 
 def test_pool_prices() -> None:
     node = snapshot_from_document(kube_list(gpu_node("a1"))).nodes[0]
-    per_gpu, per_node = parse_pools(
+    per_gpu, per_node = read_pools(
         [
             gpu_pool("g", selector={"x": "1"}, price_per_gpu_hour="2.5", overheadPerHour="0.5"),
             gpu_pool("n", selector={"x": "2"}, price_per_gpu_hour=None, pricePerNodeHour="19.99"),
@@ -200,7 +239,7 @@ def test_a_karpenter_pool_without_selector_or_price_takes_its_nodepools_nodes_at
             gpu_node("other", labels={"karpenter.sh/nodepool": "gpu-h100"}),
         )
     ).nodes
-    (pool,) = parse_pools(
+    (pool,) = read_pools(
         [
             {
                 "apiVersion": "rightsizer.io/v1alpha1",
@@ -227,6 +266,6 @@ def test_a_pool_price_wins_over_the_labelled_instance_price() -> None:
     node = snapshot_from_document(
         kube_list(gpu_node("k1", labels={"x": "1", "eks-node-viewer/instance-price": "40.97"}))
     ).nodes[0]
-    (pool,) = parse_pools([gpu_pool("g", selector={"x": "1"}, price_per_gpu_hour="2")])
+    (pool,) = read_pools([gpu_pool("g", selector={"x": "1"}, price_per_gpu_hour="2")])
     assert node_price(node, pool) == Decimal("16")
     assert node_price(node, None) == Decimal("40.97")

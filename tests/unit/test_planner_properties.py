@@ -18,9 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rightsizer.core.planner import Plan, PlanInput, plan
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.quantity import parse_quantity
-from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pdb, pod
+from tests.unit.planner_builders import L4, cpu_node, gpu_node, gpu_pool, kube_list, pdb, pod, policies
 
 pytestmark = pytest.mark.unit
 
@@ -90,6 +89,7 @@ def clusters(draw: st.DrawFn) -> dict[str, Any]:
             "cpu",
             selector={"rightsizer.io/pool": "cpu"},
             price_per_gpu_hour=None,
+            gpusPerNode=0,
             pricePerNodeHour="1",
             **pool_spec,
         ),
@@ -235,7 +235,7 @@ def test_every_plan_replays_safely(case: dict[str, Any]) -> None:
     from rightsizer.core.snapshot_parsing import snapshot_from_document
 
     snapshot = snapshot_from_document(case["document"])
-    result = plan(PlanInput(snapshot=snapshot, now=NOW, pools=parse_pools(case["pools"])))
+    result = plan(PlanInput(snapshot=snapshot, now=NOW, pools=policies(case["pools"])))
     replay(case, result)
     assert result.summary.cost_per_hour_after <= result.summary.cost_per_hour_before
     assert result.summary.cost_per_hour_after >= Decimal(0)

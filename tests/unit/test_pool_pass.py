@@ -18,10 +18,10 @@ from rightsizer.adapters.metrics.fake import FakeGpuMetricsSource
 from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.drain_backoff import BackoffPolicy
 from rightsizer.core.errors import MetricsUnavailable
-from rightsizer.core.pool_parsing import parse_pool
 from rightsizer.core.snapshot_parsing import snapshot_from_document
-from rightsizer.runtime.consolidation import Executor, ExecutorSettings
-from rightsizer.runtime.drain_steps import Result
+from rightsizer.runtime.consolidation import Executor
+from rightsizer.runtime.drain_steps import ExecutorSettings, Result
+from rightsizer.runtime.mapping import read_pool
 from rightsizer.runtime.node_pools import PassSettings, PoolManager
 from rightsizer.runtime.telemetry import Telemetry
 from rightsizer.runtime.wiring import fleet_activity
@@ -48,7 +48,7 @@ class Cluster:
         items = [*self.edge.nodes.values(), *self.edge.pods.values()]
         return ClusterState(
             snapshot=snapshot_from_document(kube_list(*items)),
-            pools=tuple(parse_pool(doc) for doc in self.pools.values()),
+            pools=tuple(read_pool(doc) for doc in self.pools.values()),
             pool_documents=self.pools,
             pool_errors={},
             unschedulable=frozenset(unschedulable(self.edge.pods.values())),
@@ -486,6 +486,17 @@ def test_pool_status_counts_physical_gpus_a_mig_slice_or_time_sliced_replica_as_
     # what nobody requested: 5/7 and 3/4 of a GPU.
     assert status["costPerHour"] == 6
     assert status["idleCostPerHour"] == pytest.approx(3 * (5 / 7 + 3 / 4), abs=1e-3)
+
+
+def test_pool_status_cost_counts_cpu_cores_and_gpu_energy_as_workload_cost_does() -> None:
+    prices = {"cpuCorePricePerHour": "0.01", "energyPricePerKwh": "0.5", "wattsPerGpu": 250}
+    pool = gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **prices, **FAST)
+    edge = FakeDrain(gpu_node("a-0"), pod("chat-1", "a-0", gpus=8))
+    pools = manager(Cluster(edge, pool), Clock(), {"a100": FakeProvider("a100", ["a-0"])})
+    status = pools.run_pass("a100").status
+    # 8 GPUs x 3.00 + 64 cores x 0.01 + 8 x 250 W x PUE 1 / 1000 x 0.50 per kWh
+    assert status["costPerHour"] == 25.64
+    assert status["idleCostPerHour"] == 0  # its one pod is unmeasured: busy, never idle
 
 
 def test_a_node_the_provider_never_removes_holds_the_pool_until_it_is_gone() -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.protections import parse_until
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.runtime.mapping import read_pools
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod
 
 pytestmark = pytest.mark.unit
@@ -44,7 +44,7 @@ def run(*items: dict[str, Any], docs: list[dict[str, Any]] | None = None, **inpu
         PlanInput(
             snapshot=snapshot_from_document(kube_list(*items)),
             now=inputs.pop("now", NOW),
-            pools=parse_pools(docs if docs is not None else pools()),
+            pools=read_pools(docs if docs is not None else pools()),
             **inputs,
         )
     )

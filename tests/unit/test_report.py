@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.pools import assign_pools
 from rightsizer.core.report import WORKLOAD_ANNOTATION, build_report, savings
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.runtime.mapping import read_pools
+from rightsizer.runtime.settings import PricingDefaults
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +40,12 @@ def pod(name: str, node_name: str, gpus: int, workload: str | None) -> dict[str,
 POOL = {
     "kind": "GPUNodePool",
     "metadata": {"name": "a100"},
-    "spec": {"nodeSelector": {"rightsizer.io/pool": "a100"}, "gpusPerNode": 8, "pricePerGpuHour": 3},
+    "spec": {
+        "nodeSelector": {"rightsizer.io/pool": "a100"},
+        "gpuModel": "NVIDIA-A100-SXM4-80GB",
+        "gpusPerNode": 8,
+        "pricePerGpuHour": 3,
+    },
 }
 
 
@@ -68,7 +74,7 @@ def test_busy_gpus_follow_efficiency_and_idle_cost_is_the_unbusy_rest() -> None:
             ],
         }
     )
-    report = build_report(snap, [workload("chat", 0.25, 12.0)], assign_pools(snap.nodes, parse_pools([POOL])))
+    report = build_report(snap, [workload("chat", 0.25, 12.0)], assign_pools(snap.nodes, read_pools([POOL])))
     (row,) = report.workloads
     assert row.gpus_allocated == 4
     assert row.gpus_busy == Decimal("1.00")
@@ -82,7 +88,8 @@ def test_busy_gpus_follow_efficiency_and_idle_cost_is_the_unbusy_rest() -> None:
 def test_idle_cost_prices_each_node_as_the_pool_status_does() -> None:
     # One node price for an 8-GPU and a 4-GPU node: an idle GPU of the smaller node costs twice as
     # much. A pool-wide average per GPU would say 10 idle x 4.00 = 40.
-    per_node = {**POOL, "spec": {"nodeSelector": {"rightsizer.io/pool": "a100"}, "pricePerNodeHour": 24}}
+    spec = {k: v for k, v in POOL["spec"].items() if k != "pricePerGpuHour"}
+    per_node = {**POOL, "spec": {**spec, "pricePerNodeHour": 24}}
     snap = snapshot_from_document(
         {
             "kind": "List",
@@ -94,10 +101,20 @@ def test_idle_cost_prices_each_node_as_the_pool_status_does() -> None:
             ],
         }
     )
-    pools = assign_pools(snap.nodes, parse_pools([per_node]))
+    pools = assign_pools(snap.nodes, read_pools([per_node]))
     (pool,) = build_report(snap, [workload("chat", 0.5, 12.0)], pools).pools
     # Half of each pod's two GPUs busy: 7 idle x 24/8 + 3 idle x 24/4.
     assert pool.idle_cost_per_hour == Decimal("39.0000")
+
+
+def test_a_pools_cost_counts_its_nodes_cpu_cores_and_gpu_energy_as_workload_cost_does() -> None:
+    priced = {**POOL, "spec": {**POOL["spec"], "cpuCorePricePerHour": "0.01", "energyPricePerKwh": "0.5"}}
+    snap = snapshot_from_document({"kind": "List", "items": [node("n1", 8)]})
+    pools = assign_pools(snap.nodes, read_pools([priced], PricingDefaults(gpu_watts=Decimal(250))))
+    (pool,) = build_report(snap, [], pools).pools
+    # 8 x 3.00 + 96 cores x 0.01 + 8 x 250 W x PUE 1 / 1000 x 0.50 per kWh
+    assert pool.cost_per_hour == Decimal("25.96")
+    assert pool.idle_cost_per_hour == Decimal("24.0000")  # the idle GPUs' price
 
 
 def test_savings_compare_two_reports() -> None:

@@ -2,10 +2,11 @@
 
 Objects are read as raw JSON in pages (no client-side model deserialisation, which is slow on
 thousands of pods, and never the whole list at once) and handed to the same parser as
-`rightsizer plan --snapshot`, so the dry run and the operator see the cluster identically. A
-GPUNodePool that cannot be read is reported, not silently dropped, and the others are still used: one
-bad pool must not stop consolidation of the rest. Every page is retried on throttling, 5xx and lost
-connections (:mod:`kube_retry`).
+`rightsizer plan --snapshot`, so the dry run and the operator see the cluster identically. Each
+GPUNodePool goes through ``read_pool`` (the API's model, then the core's policy: given by the caller,
+as this layer does not know the runtime's mapping). One that cannot be read is reported, not silently
+dropped, and the others are still used: one bad pool must not stop consolidation of the rest. Every
+page is retried on throttling, 5xx and lost connections (:mod:`kube_retry`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from rightsizer.adapters.kube import (
 from rightsizer.adapters.kube_retry import KubeApiUnavailable, KubeRetry
 from rightsizer.core.errors import InvalidPool, RightsizerError
 from rightsizer.core.ownership import Owners
-from rightsizer.core.pool_parsing import parse_pool
 from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Snapshot
 from rightsizer.core.snapshot_parsing import snapshot_from_document
@@ -87,7 +87,13 @@ class ClusterReader:
 
     PAGE = 500
 
-    def __init__(self, api: client.ApiClient, retry: KubeRetry | None = None) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        read_pool: Callable[[Mapping[str, Any]], PoolPolicy],
+        retry: KubeRetry | None = None,
+    ) -> None:
+        self._read_pool = read_pool
         self._core = client.CoreV1Api(api)
         self._policy = client.PolicyV1Api(api)
         self._custom = client.CustomObjectsApi(api)
@@ -152,7 +158,7 @@ class ClusterReader:
         for doc in self._items(POOL_PLURAL, self._list_pools):
             name = str(doc.get("metadata", {}).get("name", ""))
             try:
-                policies.append(parse_pool({**doc, "kind": "GPUNodePool"}))
+                policies.append(self._read_pool({**doc, "kind": "GPUNodePool"}))
                 documents[name] = doc
             except InvalidPool as exc:
                 errors[name] = str(exc)

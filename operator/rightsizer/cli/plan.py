@@ -1,9 +1,10 @@
 """`rightsizer plan`: the consolidation planner as a dry run on a snapshot file or the live cluster.
 
 Reads ``kubectl get nodes,pods,pdb -A -o json`` (from a file or stdin) with optional GPUNodePool
-documents, or, with ``--live``, the cluster exactly as the operator's consolidation reads it (nodes,
-pods, PDBs, GPUNodePools and what GPUWorkloads say of their pods, through the same reader), plus
-optional per-pod GPU activity, and prints the plan as a table or as one JSON object. Nothing in the
+documents (read as the operator reads them: the API's model, then the core's policy), or, with
+``--live``, the cluster exactly as the operator's consolidation reads it (nodes, pods, PDBs,
+GPUNodePools and what GPUWorkloads say of their pods, through the same reader), plus optional per-pod
+GPU activity, and prints the plan as a table or as one JSON object. Nothing in the
 cluster is changed. Exit codes: 0 plan printed, 2 bad input, 1 the cluster could not be read.
 """
 
@@ -23,9 +24,9 @@ import yaml
 
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
-from rightsizer.core.pool_parsing import parse_pools
 from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot_parsing import parse_time, snapshot_from_json
+from rightsizer.runtime.mapping import read_pool, read_pools
 
 if TYPE_CHECKING:
     from rightsizer.adapters.cluster_snapshot import ClusterState
@@ -59,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="read the cluster as the operator does, its GPUNodePools and GPUWorkloads too (read-only)",
     )
     parser.add_argument(
-        "--pools", metavar="FILE", help="GPUNodePool documents (YAML or JSON, several allowed)"
+        "--pools",
+        metavar="FILE",
+        help="GPUNodePool documents (YAML or JSON, several allowed), validated as the API server does",
     )
     parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
     parser.add_argument("--now", metavar="RFC3339", help="plan as of this time (default: the current time)")
@@ -160,7 +163,7 @@ def _live(kubeconfig: str | None, context: str | None) -> ClusterState:
     from rightsizer.runtime.wiring import api_client
 
     try:
-        state = ClusterReader(api_client(kubeconfig, context)).read()
+        state = ClusterReader(api_client(kubeconfig, context), read_pool).read()
     except (ApiException, RightsizerError, ConfigException, OSError) as exc:
         raise ClusterUnreadable(f"the cluster could not be read: {exc}") from exc
     if (unreadable := state.unreadable_summary()) is not None:
@@ -177,7 +180,7 @@ def _pools(path: str) -> tuple[PoolPolicy, ...]:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise BadInput(f"pools file {path!r} is not YAML/JSON: {exc}") from exc
-    return parse_pools(documents)
+    return read_pools(documents)
 
 
 def _activity(path: str) -> dict[str, Decimal]:

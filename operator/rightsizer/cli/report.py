@@ -20,6 +20,7 @@ from rightsizer.adapters.kube_retry import KubeApiUnavailable
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.pools import assign_pools, default_assignment
 from rightsizer.core.report import Report, build_report, savings
+from rightsizer.runtime.mapping import read_pool
 from rightsizer.runtime.wiring import api_client
 
 
@@ -38,7 +39,7 @@ class ReportUnreadable(Exception):
 def collect(api: client.ApiClient) -> Report:
     """The cluster as the operator's consolidation reads it (same reader, pools, prices), plus every
     GPUWorkload's status."""
-    reader = ClusterReader(api)
+    reader = ClusterReader(api, read_pool)
     try:
         state = reader.read()
         workloads = reader.workload_documents()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from rightsizer.api.durations import format_duration
 from rightsizer.core.errors import InvalidPolicy
@@ -26,24 +26,6 @@ from rightsizer.core.wording import TIMES, format_money, format_number
 
 ZERO = Decimal(0)
 _HOUR_SECONDS = Decimal(3600)
-
-
-def as_decimal(value: float | int | str | Decimal, name: str = "value") -> Decimal:
-    """Turn a measurement into an exact Decimal (floats via their shortest repr, not binary noise).
-
-    Non-finite values are refused: a NaN in a cost would poison every total it touches.
-    """
-    try:
-        result = (
-            value
-            if isinstance(value, Decimal)
-            else Decimal(repr(value) if isinstance(value, float) else value)
-        )
-    except InvalidOperation as exc:
-        raise InvalidPolicy(name, f"{value!r} is not a number", "pass a finite number") from exc
-    if not result.is_finite():
-        raise InvalidPolicy(name, f"{value!r} is not finite", "pass a finite number")
-    return result
 
 
 @dataclass(frozen=True)
@@ -106,6 +88,26 @@ def overhead_per_gpu_hour(pool_overhead_per_hour: Decimal, pool_gpus: int) -> De
     return pool_overhead_per_hour / pool_gpus
 
 
+def kwh_per_hour(watts: Decimal, pue: Decimal) -> Decimal:
+    """Energy drawn per hour at the wall: power times the data centre's PUE."""
+    return watts * pue / 1000
+
+
+@dataclass(frozen=True)
+class RunningCosts:
+    """What a pool's node costs per hour beyond its price: its CPU cores and the energy its GPUs draw
+    at their rated power, at the prices :func:`workload_cost` charges a workload for the same."""
+
+    cpu_core_hour: Decimal = ZERO
+    energy_kwh: Decimal = ZERO
+    rated_watts_per_gpu: Decimal = ZERO
+    pue: Decimal = Decimal(1)
+
+    def per_hour(self, cpu_cores: Decimal, gpus: Decimal) -> Decimal:
+        energy = kwh_per_hour(gpus * self.rated_watts_per_gpu, self.pue) * self.energy_kwh
+        return cpu_cores * self.cpu_core_hour + energy
+
+
 @dataclass(frozen=True)
 class WorkloadUsage:
     """What a workload reserved and what it did, summed over its replicas."""
@@ -162,8 +164,8 @@ def workload_cost(pricing: PricingModel, usage: WorkloadUsage) -> CostBreakdown:
         watts, source = usage.measured_watts, "measured"
     else:
         watts, source = pricing.rated_watts_per_gpu * usage.requested_gpus, "rated"
-    kwh_per_hour = watts * pricing.pue / 1000
-    energy = kwh_per_hour * pricing.energy_kwh
+    energy_per_hour = kwh_per_hour(watts, pricing.pue)
+    energy = energy_per_hour * pricing.energy_kwh
     overhead = billable * pricing.overhead_per_gpu_hour
     per_hour = gpu + cpu + storage + energy + overhead
     idle = max(usage.requested_gpus - used, ZERO) * unit if used is not None else None
@@ -184,7 +186,7 @@ def workload_cost(pricing: PricingModel, usage: WorkloadUsage) -> CostBreakdown:
         )
     if energy:
         terms.append(
-            f"energy {n(watts, 1)} W {source} {TIMES} PUE {n(pricing.pue, 2)} = {n(kwh_per_hour, 4)} kWh "
+            f"energy {n(watts, 1)} W {source} {TIMES} PUE {n(pricing.pue, 2)} = {n(energy_per_hour, 4)} kWh "
             f"{TIMES} {_m(pricing.energy_kwh)} = {_m(energy)}"
         )
     if overhead:
@@ -203,7 +205,7 @@ def workload_cost(pricing: PricingModel, usage: WorkloadUsage) -> CostBreakdown:
         billable_gpus=billable,
         idle_per_hour=idle,
         gpu_efficiency=efficiency,
-        energy_kwh_per_hour=kwh_per_hour,
+        energy_kwh_per_hour=energy_per_hour,
         power_source=source,
         reason=reason,
     )

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from rightsizer.core.metrics_view import UsableMetrics, weighted_total
 from rightsizer.core.scaling_policy import ScalingPolicy
-from rightsizer.core.wording import TIMES, format_percent
+from rightsizer.core.wording import TIMES, exact, format_number, format_percent, join_reasons
 
 
 def gpu_recommendation(
@@ -33,15 +33,15 @@ def gpu_recommendation(
     # Decimal arithmetic, so the numbers users read are the numbers compared: 66% against 60% is
     # exactly 10% over (floats say 10.000000000000009%), and 0.4 + 79.9 + 39.7 over 60 is exactly 2
     # replicas (floats sum to 120.00000000000001 and ask for 3).
-    exact_target = _decimal(target)
+    exact_target = exact(target)
     # Pods weighted by their GPUs, as HPA weights them by request: total is in pod-equivalents.
     total = weighted_total(metrics.per_pod)
     ratio = total / metrics.ready_count / exact_target
     up = ratio > 1
-    exact_tolerance = _decimal(policy.tolerance_for(up))
+    exact_tolerance = exact(policy.tolerance_for(up))
     tolerance = format_percent(policy.tolerance_for(up) * 100)
     if abs(ratio - 1) <= exact_tolerance:
-        return current, _join(
+        return current, join_reasons(
             note,
             f"util {format_percent(observed)} within target {format_percent(target)} "
             f"{_band(policy, up)}{tolerance} → keep {current}",
@@ -51,7 +51,7 @@ def gpu_recommendation(
         starting = len(metrics.not_ready)
         spread = total / (metrics.ready_count + starting)
         if spread / exact_target <= 1 + exact_tolerance:
-            return current, _join(
+            return current, join_reasons(
                 note,
                 f"util {format_percent(observed)} > target {format_percent(target)}, but spread over "
                 f"{starting} starting pods it is {format_percent(float(spread))} → keep {current}",
@@ -60,7 +60,9 @@ def gpu_recommendation(
     desired = math.ceil(total / exact_target)
     direction = ">" if ratio > 1 else "<"
     sign = "+" if ratio > 1 else "-"
-    arithmetic = f"ceil({metrics.ready_count}{TIMES}{_number(observed)}/{_number(target)})={desired}"
+    arithmetic = (
+        f"ceil({metrics.ready_count}{TIMES}{format_number(observed)}/{format_number(target)})={desired}"
+    )
     why = (
         f"util {format_percent(observed)} {direction} target {format_percent(target)} "
         f"({sign}{tolerance} tolerance) → {arithmetic}"
@@ -71,7 +73,7 @@ def gpu_recommendation(
         why += f"; raised to minimum {clamped}"
     elif clamped < desired:
         why += f"; capped at maxReplicas {clamped}"
-    return clamped, _join(note, why)
+    return clamped, join_reasons(note, why)
 
 
 def _band(policy: ScalingPolicy, up: bool) -> str:
@@ -86,7 +88,7 @@ def gpu_with_missing_filled(policy: ScalingPolicy, current: int, metrics: Usable
     the others ask for (0% against a scale-up, 100% against a scale-down; starting pods as 0%
     against a scale-up too). A change survives only if it still holds then, in the same direction.
     Never to zero: an unknown pod is not idle."""
-    target = _decimal(policy.target_utilization)
+    target = exact(policy.target_utilization)
     reported = weighted_total(metrics.per_pod)
     ratio = reported / metrics.ready_count / target
     missing = ", ".join(metrics.missing)
@@ -112,7 +114,7 @@ def gpu_with_missing_filled(policy: ScalingPolicy, current: int, metrics: Usable
     )
     desired = math.ceil(total / target)
     if (
-        abs(new_ratio - 1) <= _decimal(policy.tolerance_for(new_ratio > 1))
+        abs(new_ratio - 1) <= exact(policy.tolerance_for(new_ratio > 1))
         or (new_ratio > 1) != up
         or (up and desired < current)
         or (not up and desired > current)
@@ -141,15 +143,3 @@ def _idle_verdict(
             f"{idle}, but wake-up signal {wake_signal:g} > {policy.wake_threshold:g}: not scaling to zero"
         )
     return True, f"{idle} and wake-up signal {wake_signal:g} ≤ {policy.wake_threshold:g} → 0"
-
-
-def _decimal(value: float) -> Decimal:
-    return Decimal(repr(value))
-
-
-def _join(*parts: str) -> str:
-    return "; ".join(part for part in parts if part)
-
-
-def _number(value: float) -> str:
-    return format_percent(value)[:-1]

@@ -1,7 +1,7 @@
 """Node pools as the planner sees them: which nodes belong together, what they cost, how they may shrink.
 
-A :class:`PoolPolicy` is the planner's own frozen view of a GPUNodePool
-(:mod:`rightsizer.core.pool_parsing` reads one from its document). Without pool definitions,
+A :class:`PoolPolicy` is the planner's own frozen view of a GPUNodePool (the operator converts the
+API's validated object into one, in ``rightsizer.runtime.mapping``). Without pool definitions,
 :func:`default_assignment` groups nodes by GPU model (``nvidia.com/gpu.product``) or instance type
 and prices them from the price their provider labelled them with (:data:`INSTANCE_PRICE_LABEL`, as
 Karpenter's kwok provider does) or from :data:`DEFAULT_GPU_PRICES`; so is a Karpenter pool that sets no
@@ -37,6 +37,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from rightsizer.core.budgets import NodeBudget
+from rightsizer.core.cost import RunningCosts
 from rightsizer.core.matching import selector_matches
 from rightsizer.core.protections import DEFAULT_CHECKPOINT_TIMEOUT, DEFAULT_STARTUP_GRACE
 from rightsizer.core.snapshot import (
@@ -109,6 +110,7 @@ class PoolPolicy:
     consolidate_unknown_activity: bool = False  # may nodes whose GPU activity is unknown be drained?
     checkpoint_timeout: timedelta = DEFAULT_CHECKPOINT_TIMEOUT  # how long a drain waits for a checkpoint
     make_before_break: MakeBeforeBreak = MakeBeforeBreak.INFERENCE_ONLY  # whose replicas a drain raises first
+    running: RunningCosts = field(default_factory=RunningCosts)  # CPU and GPU energy: the pool's cost only
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +233,16 @@ def node_price(node: Node, pool: PoolPolicy | None) -> Decimal:
         gpus = node.physical_gpus() or Decimal(pool.gpus_per_node or 0)
         return gpus * pool.price_per_gpu_hour + pool.overhead_per_hour
     return default_node_price(node) + pool.overhead_per_hour
+
+
+def node_cost(node: Node, pool: PoolPolicy | None) -> Decimal:
+    """What a node costs its pool per hour: its price (:func:`node_price`, what removing it saves and
+    what a replacement shape is compared with) plus its allocatable CPU cores and its GPUs' energy,
+    priced as a workload's cost prices them, so a workload filling a node costs what the node does."""
+    price = node_price(node, pool)
+    if pool is None:
+        return price
+    return price + pool.running.per_hour(node.allocatable.get("cpu", Decimal(0)), node.physical_gpus())
 
 
 def idle_gpu_cost(

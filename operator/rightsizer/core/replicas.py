@@ -34,6 +34,7 @@ from rightsizer.core.metrics_view import Hold, UsableMetrics
 from rightsizer.core.scaling_policy import ScalingPolicy
 from rightsizer.core.scaling_rate import ScaleEvent, limit_rate, recent_events
 from rightsizer.core.scaling_signals import Proposal, SignalReading, Situation, propose
+from rightsizer.core.wording import join_reasons
 
 SHARED_GPU = "SharedGpu"
 GPU_SIGNAL = "GPU utilisation"
@@ -160,7 +161,7 @@ def decide_replicas(
     final, limit_why = limit_rate(
         policy.scale_up if stabilised > current else policy.scale_down, current, stabilised, events, now
     )
-    reason = _join(why, stabilise_why, limit_why)
+    reason = join_reasons(why, stabilise_why, limit_why)
     if final < current and shared:
         # Time-sliced or MPS GPUs report the device's activity to every sharer: it says nothing of
         # how much of it this workload does, so it never removes a replica on its own.
@@ -228,10 +229,6 @@ def _largest(
 
 def _quiet(policy: ScalingPolicy, wake_signal: float | None) -> bool:
     return wake_signal is not None and math.isfinite(wake_signal) and wake_signal <= policy.wake_threshold
-
-
-def _join(*parts: str) -> str:
-    return "; ".join(part for part in parts if part)
 
 
 def _stabilise(

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
-from rightsizer.core.pools import PoolAssignment, idle_gpu_cost, node_price
+from rightsizer.core.pools import PoolAssignment, idle_gpu_cost, node_cost
 from rightsizer.core.snapshot import Snapshot
 
 ZERO = Decimal(0)
@@ -143,7 +143,7 @@ def build_report(
         names = {n.name for n in nodes}
         gpus = sum((n.gpus() for n in nodes), ZERO)
         requested = sum((p.gpus() for p in snapshot.pods if p.node_name in names and not p.terminal), ZERO)
-        cost = sum((node_price(n, policy) for n in nodes), ZERO)
+        cost = sum((node_cost(n, policy) for n in nodes), ZERO)
         busy = min(sum((node_busy.get(n, ZERO) for n in names), ZERO), gpus)
         pools.append(
             PoolRow(

@@ -23,7 +23,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from rightsizer.core.errors import InvalidPolicy
-from rightsizer.core.wording import format_percent
+from rightsizer.core.wording import exact, format_number
 
 
 class SignalKind(StrEnum):
@@ -100,7 +100,8 @@ def propose(signal: SignalTarget, reading: SignalReading | None, at: Situation) 
     assert reading is not None  # _unreadable refused a missing reading
     if signal.kind is SignalKind.PODS:
         return _pods(signal, reading, at)
-    return _single(signal, _number(reading.value), at)
+    assert reading.value is not None  # and a single signal without a value
+    return _single(signal, exact(reading.value), at)
 
 
 def _unreadable(signal: SignalTarget, reading: SignalReading | None, counted: tuple[str, ...]) -> str | None:
@@ -125,9 +126,9 @@ def _valid(value: float) -> bool:
 
 def _pods(signal: SignalTarget, reading: SignalReading, at: Situation) -> Proposal:
     current, counted = at.current, at.counted
-    values = {pod: _number(v) for pod, v in (reading.per_pod or {}).items() if pod in counted}
+    values = {pod: exact(v) for pod, v in (reading.per_pod or {}).items() if pod in counted}
     missing = [pod for pod in counted if pod not in values]
-    target = _number(signal.target)
+    target = exact(signal.target)
     total = sum(values.values(), Decimal(0))
     ratio = total / len(values) / target
     seen = f"{signal.name} {_show(total / len(values))}/pod vs target {_show(target)}"
@@ -151,7 +152,7 @@ def _pods(signal: SignalTarget, reading: SignalReading, at: Situation) -> Propos
 
 def _single(signal: SignalTarget, value: Decimal, at: Situation) -> Proposal:
     current, base = at.current, len(at.counted) or at.current
-    target = _number(signal.target)
+    target = exact(signal.target)
     seen = f"{signal.name} {_show(value)} vs target {_show(target)}"
     if signal.target_kind is TargetKind.AVERAGE_VALUE:
         ratio = value / (target * current)
@@ -169,7 +170,7 @@ def _single(signal: SignalTarget, value: Decimal, at: Situation) -> Proposal:
 
 def _within(ratio: Decimal, tolerances: tuple[float, float]) -> bool:
     tolerance = tolerances[0] if ratio > 1 else tolerances[1]
-    return abs(ratio - 1) <= _number(tolerance)
+    return abs(ratio - 1) <= exact(tolerance)
 
 
 def _bounded(name: str, desired: int, why: str, at: Situation) -> Proposal:
@@ -181,10 +182,5 @@ def _bounded(name: str, desired: int, why: str, at: Situation) -> Proposal:
     return Proposal(name, clamped, why)
 
 
-def _number(value: float | None) -> Decimal:
-    # Decimal of the shortest repr, so the numbers users read are the numbers compared.
-    return Decimal(repr(value))
-
-
 def _show(value: Decimal) -> str:
-    return format_percent(float(value))[:-1]
+    return format_number(float(value))

@@ -11,6 +11,17 @@ from decimal import ROUND_HALF_UP, Decimal
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
+def exact(value: float) -> Decimal:
+    """The Decimal of a float's shortest repr, so the numbers users read are the numbers compared:
+    66% against 60% is exactly 10% over (floats say 10.000000000000009%)."""
+    return Decimal(repr(value))
+
+
+def join_reasons(*parts: str) -> str:
+    """Parts of one reason, empty ones left out: ``"idle 2h; util 3% < target 60%"``."""
+    return "; ".join(part for part in parts if part)
+
+
 def format_percent(value: float) -> str:
     """``90.0 -> "90%"``, ``62.55 -> "62.5%"`` (one decimal at most)."""
     return f"{format_number(value)}%"

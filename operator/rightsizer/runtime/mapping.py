@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,8 +10,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from rightsizer.api.v1alpha1 import (
+    DisruptionBudget,
+    GPUNodePool,
     GPUNodePoolSpec,
     GPUWorkloadSpec,
+    InvalidResource,
     MetricTarget,
     MetricType,
     ScalingMetric,
@@ -19,11 +22,13 @@ from rightsizer.api.v1alpha1 import (
     TargetType,
     WorkloadType,
 )
-from rightsizer.core.budgets import PodPolicy
-from rightsizer.core.cost import PricingModel
+from rightsizer.core.budgets import NodeBudget, PodPolicy
+from rightsizer.core.cost import PricingModel, RunningCosts, overhead_per_gpu_hour
+from rightsizer.core.cron import parse_cron
+from rightsizer.core.errors import InvalidPool, InvalidSchedule
 from rightsizer.core.idle import IdleAction, IdlePolicy
 from rightsizer.core.ownership import WorkloadClaim
-from rightsizer.core.pools import default_gpu_price, instance_price
+from rightsizer.core.pools import PoolPolicy, ReplacementType, default_gpu_price, instance_price
 from rightsizer.core.scaling_policy import ScalingPolicy
 from rightsizer.core.scaling_rate import (
     DEFAULT_SCALE_DOWN,
@@ -35,6 +40,7 @@ from rightsizer.core.scaling_rate import (
 )
 from rightsizer.core.scaling_signals import SignalKind, SignalTarget, TargetKind
 from rightsizer.core.selectors import parse_selector
+from rightsizer.core.snapshot import LabelSelector
 from rightsizer.runtime.settings import PricingDefaults
 
 SHORTHAND_PERIOD_SECONDS = 15
@@ -131,22 +137,118 @@ def pool_pricing(
     """The pool's prices; a pool priced by instance type (Karpenter) takes the node's labelled price,
     else the default price of the pool's GPU model, as consolidation prices that node."""
     gpus = pool.gpus_per_node
-    overhead = pool.overhead_per_hour / gpus if gpus else Decimal(0)
+    overhead = overhead_per_gpu_hour(pool.overhead_per_hour, gpus)
     gpu_hour, node_hour = pool.price_per_gpu_hour, pool.price_per_node_hour
     if pool.priced_by_instance_type:
         node_hour = instance_price(node_labels or {})
         gpu_hour = default_gpu_price(pool.gpu_model) if node_hour is None else None
+    running = running_costs(pool, defaults)
     return PricingModel(
         currency=pool.currency,
         gpu_hour=gpu_hour,
         node_hour=node_hour,
         gpus_per_node=gpus if node_hour is not None else None,
+        cpu_core_hour=running.cpu_core_hour,
+        energy_kwh=running.energy_kwh,
+        rated_watts_per_gpu=running.rated_watts_per_gpu,
+        pue=running.pue,
+        overhead_per_gpu_hour=overhead,
+    )
+
+
+def running_costs(pool: GPUNodePoolSpec, defaults: PricingDefaults) -> RunningCosts:
+    """The pool's CPU and energy prices: one source for what its workloads pay and what it costs. A
+    pool without watts per GPU draws the operator's default."""
+    return RunningCosts(
         cpu_core_hour=pool.cpu_core_price_per_hour or Decimal(0),
         energy_kwh=pool.energy_price_per_kwh,
         rated_watts_per_gpu=pool.watts_per_gpu if pool.watts_per_gpu is not None else defaults.gpu_watts,
         pue=pool.pue,
-        overhead_per_gpu_hour=overhead,
     )
+
+
+def read_pools(
+    documents: Iterable[object], defaults: PricingDefaults | None = None
+) -> tuple[PoolPolicy, ...]:
+    """GPUNodePool documents of a file (a ``List`` of them is unpacked) as the core's policies;
+    :class:`InvalidPool` naming the object and field for the first that does not validate."""
+    pools: list[PoolPolicy] = []
+    for doc in documents:
+        if doc is None:
+            continue
+        if not isinstance(doc, Mapping):
+            raise InvalidPool("a pool document must be an object (a GPUNodePool)")
+        if str(doc.get("kind", "")).endswith("List"):
+            pools.extend(read_pools(doc.get("items") or [], defaults))
+            continue
+        pools.append(read_pool(doc, defaults))
+    names = [p.name for p in pools]
+    if len(set(names)) != len(names):
+        raise InvalidPool("two GPUNodePools share a name")
+    return tuple(pools)
+
+
+def read_pool(document: Mapping[str, Any], defaults: PricingDefaults | None = None) -> PoolPolicy:
+    """One GPUNodePool validated against the API's model (as the API server validates it) and
+    converted into the core's policy; :class:`InvalidPool` naming the field when it does not validate.
+    Its status is not read: what an operator wrote there never makes the spec unusable."""
+    if not isinstance(document.get("metadata") or {}, Mapping):
+        raise InvalidPool("a GPUNodePool's metadata must be an object")
+    try:
+        pool = GPUNodePool.parse({k: v for k, v in document.items() if k != "status"})
+    except InvalidResource as exc:
+        raise InvalidPool(str(exc)) from exc
+    if not pool.metadata.name:
+        raise InvalidPool("a GPUNodePool has no metadata.name")
+    return pool_policy(pool, defaults or PricingDefaults())
+
+
+def pool_policy(pool: GPUNodePool, defaults: PricingDefaults) -> PoolPolicy:
+    """The core's view of a validated GPUNodePool; its CPU and energy prices as its workloads pay them."""
+    spec, name = pool.spec, pool.metadata.name
+    return PoolPolicy(
+        name=name,
+        node_selector=LabelSelector(match_labels=tuple(sorted(spec.selector.items()))),
+        gpu_model=spec.gpu_model,
+        gpus_per_node=spec.gpus_per_node,
+        price_per_gpu_hour=spec.price_per_gpu_hour,
+        price_per_node_hour=spec.price_per_node_hour,
+        overhead_per_hour=spec.overhead_per_hour,
+        min_nodes=spec.min_nodes,
+        max_nodes=spec.max_nodes,
+        consolidation_policy=str(spec.consolidation_policy),
+        consolidate_after=spec.consolidate_after,
+        budgets=tuple(_budget(name, i, b) for i, b in enumerate(spec.disruption.budgets)),
+        allow_training_disruption=spec.allow_training_disruption,
+        replacement_types=tuple(
+            ReplacementType(
+                instance_type=r.instance_type,
+                gpu_model=r.gpu_model,
+                gpus_per_node=r.gpus_per_node,
+                price_per_node_hour=r.price_per_node_hour,
+            )
+            for r in spec.replacement_types
+        ),
+        provider=str(spec.provider.type),
+        startup_grace_period=spec.startup_grace_period,
+        gang_labels=spec.gang_labels,
+        consolidate_unknown_activity=spec.consolidate_when_activity_unknown,
+        checkpoint_timeout=spec.checkpoint_timeout,
+        make_before_break=spec.disruption.make_before_break,
+        running=running_costs(spec, defaults),
+    )
+
+
+def _budget(pool: str, index: int, budget: DisruptionBudget) -> NodeBudget:
+    # The CRD checks a schedule's shape only; a field out of range would fail at every pass.
+    if budget.schedule is not None:
+        try:
+            parse_cron(budget.schedule)
+        except InvalidSchedule as exc:
+            raise InvalidPool(
+                f"GPUNodePool {pool} is invalid: spec.disruption.budgets.{index}.schedule: {exc}"
+            ) from exc
+    return NodeBudget(nodes=budget.nodes, schedule=budget.schedule, duration=budget.duration)
 
 
 def default_pricing(defaults: PricingDefaults) -> PricingModel:

@@ -19,7 +19,7 @@ from rightsizer.core.conditions import replace_conditions
 from rightsizer.core.gpu_share import gpu_share
 from rightsizer.core.metrics_view import IDLE_GPU_PERCENT
 from rightsizer.core.pool_status import INPUTS_AVAILABLE
-from rightsizer.core.pools import PoolPolicy, idle_gpu_cost, node_price
+from rightsizer.core.pools import PoolPolicy, idle_gpu_cost, node_cost
 from rightsizer.core.protections import DO_NOT_DISRUPT_UNTIL, protected_until
 from rightsizer.core.snapshot import Node, Pod
 from rightsizer.runtime.events import Event
@@ -47,7 +47,7 @@ def pool_status(
     active: Decimal | None = None
     if known:
         active = sum((share[p.key] for p in known if activity[p.key] > IDLE_GPU_PERCENT), Decimal(0))
-    cost = sum((node_price(n, pool) for n in members), Decimal(0))
+    cost = sum((node_cost(n, pool) for n in members), Decimal(0))
     # A pod without a reading is unknown, never idle: its GPUs count as busy.
     busy: dict[str, Decimal] = {}
     for p in pods:

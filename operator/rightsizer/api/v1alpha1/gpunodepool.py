@@ -149,7 +149,11 @@ class GPUNodePoolSpec(SpecModel):
         default=None, description="Price of one node for one hour. Set this or pricePerGpuHour."
     )
     cpu_core_price_per_hour: Price | None = Field(
-        default=None, description="Price of one CPU core for one hour, for CPU requests of GPU pods."
+        default=None,
+        description=(
+            "Price of one CPU core for one hour: GPU pods pay it for their CPU requests, the pool for its "
+            "nodes' allocatable cores."
+        ),
     )
     watts_per_gpu: Watts | None = Field(
         default=None, description="Rated power of one busy GPU, W; used when power draw is not measured."
@@ -303,7 +307,13 @@ class GPUNodePoolStatus(StatusModel):
     )
     gpus_active: int | None = Field(default=None, description="GPUs busy (above the idle threshold).")
     currency: str | None = Field(default=None, description="Currency of the amounts.")
-    cost_per_hour: Number | None = Field(default=None, description="Cost of the pool per hour.")
+    cost_per_hour: Number | None = Field(
+        default=None,
+        description=(
+            "Cost of the pool per hour: its nodes' prices and overhead, their CPU cores and the energy of "
+            "their GPUs at rated power, as workloads' cost counts them."
+        ),
+    )
     idle_cost_per_hour: Number | None = Field(
         default=None, description="Part of costPerHour paying for idle GPUs."
     )
