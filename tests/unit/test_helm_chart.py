@@ -92,7 +92,7 @@ ALL_ON: dict[str, Any] = {
             {"apiGroup": "apps", "resources": ["deployments", "statefulsets"]},
             {"apiGroup": "kubeflow.org", "resources": ["pytorchjobs"]},
         ],
-        "workloadKinds": [k.kind for k in KINDS.values() if k.group != "apps"],
+        "workloadKinds": [*(k.kind for k in KINDS.values() if k.group != "apps"), "Kueue"],
     },
     "serviceMonitor": {"enabled": True},
     "prometheusRule": {"enabled": True},
@@ -576,6 +576,8 @@ CLIENT_CALLS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("AppsV1Api", "read_namespaced_deployment"): ("apps", "deployments", "get"),
     ("AppsV1Api", "patch_namespaced_deployment"): ("apps", "deployments", "patch"),
     ("AppsV1Api", "patch_namespaced_stateful_set"): ("apps", "statefulsets", "patch"),
+    ("AppsV1Api", "list_deployment_for_all_namespaces"): ("apps", "deployments", "list"),
+    ("AppsV1Api", "list_stateful_set_for_all_namespaces"): ("apps", "statefulsets", "list"),
     ("AutoscalingV2Api", "list_namespaced_horizontal_pod_autoscaler"): (
         "autoscaling",
         "horizontalpodautoscalers",
@@ -868,9 +870,16 @@ def workload_kind_needs(values: dict[str, Any]) -> list[Need]:
     """kube.py reaches a registered kind's object (GET/PATCH) and, where the kind scales through it,
     its /scale (GET/PATCH), as for scale targets; the kinds enabled in rbac.workloadKinds."""
     by_name = {k.kind: k for k in KINDS.values()}
-    return [
+    enabled = (values.get("rbac") or {}).get("workloadKinds") or []
+    # Kueue is no kind of target: jobs it queues are suspended through its Workload (list, patch).
+    kueue = [
+        Need("kueue.x-k8s.io", "workloads", verb, "core", "watched", where="adapters/kueue.py")
+        for verb in ("list", "patch")
+        if "Kueue" in enabled
+    ]
+    return kueue + [
         Need(kind.group, kind.plural + sub, verb, "core", "watched", where="adapters/workload_kinds.py KINDS")
-        for kind in (by_name[name] for name in (values.get("rbac") or {}).get("workloadKinds") or [])
+        for kind in (by_name[name] for name in enabled if name != "Kueue")
         for sub in ("", "/scale") if sub == "" or kind.replicas_via is ReplicasVia.SCALE
         for verb in ("get", "patch")
     ]  # fmt: skip

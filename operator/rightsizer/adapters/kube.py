@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from rightsizer.adapters import kueue
 from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.adapters.workload_kinds import KINDS, ReplicasVia, WorkloadKind, kind_for, supported_kinds
 from rightsizer.core.errors import RightsizerError
@@ -294,13 +295,14 @@ class KubeWorkloads:
         else:
             desired, current = kind.replicas(obj) if via is ReplicasVia.PATH else (0, 0)
         selector = str((scale.get("status") or {}).get("selector") or "")
-        selectors = kind.pod_selectors(ref.name, selector)
+        selectors = kind.pod_selectors(ref.name, selector, obj)
+        can_suspend, suspended, via = kueue.gate(self._call, namespace, kind, obj, via)
         return Scale(
             desired=unsurged(desired, annotations),
             current=unsurged(current, annotations),
             selector=selectors[0],
-            can_suspend=kind.can_suspend(obj),
-            suspended=kind.suspended(obj),
+            can_suspend=can_suspend,
+            suspended=suspended,
             annotations=dict((obj.get("metadata") or {}).get("annotations") or {}),
             can_scale=via is not ReplicasVia.NONE,
             pod_selectors=selectors,
@@ -346,7 +348,9 @@ class KubeWorkloads:
 
     def suspend(self, namespace: str, ref: TargetRef, suspend: bool = True) -> None:
         path, _, kind = self._target(namespace, ref)
-        self._call("PATCH", path, *kind.suspend_patch(suspend))
+        obj = self._call("GET", path) if kind.suspend_path is not None else {}
+        if not kueue.set_active(self._call, namespace, kind, obj, not suspend):  # a job Kueue queues
+            self._call("PATCH", path, *kind.suspend_patch(suspend))
 
     def annotate_target(self, namespace: str, ref: TargetRef, annotations: Mapping[str, str | None]) -> None:
         path, _, _ = self._target(namespace, ref)

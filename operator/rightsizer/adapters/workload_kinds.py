@@ -2,14 +2,16 @@
 and tells who else scales it — one small description per kind, all registered in :data:`KINDS`.
 
 A kind that is not registered falls back to :data:`GENERIC`: replicas and pods through its /scale
-subresource, suspend through ``spec.suspend`` where the object has one. Everything here reads and
-builds JSON; the requests are sent by :class:`rightsizer.adapters.kube.KubeWorkloads`.
+subresource, suspend through ``spec.suspend`` where the object has one. A kind is stopped the way its
+own controller reads it (:class:`Suspend`): a boolean field, or an annotation. Everything here reads
+and builds JSON; the requests are sent by :class:`rightsizer.adapters.kube.KubeWorkloads`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +30,41 @@ class ReplicasVia(StrEnum):
 
 
 @dataclass(frozen=True)
+class Suspend:
+    """How a kind is stopped and resumed, as its controller reads it: a boolean field at ``path``, or
+    an ``annotation`` — valued "true" (removed to resume) or, ``stamped``, present at all, valued
+    with the time it was stopped."""
+
+    path: Path | None = None
+    annotation: str | None = None
+    stamped: bool = False
+
+    def state(self, obj: Mapping[str, Any]) -> bool | None:
+        """Stopped or not; None when the field or annotation holds what neither means (then the
+        operator leaves it alone rather than guess)."""
+        if self.annotation is None:
+            value = get_path(obj, self.path or ())
+            return False if value is None else value if isinstance(value, bool) else None
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if not isinstance(annotations, Mapping):
+            return None
+        value = annotations.get(self.annotation)
+        if value is None:
+            return False
+        if not isinstance(value, str):
+            return None
+        if self.stamped:
+            return True
+        return {"true": True, "false": False}.get(value.strip().lower())
+
+    def patch(self, suspend: bool, now: datetime) -> tuple[Any, str]:
+        if self.annotation is None:
+            return patch_at(self.path or (), suspend)
+        value = (_rfc3339(now) if self.stamped else "true") if suspend else None
+        return {"metadata": {"annotations": {self.annotation: value}}}, MERGE_PATCH
+
+
+@dataclass(frozen=True)
 class WorkloadKind:
     """One kind of GPU workload, as the operator reaches it."""
 
@@ -39,8 +76,8 @@ class WorkloadKind:
     """Where the desired count is, for ``ReplicasVia.PATH``."""
     current_path: Path = ()
     """Where the running count is, for ``ReplicasVia.PATH``; unset: the desired count."""
-    suspend_path: Path | None = None
-    """A boolean field that stops the workload; None: it cannot be suspended."""
+    suspend: Suspend | None = None
+    """How the workload is stopped; None: it cannot be suspended."""
     pod_labels: tuple[str, ...] = ()
     """Labels whose value is the object's name on every pod of it; empty: the /scale selector."""
 
@@ -56,18 +93,24 @@ class WorkloadKind:
     def replicas_patch(self, obj: Mapping[str, Any], replicas: int) -> tuple[Any, str]:
         return patch_at(self.replicas_path, replicas)
 
+    @property
+    def suspend_path(self) -> Path | None:
+        return self.suspend.path if self.suspend is not None else None
+
     def can_suspend(self, obj: Mapping[str, Any]) -> bool:
-        return self.suspend_path is not None
+        return self.suspend is not None and self.suspend.state(obj) is not None
 
     def suspended(self, obj: Mapping[str, Any]) -> bool:
-        return self.suspend_path is not None and bool(get_path(obj, self.suspend_path))
+        return self.suspend is not None and self.suspend.state(obj) is True
 
-    def suspend_patch(self, suspend: bool) -> tuple[Any, str]:
-        if self.suspend_path is None:
+    def suspend_patch(self, suspend: bool, now: datetime | None = None) -> tuple[Any, str]:
+        if self.suspend is None:
             raise ValueError(f"{self.kind} cannot be suspended")
-        return patch_at(self.suspend_path, suspend)
+        return self.suspend.patch(suspend, now or datetime.now(UTC))
 
-    def pod_selectors(self, name: str, scale_selector: str) -> tuple[str, ...]:
+    def pod_selectors(
+        self, name: str, scale_selector: str, obj: Mapping[str, Any] | None = None
+    ) -> tuple[str, ...]:
         """Label selectors whose pods, together, are the workload's."""
         if self.pod_labels:
             return tuple(f"{label}={name}" for label in self.pod_labels)
@@ -78,17 +121,17 @@ class WorkloadKind:
         return None
 
 
+SPEC_SUSPEND = Suspend(("spec", "suspend"))
+
+
 @dataclass(frozen=True)
 class GenericKind(WorkloadKind):
     """Any kind with a /scale subresource; ``spec.suspend`` where the object has one."""
 
-    suspend_path: Path | None = ("spec", "suspend")
+    suspend: Suspend | None = SPEC_SUSPEND
 
     def can_suspend(self, obj: Mapping[str, Any]) -> bool:
-        return "suspend" in (obj.get("spec") or {})
-
-    def suspended(self, obj: Mapping[str, Any]) -> bool:
-        return bool((obj.get("spec") or {}).get("suspend"))
+        return "suspend" in (obj.get("spec") or {}) and super().can_suspend(obj)
 
 
 @dataclass(frozen=True)
@@ -106,6 +149,54 @@ class RayClusterKind(WorkloadKind):
         return None
 
 
+@dataclass(frozen=True)
+class RayJobKind(WorkloadKind):
+    """Its pods are those of the RayCluster it creates, named in its status (KubeRay labels the
+    cluster's pods with ray.io/cluster only); before that it has none."""
+
+    def pod_selectors(
+        self, name: str, scale_selector: str, obj: Mapping[str, Any] | None = None
+    ) -> tuple[str, ...]:
+        cluster = get_path(obj or {}, ("status", "rayClusterName"))
+        return (f"ray.io/cluster={cluster}",) if isinstance(cluster, str) and cluster else ("",)
+
+    def scaled_by(self, obj: Mapping[str, Any]) -> str | None:
+        if get_path(obj, ("spec", "rayClusterSpec", "enableInTreeAutoscaling")):
+            return "Ray's in-tree autoscaler (spec.rayClusterSpec.enableInTreeAutoscaling)"
+        return None
+
+
+KSERVE_AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+KSERVE_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+# Who KServe lets scale an InferenceService, by autoscalerClass; "none" keeps it at minReplicas.
+KSERVE_AUTOSCALERS: Mapping[str, str | None] = {
+    "hpa": "the HorizontalPodAutoscaler KServe creates",
+    "kpa": "Knative's Pod Autoscaler",
+    "keda": "the KEDA ScaledObject KServe creates",
+    "external": "an external autoscaler",
+    "none": None,
+}
+
+
+@dataclass(frozen=True)
+class InferenceServiceKind(WorkloadKind):
+    """Replicas belong to the autoscaler KServe runs for it, so it is never scaled by the operator."""
+
+    def scaled_by(self, obj: Mapping[str, Any]) -> str | None:
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        mode = annotations.get(KSERVE_DEPLOYMENT_MODE)
+        if mode in ("Serverless", "Knative"):  # Knative scales it, whatever autoscalerClass says
+            return f"Knative's autoscaler ({KSERVE_DEPLOYMENT_MODE}: {mode})"
+        value = annotations.get(KSERVE_AUTOSCALER_CLASS)
+        said = f"{KSERVE_AUTOSCALER_CLASS}: {value or 'hpa, the default'}"
+        if value is None:
+            return f"{KSERVE_AUTOSCALERS['hpa']} ({said})"
+        if value not in KSERVE_AUTOSCALERS:  # unknown: taken as an autoscaler, never as none
+            return f"the autoscaler KServe runs for {said}"
+        who = KSERVE_AUTOSCALERS[value]
+        return None if who is None else f"{who} ({said})"
+
+
 GENERIC = GenericKind(group="", kind="", plural="")
 
 KINDS: Mapping[tuple[str, str], WorkloadKind] = {
@@ -120,7 +211,7 @@ KINDS: Mapping[tuple[str, str], WorkloadKind] = {
             replicas_via=ReplicasVia.PATH,
             replicas_path=("spec", "parallelism"),
             current_path=("status", "active"),
-            suspend_path=("spec", "suspend"),
+            suspend=SPEC_SUSPEND,
             # Kubernetes 1.27+ sets both; older releases only job-name.
             pod_labels=("batch.kubernetes.io/job-name", "job-name"),
         ),
@@ -129,7 +220,7 @@ KINDS: Mapping[tuple[str, str], WorkloadKind] = {
             "JobSet",
             "jobsets",
             replicas_via=ReplicasVia.NONE,
-            suspend_path=("spec", "suspend"),
+            suspend=SPEC_SUSPEND,
             pod_labels=("jobset.sigs.k8s.io/jobset-name",),
         ),
         WorkloadKind(
@@ -137,7 +228,7 @@ KINDS: Mapping[tuple[str, str], WorkloadKind] = {
             "kubeflow.org",
             "PyTorchJob",
             "pytorchjobs",
-            suspend_path=("spec", "runPolicy", "suspend"),
+            suspend=Suspend(("spec", "runPolicy", "suspend")),
             pod_labels=("training.kubeflow.org/job-name",),
         ),
         RayClusterKind(
@@ -147,8 +238,35 @@ KINDS: Mapping[tuple[str, str], WorkloadKind] = {
             replicas_via=ReplicasVia.PATH,
             replicas_path=("spec", "workerGroupSpecs", 0, "replicas"),
             current_path=("status", "availableWorkerReplicas"),
-            suspend_path=("spec", "suspend"),
+            suspend=SPEC_SUSPEND,
             pod_labels=("ray.io/cluster",),
+        ),
+        WorkloadKind(
+            # TrainJob runs as a JobSet of its own name: its pods carry JobSet's label.
+            "trainer.kubeflow.org",
+            "TrainJob",
+            "trainjobs",
+            replicas_via=ReplicasVia.NONE,
+            suspend=SPEC_SUSPEND,
+            pod_labels=("jobset.sigs.k8s.io/jobset-name",),
+        ),
+        RayJobKind("ray.io", "RayJob", "rayjobs", replicas_via=ReplicasVia.NONE, suspend=SPEC_SUSPEND),
+        InferenceServiceKind(
+            "serving.kserve.io",
+            "InferenceService",
+            "inferenceservices",
+            replicas_via=ReplicasVia.NONE,
+            suspend=Suspend(annotation="serving.kserve.io/stop"),
+            pod_labels=("serving.kserve.io/inferenceservice",),
+        ),
+        WorkloadKind(
+            # The notebook controller stops a Notebook while the annotation exists, whatever its value.
+            "kubeflow.org",
+            "Notebook",
+            "notebooks",
+            replicas_via=ReplicasVia.NONE,
+            suspend=Suspend(annotation="kubeflow-resource-stopped", stamped=True),
+            pod_labels=("notebook-name",),
         ),
         WorkloadKind(
             # /scale counts groups and selects leaders only; every worker of every group holds GPUs.
@@ -192,6 +310,10 @@ def patch_at(path: Path, value: object) -> tuple[Any, str]:
     for step in reversed(path):
         body = {step: body}
     return body, MERGE_PATCH
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _int(value: object, default: int) -> int:
