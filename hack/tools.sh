@@ -14,6 +14,10 @@ source "$HERE/versions.env"
 CACHE="${RIGHTSIZER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-rightsizer}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN" "$CACHE/build"
+# One build at a time per cache: the demo, the tests and a second shell may all start here on a fresh
+# machine, and two builds of one tool into one directory waste the cores and race on the output.
+exec 9>"$CACHE/.tools.lock"
+flock 9
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -174,7 +178,8 @@ if [ "$check_only" = 1 ]; then
     have "${pair%%:*}" "${pair#*:}" || { log "missing ${pair%%:*} ${pair#*:}"; exit 1; }
   done
   for crds in "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" "karpenter-$KARPENTER_VERSION" "karpenter-kwok-$KARPENTER_VERSION" \
-              "kuberay-$KUBERAY_VERSION" "training-operator-$TRAINING_OPERATOR_VERSION"; do
+              "kuberay-$KUBERAY_VERSION" "training-operator-$TRAINING_OPERATOR_VERSION" "trainer-$TRAINER_VERSION" \
+              "kserve-$KSERVE_VERSION" "kueue-$KUEUE_VERSION"; do
     [ -d "$CACHE/crds/$crds" ] || { log "missing CRDs $crds"; exit 1; }
   done
   echo "$BIN"; exit 0
@@ -214,6 +219,9 @@ fetch_crds github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERA
 fetch_crds github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION" config/crd/bases kuberay
 fetch_crds github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION" manifests/base/crds \
   training-operator
+fetch_crds github.com/kubeflow/trainer/v2 "$TRAINER_VERSION" manifests/base/crds trainer
+fetch_crds github.com/kserve/kserve "$KSERVE_VERSION" config/crd/full kserve
+fetch_crds sigs.k8s.io/kueue "$KUEUE_VERSION" config/components/crd/bases kueue
 # Debian's prometheus (the cluster's, below) has no Kubernetes service discovery: the e2e tests that run
 # the scrape jobs prometheus-operator generates need upstream's. Linked as prometheus-upstream, so
 # the cluster keeps Debian's. Its Go module is versioned v0.<major><minor>.<patch> (3.5.0 is v0.305.0).

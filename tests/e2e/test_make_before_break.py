@@ -9,6 +9,7 @@ hand for the first pods: every replica created later (the surge) stays Pending.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -28,7 +29,7 @@ from tests.support.fleet import (
     operator_args,
     running_pods,
 )
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import OperatorProcess, wait_passes
 from tests.support.world import gpu_workload
 
 pytestmark = pytest.mark.e2e
@@ -187,6 +188,8 @@ def test_surge_replicas_that_cannot_start_stop_the_drain_restore_the_count_and_u
             describe=lambda: f"{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}",
         )
         assert fleet.tainted() == [drained]
+        labels = deployment(cluster, namespace, "web").metadata.labels or {}
+        assert labels.get(SURGE) == "true", "a raised owner is labelled, so it is found if orphaned"
         wait_for(
             lambda: [e for e in events(cluster, "DrainSurgeTimedOut") if e.involved_object.name == drained],
             timeout=timeout + 30,
@@ -198,7 +201,58 @@ def test_surge_replicas_that_cannot_start_stop_the_drain_restore_the_count_and_u
         wait_for(lambda: fleet.tainted() == [], timeout=10)
         final = deployment(cluster, namespace, "web")
         assert final.spec.replicas == REPLICAS and SURGE not in (final.metadata.annotations or {})
+        assert SURGE not in (final.metadata.labels or {})
         assert drained in {n.metadata.name for n in fleet.nodes("a100")}
         assert all(name in running_pods(cluster, namespace) for name in before), "no pod was evicted"
         assert op.proc.poll() is None, op.log()[-3000:]
     assert ready and min(ready) >= REPLICAS, f"Ready replicas dipped: {ready}"
+
+
+def raised(fleet: Fleet, name: str, node: str) -> dict[str, Any]:
+    """The Deployment `name` as a drain of `node` leaves it: 3 replicas, 2 of them its own."""
+    app = gpu_app(fleet, name, "a100", 1)
+    record = json.dumps({"node": node, "original": 2, "surge": 1, "availableBefore": 2})
+    app["metadata"] |= {"annotations": {SURGE: record}, "labels": {SURGE: "true"}}
+    app["spec"]["replicas"] = 3
+    return app
+
+
+def test_an_owner_left_raised_by_a_drain_whose_node_went_is_restored_and_a_live_drain_is_left_alone(
+    cluster: Cluster, namespace: str, fleet: Fleet
+) -> None:
+    (node,) = fleet.add_nodes("a100", A100_80GB_X8, 1)
+    # Another operator process drains `node` right now: its intent lists `held` and its lease runs.
+    held_by_other = {
+        "plan": "underutilised",
+        "pool": fleet.pool("a100"),
+        "phase": "draining",
+        "started": "2026-01-01T00:00:00+00:00",
+        "pods": [],
+        "holder": "another-host/1/1",
+        "leaseUntil": "2099-01-01T00:00:00+00:00",
+        "surges": [{"kind": "Deployment", "namespace": namespace, "name": "held"}],
+    }
+    cluster.kubectl("annotate", "node", node, f"rightsizer.io/disruption-intent={json.dumps(held_by_other)}")
+    cluster.apply(raised(fleet, "orphan", "a-node-deleted-while-the-operator-was-down"), namespace)
+    cluster.apply(raised(fleet, "held", node), namespace)
+    fleet.node_pool("a100", A100_80GB_X8, 3.0)
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as op:
+        wait_for(
+            lambda: deployment(cluster, namespace, "orphan").spec.replicas == 2,
+            timeout=60,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}",
+        )
+        wait_passes(op, fleet.pool("a100"), 2)
+        orphan, held = deployment(cluster, namespace, "orphan"), deployment(cluster, namespace, "held")
+        assert SURGE not in (orphan.metadata.annotations or {}) and SURGE not in (
+            orphan.metadata.labels or {}
+        )
+        assert held.spec.replicas == 3 and SURGE in (held.metadata.annotations or {}), "its drain still runs"
+        (event,) = [
+            e
+            for e in events(cluster, "DrainSurgeRestored")
+            if e.involved_object.name == "a-node-deleted-while-the-operator-was-down"
+        ]
+        assert f"Deployment {namespace}/orphan restored to 2 replica(s)" in event.message, event.message

@@ -196,6 +196,9 @@ class FakeSurges:
         self.replicas[owner] = record.raised
         return record
 
+    def raised(self) -> list[tuple[Owner, SurgeRecord]]:
+        return list(self.records.items())
+
     def restore(self, owner: Owner, node: str) -> int | None:
         record = self.records.get(owner)
         if record is None or record.node != node:

@@ -10,11 +10,11 @@ import pytest
 
 from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.snapshot import Node
-from rightsizer.runtime.consolidation import Executor, ExecutorSettings
+from rightsizer.runtime.consolidation import Executor
 from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
 from rightsizer.runtime.drain_lease import IntentLease
 from rightsizer.runtime.drain_runner import DrainRunner
-from rightsizer.runtime.drain_steps import Result
+from rightsizer.runtime.drain_steps import ExecutorSettings, Result
 from tests.unit.fake_drain import Clock, FakeDrain
 from tests.unit.planner_builders import gpu_node, gpu_pool, pod
 from tests.unit.test_executor import drain_a0, world

@@ -10,13 +10,13 @@ import pytest
 from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.errors import InvalidPool
-from rightsizer.core.pool_parsing import parse_pool
 from rightsizer.core.snapshot import Pod
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.core.surge import MakeBeforeBreak, Owner, SurgeRecord, plan_surges, unsurged
-from rightsizer.runtime.consolidation import TAINT, Executor, ExecutorSettings
+from rightsizer.runtime.consolidation import TAINT, Executor
 from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
-from rightsizer.runtime.drain_steps import NodeStep, Result
+from rightsizer.runtime.drain_steps import ExecutorSettings, NodeStep, Result
+from rightsizer.runtime.mapping import read_pool
 from tests.unit.fake_drain import Clock, FakeDrain, FakeSurges
 from tests.unit.planner_builders import gpu_node, gpu_pool, pod
 
@@ -81,16 +81,16 @@ def test_the_replica_loop_sees_a_count_without_the_surge() -> None:
 
 
 def test_the_pool_setting_defaults_to_inference_only_and_refuses_other_values() -> None:
-    assert parse_pool(gpu_pool("p", selector=SEL)).make_before_break is MakeBeforeBreak.INFERENCE_ONLY
-    always = parse_pool(gpu_pool("p", selector=SEL, disruption={"makeBeforeBreak": "Always"}))
+    assert read_pool(gpu_pool("p", selector=SEL)).make_before_break is MakeBeforeBreak.INFERENCE_ONLY
+    always = read_pool(gpu_pool("p", selector=SEL, disruption={"makeBeforeBreak": "Always"}))
     assert always.make_before_break is MakeBeforeBreak.ALWAYS
     with pytest.raises(InvalidPool, match="makeBeforeBreak"):
-        parse_pool(gpu_pool("p", selector=SEL, disruption={"makeBeforeBreak": "Sometimes"}))
+        read_pool(gpu_pool("p", selector=SEL, disruption={"makeBeforeBreak": "Sometimes"}))
 
 
 # -- the executor ---------------------------------------------------------------------------------
 
-POOL = parse_pool(
+POOL = read_pool(
     gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, disruption={"budgets": [{"nodes": "1"}]})
 )
 STEP = NodeStep("a-0", "a100", "underutilised", ("default/web-1", "default/web-2"))

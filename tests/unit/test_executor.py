@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 
 from rightsizer.adapters.nodepools.fake import FakeProvider
-from rightsizer.core.pool_parsing import parse_pool
-from rightsizer.runtime.consolidation import TAINT, Executor, ExecutorSettings
+from rightsizer.runtime.consolidation import TAINT, Executor
 from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
-from rightsizer.runtime.drain_steps import NodeStep, Result
+from rightsizer.runtime.drain_steps import ExecutorSettings, NodeStep, Result
+from rightsizer.runtime.mapping import read_pool
 from tests.unit.fake_drain import Clock, FakeDrain
 from tests.unit.planner_builders import gpu_node, gpu_pool, pdb, pod
 
 pytestmark = pytest.mark.unit
 
-POOL = parse_pool(
+POOL = read_pool(
     gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, disruption={"budgets": [{"nodes": "1"}]})
 )
 
@@ -251,7 +251,7 @@ def test_timed_out_drain_names_the_evicted_pods() -> None:
 
 def test_a_node_two_pools_select_is_not_drained() -> None:
     edge, clock = world(), Clock()
-    rival = parse_pool(gpu_pool("gold", selector={"kubernetes.io/hostname": "a-0"}))
+    rival = read_pool(gpu_pool("gold", selector={"kubernetes.io/hostname": "a-0"}))
     outcome = executor(edge, FakeProvider("a100", ["a-0"]), clock).run(
         NodeStep("a-0", "a100", "x", ("default/web-1", "default/web-2")), [POOL, rival], edge.nodes_list()
     )

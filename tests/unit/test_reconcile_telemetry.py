@@ -136,6 +136,18 @@ def test_one_fleet_query_per_pass_even_when_an_earlier_now_arrives_after_a_later
     assert source.fetches == 2  # the next pass fetches again
 
 
+def test_the_fleet_cache_keeps_no_expired_answer_and_at_most_its_bound() -> None:
+    cache = FleetCache(ttl=timedelta(seconds=15), max_entries=2)
+    source = CountingSource()
+    for window in (60, 120, 300):  # three windows in one pass: the oldest answer goes
+        cache.get(source, "DCGM_FI_DEV_GPU_UTIL", window, T0)  # type: ignore[arg-type]
+    assert len(cache) == 2
+    cache.get(source, "DCGM_FI_DEV_GPU_UTIL", 300, T0)  # type: ignore[arg-type]
+    assert source.fetches == 3, "the newest answers are still served"
+    cache.get(source, "DCGM_FI_DEV_GPU_UTIL", 60, T0 + timedelta(seconds=30))  # type: ignore[arg-type]
+    assert len(cache) == 1, "answers of an earlier pass are dropped when the next is stored"
+
+
 def test_workloads_spread_over_an_interval_share_one_fleet_query() -> None:
     c = MemoryCluster(interval=30)
     for name in ("a", "b", "c"):

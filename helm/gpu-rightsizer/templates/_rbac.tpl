@@ -84,6 +84,11 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["patch"]
+# Make-before-break: owners left raised by a drain whose node went with the operator down are found
+# by their rightsizer.io/drain-surge label (one filtered list) and restored.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["list"]
 {{- if .Values.providers.kwok }}
 # Consolidation, kwok/static provider: adds and removes the Node objects themselves.
 - apiGroups: [""]
@@ -158,10 +163,20 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
   "PyTorchJob" (list "kubeflow.org" "pytorchjobs" true)
   "RayCluster" (list "ray.io" "rayclusters" false)
   "LeaderWorkerSet" (list "leaderworkerset.x-k8s.io" "leaderworkersets" true)
+  "TrainJob" (list "trainer.kubeflow.org" "trainjobs" false)
+  "RayJob" (list "ray.io" "rayjobs" false)
+  "InferenceService" (list "serving.kserve.io" "inferenceservices" false)
+  "Notebook" (list "kubeflow.org" "notebooks" false)
 }}
 {{- range .Values.rbac.workloadKinds }}
-{{- $k := required (printf "rbac.workloadKinds: unknown kind %q (known: %s)" . (keys $kinds | sortAlpha | join ", ")) (get $kinds .) }}
-# GPUWorkloads: {{ . }} targets — pods by the kind's labels; replicas, suspend field and annotations on the object.
+{{- if eq . "Kueue" }}
+# GPUWorkloads: jobs queued by Kueue are suspended and resumed through their Kueue Workload (spec.active).
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list", "patch"]
+{{- else }}
+{{- $k := required (printf "rbac.workloadKinds: unknown kind %q (known: %s, Kueue)" . (keys $kinds | sortAlpha | join ", ")) (get $kinds .) }}
+# GPUWorkloads: {{ . }} targets — pods by the kind's labels; replicas, suspend field or annotation, and annotations on the object.
 - apiGroups: [{{ index $k 0 | quote }}]
   resources: [{{ index $k 1 | quote }}]
   verbs: ["get", "patch"]
@@ -169,6 +184,7 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: [{{ index $k 0 | quote }}]
   resources: [{{ printf "%s/scale" (index $k 1) | quote }}]
   verbs: ["get", "patch"]
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}

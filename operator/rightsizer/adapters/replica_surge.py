@@ -22,7 +22,7 @@ from kubernetes.client.rest import ApiException
 from rightsizer.adapters.kube_retry import KubeRetry
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.snapshot import Pod
-from rightsizer.core.surge import SURGE_ANNOTATION, Owner, SurgeRecord
+from rightsizer.core.surge import SURGE_ANNOTATION, SURGE_LABEL, Owner, SurgeRecord
 
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_ATTEMPTS = 5
@@ -128,6 +128,34 @@ class KubeSurges:
         self._write(owner, change)
         return restored[-1] if restored else None
 
+    def raised(self) -> list[tuple[Owner, SurgeRecord]]:
+        """Every Deployment and StatefulSet carrying a surge record, found by its label; an
+        unreadable record is not ours to act on and is left out."""
+        deployments = self._retry.call(
+            f"LIST deployments with {SURGE_LABEL}",
+            lambda: _load(
+                self._apps.list_deployment_for_all_namespaces(
+                    label_selector=SURGE_LABEL, _preload_content=False
+                )
+            ),
+        )
+        statefulsets = self._retry.call(
+            f"LIST statefulsets with {SURGE_LABEL}",
+            lambda: _load(
+                self._apps.list_stateful_set_for_all_namespaces(
+                    label_selector=SURGE_LABEL, _preload_content=False
+                )
+            ),
+        )
+        found: list[tuple[Owner, SurgeRecord]] = []
+        for kind, listed in (("Deployment", deployments), ("StatefulSet", statefulsets)):
+            for item in listed.get("items") or []:
+                meta = item.get("metadata") or {}
+                record = SurgeRecord.from_json((meta.get("annotations") or {}).get(SURGE_ANNOTATION))
+                if record is not None:
+                    found.append((Owner(kind, str(meta.get("namespace")), str(meta.get("name"))), record))
+        return found
+
     # -- one guarded write ------------------------------------------------------------------------
 
     def _write(
@@ -144,6 +172,7 @@ class KubeSurges:
                 "metadata": {
                     "resourceVersion": state.resource_version,
                     "annotations": {SURGE_ANNOTATION: wanted["annotations"]},
+                    "labels": {SURGE_LABEL: "true" if wanted["annotations"] else None},
                 },
                 "spec": {"replicas": wanted["replicas"]},
             }

@@ -26,7 +26,7 @@ what was decided.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
 
@@ -288,9 +288,12 @@ def unplaceable_from(
     now: datetime,
     policies: Mapping[str, PodPolicy] | None = None,
     options: PlannerOptions | None = None,
+    covered: Collection[str] = (),
 ) -> str | None:
     """Why the pods still on ``node`` would not all fit on the other nodes of ``snapshot`` (the live
-    cluster right before an eviction, Pending replacements placed first), or None when they do."""
+    cluster right before an eviction, Pending replacements placed first), or None when they do.
+    ``covered`` pods need no room: a surge replica already running elsewhere is theirs, and counting
+    them again would ask for their room twice."""
     run = _Run(
         snapshot,
         assignment,
@@ -304,6 +307,7 @@ def unplaceable_from(
     if i is None:
         return f"node {node} no longer exists"
     run.place_pending()
+    run.load[i] = [p for p in run.load[i] if p.key not in covered]
     _, stuck = run._try_drain(i)
     if stuck is None:
         return None

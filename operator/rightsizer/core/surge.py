@@ -26,6 +26,8 @@ from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.snapshot import Pod
 
 SURGE_ANNOTATION = "rightsizer.io/drain-surge"
+# Set with the record and dropped with it: owners left raised are found by one filtered list.
+SURGE_LABEL = "rightsizer.io/drain-surge"
 SURGE_KINDS = frozenset({"Deployment", "StatefulSet"})
 
 

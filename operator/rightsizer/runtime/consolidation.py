@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from rightsizer.adapters.node_drain import Eviction, EvictionResult
@@ -55,8 +55,14 @@ from rightsizer.runtime.drain_intent import (
     process_holder,
 )
 from rightsizer.runtime.drain_lease import IntentLease
-from rightsizer.runtime.drain_steps import NodeStep, Result, StepOutcome
-from rightsizer.runtime.drain_surge import RESTORED_AFTER_EVICTION, Surged, SurgeEdge, SurgeSteps
+from rightsizer.runtime.drain_steps import ExecutorSettings, NodeStep, Result, StepOutcome
+from rightsizer.runtime.drain_surge import (
+    RESTORED_AFTER_EVICTION,
+    Surged,
+    SurgeEdge,
+    SurgeSteps,
+    SurgeSweep,
+)
 
 TAINT = Taint(DISRUPTED_TAINT, "consolidation", "NoSchedule")
 
@@ -86,14 +92,6 @@ class Validated:
     pods: tuple[Pod, ...]  # to evict
 
 
-@dataclass(frozen=True)
-class ExecutorSettings:
-    drain_timeout: timedelta = timedelta(minutes=5)
-    poll_seconds: float = 2.0
-    # How long a drain intent stays this process's without renewal; renewed at every step and poll.
-    lease: timedelta = timedelta(minutes=2)
-
-
 @dataclass
 class Executor:
     edge: DrainEdge
@@ -103,6 +101,7 @@ class Executor:
     settings: ExecutorSettings = field(default_factory=ExecutorSettings)
     holder: str = field(default_factory=process_holder)
     surges: SurgeEdge | None = None  # None: pods are evicted without raising their owners first
+    _sweep: SurgeSweep = field(default_factory=SurgeSweep)
 
     def _surge_steps(self) -> SurgeSteps | None:
         timeout, poll = self.settings.drain_timeout, self.settings.poll_seconds
@@ -129,11 +128,12 @@ class Executor:
         pools: Sequence[PoolPolicy],
         live_nodes: Sequence[Node],
         policies: Mapping[str, PodPolicy] | None = None,
-        unplaceable: Callable[[str], str | None] | None = None,
+        unplaceable: Callable[[str, frozenset[str]], str | None] | None = None,
     ) -> StepOutcome:
         """Re-validate, then drain and remove one node. ``live_nodes`` are the cluster's nodes as listed
-        right now (for pool membership and the budget). ``unplaceable(node)`` re-simulates on the live
-        cluster right before each eviction: why the node's remaining pods no longer fit elsewhere."""
+        right now (for pool membership and the budget). ``unplaceable(node, covered)`` re-simulates on
+        the live cluster right before each eviction: why the node's remaining pods, but those a surge
+        replica stands in for, no longer fit elsewhere."""
         checked = self._check(step, pools, live_nodes, policies or {})
         if isinstance(checked, str):
             return StepOutcome(step.node, step.pool, Result.SKIPPED, checked)
@@ -167,12 +167,13 @@ class Executor:
                 return StepOutcome(node.name, pool.name, started.result, started.message)
             surged = started
         evicted: list[Pod] = []
-        for pod in movable:
+        # Pods a surge stands in for need no room (their surge replica is theirs) and go last: evicted
+        # first, their Pending replacements would take room the others need until the restore.
+        for pod in sorted(movable, key=lambda p: p.key in surged.covered):
             if (intent := self._lease.keep(node.name)) is None:
                 return self._lost(node.name, pool.name, evicted)
-            # A pod a surge stands in for needs no room of its own: its surge replica is that room.
             check = unplaceable if pod.key not in surged.covered else None
-            if check is not None and (why := check(node.name)) is not None:
+            if check is not None and (why := check(node.name, surged.covered)) is not None:
                 message = f"{why}; drain of {node.name} stopped before evicting {pod.key}, node kept"
                 self._rollback(node.name, "DrainReplanned", message)
                 return StepOutcome(
@@ -355,6 +356,10 @@ class Executor:
         self._clear(node)
         self.edge.event(node, "Warning", reason, message)
         log.warning("%s: %s", reason, message)
+
+    def sweep_surges(self, busy: Collection[str] = ()) -> list[str]:
+        """Restore owners left raised by drains nothing will finish (now and then); what was."""
+        return self._sweep(self._surge_steps(), busy, self.clock())
 
     # -- after a restart --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ the pool's status read the outcomes: this is what they share, apart from how a d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from rightsizer.core.budgets import REASON_EMPTY, REASON_UNDERUTILIZED
@@ -41,6 +42,16 @@ def node_steps(plan: Plan) -> list[NodeStep]:
         elif action.type == "removeNode":
             steps.append(NodeStep(action.node, action.pool, action.reason, tuple(pods.get(action.node, ()))))
     return steps
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How a drain waits: for replacements, between polls, and how long its intent stays its own."""
+
+    drain_timeout: timedelta = timedelta(minutes=5)
+    poll_seconds: float = 2.0
+    # How long a drain intent stays this process's without renewal; renewed at every step and poll.
+    lease: timedelta = timedelta(minutes=2)
 
 
 class Result(StrEnum):

@@ -17,13 +17,16 @@ so it is restored only once the replacements are Running and Ready.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from kubernetes.client.rest import ApiException
+
 from rightsizer.adapters.replica_surge import OwnerState, SurgeConflict
 from rightsizer.core.budgets import PodPolicy
+from rightsizer.core.errors import RightsizerError
 from rightsizer.core.snapshot import Node, Pod
 from rightsizer.core.surge import MakeBeforeBreak, Owner, Surge, SurgeRecord, plan_surges
 from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
@@ -41,6 +44,7 @@ class SurgeEdge(Protocol):
     def read(self, owner: Owner) -> OwnerState | None: ...
     def raise_(self, owner: Owner, node: str, surge: int) -> SurgeRecord | None: ...
     def restore(self, owner: Owner, node: str) -> int | None: ...
+    def raised(self) -> Sequence[tuple[Owner, SurgeRecord]]: ...
 
 
 class NodeEdge(Protocol):
@@ -51,7 +55,10 @@ class NodeEdge(Protocol):
 
 @dataclass(frozen=True)
 class Surged:
-    """The owners raised (their extra replicas available) and the evicted pods they stand in for."""
+    """The owners raised (their extra replicas available), and the pods to evict that need no room
+    of their own: those of Deployments, whose surge replicas serve in their place and whose
+    replacements go again when the count is restored. A StatefulSet's evicted pod comes back under
+    its name beside the surge replica, so it needs its room like any other pod."""
 
     owners: tuple[Owner, ...] = ()
     covered: frozenset[str] = frozenset()
@@ -67,6 +74,25 @@ class SurgeFailed:
     message: str
     rollback: bool = True
     owners: tuple[Owner, ...] = ()
+
+
+@dataclass
+class SurgeSweep:
+    """When to look for owners left raised (:meth:`SurgeSteps.sweep`): one cluster-wide list at most
+    every ``every``. They cost replicas, not safety, so a list refused only delays the next look."""
+
+    every: timedelta = timedelta(minutes=5)
+    last: datetime | None = None
+
+    def __call__(self, steps: SurgeSteps | None, busy: Collection[str], now: datetime) -> list[str]:
+        if steps is None or (self.last is not None and now - self.last < self.every):
+            return []
+        self.last = now
+        try:
+            return steps.sweep(busy)
+        except (ApiException, RightsizerError) as exc:
+            log.warning("owners left raised by drains cannot be listed: %s", exc)
+            return []
 
 
 @dataclass
@@ -141,9 +167,8 @@ class SurgeSteps:
                 if state.available < wanted:
                     short.append(f"{surge.owner.key}: {state.available}/{wanted} available")
             if not short:
-                return Surged(
-                    tuple(s.owner for s, _ in raised), frozenset(p for s, _ in raised for p in s.pods)
-                )
+                covered = (p for s, _ in raised if s.owner.kind in RESTORED_AFTER_EVICTION for p in s.pods)
+                return Surged(tuple(s.owner for s, _ in raised), frozenset(covered))
             if self.clock() >= deadline:
                 limit = int(self.timeout.total_seconds())
                 message = (
@@ -167,3 +192,30 @@ class SurgeSteps:
                 message = f"{owner.key} restored to {restored} replica(s) after the drain of {node}"
                 self.nodes.event(node, "Normal", "DrainSurgeRestored", message)
                 log.info("DrainSurgeRestored: %s", message)
+
+    def sweep(self, busy: Collection[str]) -> list[str]:
+        """Restore owners left raised by a drain nothing will finish: their node is gone (deleted
+        while its operator was down), or carries no intent that lists them. Owners are listed before
+        their nodes are read: the intent that lists an owner is written before it is raised, so a
+        drain starting meanwhile is always seen. Nodes of this process's running drains (``busy``)
+        and intents that cannot be read are left alone: an owner left raised costs replicas, one
+        restored mid-drain costs serving capacity. What was restored, one message per owner."""
+        restored: list[str] = []
+        for owner, record in self.surges.raised():
+            if record.node in busy:
+                continue
+            live = self.nodes.node(record.node)
+            if live is not None:
+                text = live.annotations.get(INTENT_ANNOTATION)
+                intent = Intent.from_json(text) if text else None
+                if text and (intent is None or owner in intent.surges):
+                    continue
+            count = self.surges.restore(owner, record.node)
+            if count is None:
+                continue
+            where = "is gone" if live is None else "has no drain that raised it"
+            message = f"{owner.key} restored to {count} replica(s): node {record.node} {where}"
+            self.nodes.event(record.node, "Normal", "DrainSurgeRestored", message)
+            log.info("DrainSurgeRestored: %s", message)
+            restored.append(message)
+        return restored

@@ -174,6 +174,8 @@ class PoolManager:
             return PassResult(status, (Event("Warning", "InvalidPool", problem),))
         for outcome in self.executor.recover(self.manages, self.drains.busy()):
             events.append(Event("Warning", "DrainRecovered", outcome.message))
+        busy = self.drains.busy()
+        events.extend(Event("Normal", "DrainSurgeRestored", m) for m in self.executor.sweep_surges(busy))
         if events:
             state = self.reader.read()  # recovery changed nodes: plan on what is there now
         pool = next((p for p in state.pools if p.name == pool_name), None)
@@ -262,9 +264,10 @@ class PoolManager:
         nodes = ", ".join(f"{name} ({format_seconds(waited)} ago)" for name, waited in stuck)
         return f"removal of node(s) {nodes} was asked of {through} and they are still there"
 
-    def _unplaceable(self, node: str) -> str | None:
-        """Re-simulated on the cluster as it is now: why the node's remaining pods would not fit
-        elsewhere (or why that cannot be known), or None."""
+    def _unplaceable(self, node: str, covered: frozenset[str]) -> str | None:
+        """Re-simulated on the cluster as it is now: why the node's remaining pods (but ``covered``,
+        whose surge replicas run already) would not fit elsewhere (or why that cannot be known), or
+        None."""
         try:
             state = self.reader.read()
         except (ApiException, RightsizerError) as exc:
@@ -273,7 +276,12 @@ class PoolManager:
             return f"cannot read {unreadable}"
         assignment = assign_pools(state.snapshot.nodes, state.pools)
         return unplaceable_from(
-            state.snapshot, assignment, node, now=self.clock(), policies=pod_policies_of(state)
+            state.snapshot,
+            assignment,
+            node,
+            now=self.clock(),
+            policies=pod_policies_of(state),
+            covered=covered,
         )
 
     def _back_off(self, outcome: StepOutcome) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from kubernetes import client, config
 
@@ -28,9 +29,11 @@ from rightsizer.adapters.nodepools.base import NodePoolProvider
 from rightsizer.adapters.nodepools.registry import provider_for
 from rightsizer.adapters.replica_surge import KubeSurges
 from rightsizer.core.drain_backoff import BackoffPolicy
-from rightsizer.runtime.consolidation import Executor, ExecutorSettings
+from rightsizer.runtime import mapping
+from rightsizer.runtime.consolidation import Executor
 from rightsizer.runtime.decision_record import JsonLinesRecorder
 from rightsizer.runtime.drain_runner import DrainRunner
+from rightsizer.runtime.drain_steps import ExecutorSettings
 from rightsizer.runtime.node_pools import PassSettings, PoolManager
 from rightsizer.runtime.settings import Settings
 from rightsizer.runtime.telemetry import Telemetry
@@ -130,7 +133,7 @@ def build_pool_manager(
         surges=KubeSurges(api),
     )
     manager = PoolManager(
-        reader=ClusterReader(api),
+        reader=ClusterReader(api, partial(mapping.read_pool, defaults=settings.pricing)),
         executor=executor,
         provider_for=lambda document: provider_for(api, document),
         live_nodes=edge.nodes,

@@ -79,10 +79,15 @@ def _newest(state: str) -> datetime:
 
 class FleetCache:
     """One query per metric per pass for every workload: the first workload of a pass fetches the
-    whole fleet's samples, the others within `ttl` reuse them."""
+    whole fleet's samples, the others within `ttl` reuse them.
 
-    def __init__(self, ttl: timedelta) -> None:
+    Bounded: an answer older than `ttl` is never served again, so it is dropped when the next is
+    stored; and at most `max_entries` (signal, window) answers are kept (the oldest goes first), so
+    workloads with many distinct signals or windows cost queries, never unbounded memory."""
+
+    def __init__(self, ttl: timedelta, max_entries: int = 8) -> None:
         self._ttl = ttl
+        self._max_entries = max(1, max_entries)
         self._entries: dict[tuple[int, str, int], tuple[datetime, FleetSamples]] = {}
         self._lock = threading.Lock()
         # Always on the same thread: a fleet's answer is tens of MB of short-lived objects, and each
@@ -98,5 +103,13 @@ class FleetCache:
             if cached is not None and abs(now - cached[0]) < self._ttl:
                 return cached[1]
             samples = self._fetcher.submit(source.fleet_samples, signal, window, "avg").result()
+            for old in [k for k, (at, _) in self._entries.items() if abs(now - at) >= self._ttl]:
+                del self._entries[old]
+            while len(self._entries) >= self._max_entries:
+                del self._entries[min(self._entries, key=lambda k: self._entries[k][0])]
             self._entries[key] = (now, samples)
             return samples
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
