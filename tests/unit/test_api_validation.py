@@ -480,6 +480,13 @@ INVALID = [
         "spec.disruption.budgets[0].schedule",
         "must be a cron schedule",
     ),
+    Invalid(
+        "budget_reason_unknown",
+        P,
+        POOL,
+        {"disruption": {"budgets": [{"nodes": "0", "reasons": ["Drifted"]}]}},
+        "spec.disruption.budgets[0].reasons[0]",
+    ),
     Invalid("pue_above_3", P, POOL, {"pue": 5}, "spec.pue"),
     Invalid("pue_below_1", P, POOL, {"pue": 0.9}, "spec.pue"),
     Invalid(

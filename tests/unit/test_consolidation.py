@@ -159,6 +159,19 @@ def test_budget_of_one_node_at_a_time() -> None:
     assert sum("disruption budget of pool a100 allows 1" in s.reason for s in result.skipped) == 5
 
 
+def test_a_budget_limits_only_the_disruptions_its_reasons_name() -> None:
+    """Karpenter's budget reasons: no drain at all, while empty nodes still go."""
+    nodes = [gpu_node("a1"), gpu_node("a2"), gpu_node("a3")]
+    workloads = [pod("w-1", "a1", gpus=6), pod("w-2", "a2", gpus=1)]
+    no_drains = {"budgets": [{"nodes": "0", "reasons": ["Underutilized"]}, {"nodes": "100%"}]}
+    result = run(*nodes, *workloads, pool_docs=pools(disruption=no_drains))
+    assert removed(result) == ["a3"] and moves(result) == {}
+    no_removals = {"budgets": [{"nodes": "0", "reasons": ["Empty"]}, {"nodes": "100%"}]}
+    result = run(*nodes, *workloads, pool_docs=pools(disruption=no_removals))
+    assert "a3" not in removed(result), "the empty node stays"
+    assert moves(result) and set(removed(result)) == {"a1", "a2"}, "both drained into it instead"
+
+
 def test_default_budget_is_ten_percent_rounded_up() -> None:
     nodes = [gpu_node(f"a{i:02d}") for i in range(12)]
     result = run(*nodes, pool_docs=[gpu_pool("a100", selector={"rightsizer.io/pool": "a100"})])

@@ -12,7 +12,6 @@ import pytest
 from rightsizer.core.budgets import NodeBudget
 from rightsizer.core.cost import PricingModel, RunningCosts, WorkloadUsage, workload_cost
 from rightsizer.core.errors import InvalidPool
-from rightsizer.core.pool_parsing import parse_duration
 from rightsizer.core.pools import assign_pools, node_cost, node_price
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.mapping import read_pool, read_pools
@@ -134,8 +133,15 @@ def test_a_pools_stored_status_never_makes_it_unreadable() -> None:
 
 @pytest.mark.parametrize("text", [45, "1us", "-5m", "", "10"])
 def test_a_stored_duration_the_api_server_would_refuse_is_refused_with_its_field(text: object) -> None:
-    with pytest.raises(InvalidPool, match=r"^spec\.scaleDownAfter: invalid duration"):
-        parse_duration(text, "spec.scaleDownAfter")
+    document = gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, scaleDownAfter=text)
+    with pytest.raises(InvalidPool, match=r"spec\.scaleDownAfter"):
+        read_pool(document)
+
+
+def test_an_empty_node_waits_the_scale_down_after_its_pool_sets() -> None:
+    document = gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, scaleDownAfter="90s")
+    assert read_pool(document).scale_down_after == timedelta(seconds=90)
+    assert read_pool(gpu_pool("a100", selector={"x": "1"})).scale_down_after == timedelta(minutes=10)
 
 
 def test_duplicate_names_are_refused() -> None:

@@ -69,6 +69,7 @@ DEFAULT_UNKNOWN_GPU_PRICE = Decimal("2.00")
 DEFAULT_CPU_CORE_PRICE = Decimal("0.04")
 # The GPUNodePool default: a node is a candidate once its pods have not changed for 5 minutes.
 DEFAULT_CONSOLIDATE_AFTER = timedelta(minutes=5)
+DEFAULT_SCALE_DOWN_AFTER = timedelta(minutes=10)
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
@@ -101,6 +102,7 @@ class PoolPolicy:
     max_nodes: int | None = None
     consolidation_policy: str = WHEN_UNDERUTILIZED
     consolidate_after: timedelta | None = DEFAULT_CONSOLIDATE_AFTER  # None: never consolidate
+    scale_down_after: timedelta = DEFAULT_SCALE_DOWN_AFTER  # an empty node goes once empty this long
     budgets: tuple[NodeBudget, ...] = ()  # empty: the default 10%
     allow_training_disruption: bool = False
     replacement_types: tuple[ReplacementType, ...] = ()

@@ -8,22 +8,17 @@ so that the one question "is this step due?" has its own home and its own memory
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from rightsizer.adapters.cluster_snapshot import ClusterState
 from rightsizer.core import drain_backoff
 from rightsizer.core.drain_backoff import BackoffPolicy, NodeFailures
-from rightsizer.core.errors import InvalidPool
-from rightsizer.core.pool_parsing import parse_duration
 from rightsizer.core.snapshot import Node
 from rightsizer.runtime.drain_steps import NodeStep
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SCALE_DOWN_AFTER = timedelta(minutes=10)
 
 
 @dataclass
@@ -80,14 +75,3 @@ class DrainTiming:
         """Record a failed drain of ``node``; says when it may be tried again."""
         self._failed_drains = drain_backoff.record_failure(self._failed_drains, node, now, backoff)
         return drain_backoff.describe(self._failed_drains[node], now)
-
-
-def scale_down_after(document: Mapping[str, Any]) -> timedelta:
-    """The pool's ``scaleDownAfter``; the default when it is missing or unreadable."""
-    raw = (document.get("spec") or {}).get("scaleDownAfter")
-    if raw is None:
-        return DEFAULT_SCALE_DOWN_AFTER
-    try:
-        return parse_duration(raw, "spec.scaleDownAfter")
-    except InvalidPool:
-        return DEFAULT_SCALE_DOWN_AFTER

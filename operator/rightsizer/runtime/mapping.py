@@ -218,6 +218,7 @@ def pool_policy(pool: GPUNodePool, defaults: PricingDefaults) -> PoolPolicy:
         max_nodes=spec.max_nodes,
         consolidation_policy=str(spec.consolidation_policy),
         consolidate_after=spec.consolidate_after,
+        scale_down_after=spec.scale_down_after,
         budgets=tuple(_budget(name, i, b) for i, b in enumerate(spec.disruption.budgets)),
         allow_training_disruption=spec.allow_training_disruption,
         replacement_types=tuple(
@@ -248,7 +249,8 @@ def _budget(pool: str, index: int, budget: DisruptionBudget) -> NodeBudget:
             raise InvalidPool(
                 f"GPUNodePool {pool} is invalid: spec.disruption.budgets.{index}.schedule: {exc}"
             ) from exc
-    return NodeBudget(nodes=budget.nodes, schedule=budget.schedule, duration=budget.duration)
+    reasons = tuple(str(r) for r in budget.reasons)
+    return NodeBudget(nodes=budget.nodes, schedule=budget.schedule, duration=budget.duration, reasons=reasons)
 
 
 def default_pricing(defaults: PricingDefaults) -> PricingModel:

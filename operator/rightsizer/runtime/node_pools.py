@@ -56,7 +56,7 @@ from rightsizer.runtime.consolidation import Executor
 from rightsizer.runtime.drain_intent import stuck_removals
 from rightsizer.runtime.drain_runner import DrainRunner
 from rightsizer.runtime.drain_steps import NodeStep, Result, StepOutcome, node_steps
-from rightsizer.runtime.drain_timing import DrainTiming, scale_down_after
+from rightsizer.runtime.drain_timing import DrainTiming
 from rightsizer.runtime.events import Event
 from rightsizer.runtime.pool_reporting import (
     activity_missing,
@@ -210,7 +210,7 @@ class PoolManager:
         provider_hold = self._provider_problem(pool_name)
         removal_hold = self._stuck(pool_name, members, now)
         if not self.settings.dry_run and not overlaps and provider_hold is None and removal_hold is None:
-            steps = self._timing.due(node_steps(result), pool_name, scale_down_after(document), now)
+            steps = self._timing.due(node_steps(result), pool_name, pool.scale_down_after, now)
             if metrics_hold is not None or inputs_hold is not None:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
             started = self._execute(steps, state.pools, pool, members, policies)

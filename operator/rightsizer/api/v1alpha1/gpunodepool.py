@@ -32,6 +32,7 @@ from rightsizer.api.v1alpha1.pool_provider import (
     NodePoolProvider,
     ProviderType,
 )
+from rightsizer.core.budgets import REASON_EMPTY, REASON_UNDERUTILIZED
 from rightsizer.core.snapshot import KARPENTER_NODEPOOL_LABEL
 from rightsizer.core.surge import MakeBeforeBreak
 
@@ -42,6 +43,14 @@ class ConsolidationPolicy(StrEnum):
 
     WHEN_EMPTY = "WhenEmpty"
     WHEN_UNDERUTILIZED = "WhenUnderutilized"
+
+
+class DisruptionReason(StrEnum):
+    """Why a node is disrupted, in Karpenter's words: Empty (no pods to move) or Underutilized
+    (its pods are moved so it can go)."""
+
+    EMPTY = REASON_EMPTY
+    UNDERUTILIZED = REASON_UNDERUTILIZED
 
 
 BUDGET_NODES_PATTERN = r"^((100|[0-9]{1,2})%|[0-9]+)$"
@@ -67,6 +76,11 @@ class DisruptionBudget(SpecModel):
     ) = Field(default=None, description="Cron schedule (UTC) when the budget starts to apply.")
     duration: Duration | None = Field(
         default=None, description="How long the budget applies after each scheduled start, e.g. 8h."
+    )
+    reasons: tuple[DisruptionReason, ...] = Field(
+        default=(),
+        max_length=2,
+        description="The disruptions this budget limits (Empty, Underutilized); unset: every disruption.",
     )
 
     rules = (
