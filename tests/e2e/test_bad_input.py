@@ -144,12 +144,13 @@ def test_nonsense_prices_are_refused_by_the_api_server_naming_the_field(
     assert f"spec.{field}" in refused.value.body, refused.value.body
 
 
-def test_pools_selecting_the_same_nodes_are_reported_and_left_alone_while_other_pools_are_served(
+def two_pools_with_a_small_pod_per_node(
     cluster: Cluster, namespace: str, fleet: Fleet
-) -> None:
+) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """Two A100 and two L4 nodes with one small GPU pod each (each pool could empty one of its two
+    nodes); the A100 nodes, and the pods as they run."""
     a100 = fleet.add_nodes("a100", A100_80GB_X8, 2)
     l4 = fleet.add_nodes("l4", L4_X4, 2)
-    # One small GPU pod per node: each pool could empty one of its two nodes.
     for i in range(len(a100)):
         cluster.apply(gpu_app(fleet, f"train-{i}", "a100", 1), namespace)
     for i in range(len(l4)):
@@ -159,7 +160,13 @@ def test_pools_selecting_the_same_nodes_are_reported_and_left_alone_while_other_
         timeout=60,
         describe=lambda: deployments_summary(cluster, namespace),
     )
-    before = running_pods(cluster, namespace)
+    return a100, running_pods(cluster, namespace)
+
+
+def test_pools_selecting_the_same_nodes_are_reported_and_left_alone_while_other_pools_are_served(
+    cluster: Cluster, namespace: str, fleet: Fleet
+) -> None:
+    a100, before = two_pools_with_a_small_pod_per_node(cluster, namespace, fleet)
     assert len({node for name, (_, node) in before.items() if name.startswith("train-")}) == 2
     fleet.node_pool("a100", A100_80GB_X8, 3.0)
     # A second pool selecting every A100 node of the test: the same two nodes.
@@ -224,18 +231,7 @@ def test_a_pool_the_api_server_accepts_but_that_does_not_validate_holds_and_says
 ) -> None:
     # The CRD checks a budget schedule's shape only: minute 61 is stored. Read as "no budget" it would
     # mean no limit; the pool must instead hold, say which field, and the other pools be served.
-    a100 = fleet.add_nodes("a100", A100_80GB_X8, 2)
-    l4 = fleet.add_nodes("l4", L4_X4, 2)
-    for i in range(len(a100)):
-        cluster.apply(gpu_app(fleet, f"train-{i}", "a100", 1), namespace)
-    for i in range(len(l4)):
-        cluster.apply(gpu_app(fleet, f"serve-{i}", "l4", 1), namespace)
-    wait_for(
-        lambda: all_available(cluster, namespace) and len(running_pods(cluster, namespace)) == 4,
-        timeout=60,
-        describe=lambda: deployments_summary(cluster, namespace),
-    )
-    before = running_pods(cluster, namespace)
+    a100, before = two_pools_with_a_small_pod_per_node(cluster, namespace, fleet)
     budget = {"nodes": "1", "schedule": "61 * * * *", "duration": "1h"}
     fleet.node_pool("a100", A100_80GB_X8, 3.0, disruption={"budgets": [budget]})
     fleet.node_pool("l4", L4_X4, 0.8)

@@ -67,6 +67,11 @@ def training(name: str, api_version: str, kind: str, **spec: Any) -> dict[str, A
     )
 
 
+def kubectl_get_gw(cluster: Cluster, namespace: str) -> str:
+    """`kubectl get gw` as a user sees it."""
+    return str(cluster.kubectl("get", "gw", "-n", namespace).stdout)
+
+
 def test_an_idle_raycluster_is_suspended_and_get_gw_shows_what_each_kind_allows(
     cluster: Cluster, namespace: str, gpu_util: GpuUtilization, identity: str
 ) -> None:
@@ -91,7 +96,7 @@ def test_an_idle_raycluster_is_suspended_and_get_gw_shows_what_each_kind_allows(
         return bool(ray["spec"].get("suspend"))
 
     def get_gw() -> str:
-        return str(cluster.kubectl("get", "gw", "-n", namespace).stdout)
+        return kubectl_get_gw(cluster, namespace)
 
     with OperatorProcess.start(
         cluster.kubeconfig, namespace, cluster.prometheus_url, identity=identity, cluster_wide=True
@@ -196,7 +201,7 @@ def test_idle_inferenceservice_notebook_trainjob_and_rayjob_are_stopped_as_their
         }
 
     def get_gw() -> str:
-        return str(cluster.kubectl("get", "gw", "-n", namespace).stdout)
+        return kubectl_get_gw(cluster, namespace)
 
     with OperatorProcess.start(
         cluster.kubeconfig, namespace, cluster.prometheus_url, identity=every_kind_identity, cluster_wide=True
@@ -294,7 +299,7 @@ def test_an_idle_job_kueue_queues_is_suspended_through_its_workload_and_a_busy_o
         return bool(wl["spec"].get("active", True))
 
     def get_gw() -> str:
-        return str(cluster.kubectl("get", "gw", "-n", namespace).stdout)
+        return kubectl_get_gw(cluster, namespace)
 
     with OperatorProcess.start(
         cluster.kubeconfig, namespace, cluster.prometheus_url, identity=every_kind_identity, cluster_wide=True
@@ -335,7 +340,7 @@ def test_an_idle_job_kueue_queues_is_only_recommended_on_without_rbac_for_kueue_
     custom = client.CustomObjectsApi(cluster.api)
 
     def get_gw() -> str:
-        return str(cluster.kubectl("get", "gw", "-n", namespace).stdout)
+        return kubectl_get_gw(cluster, namespace)
 
     def idle_row() -> list[str]:
         return next((line.split() for line in get_gw().splitlines() if line.startswith("idle ")), [])

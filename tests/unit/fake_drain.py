@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rightsizer.adapters.node_drain import Eviction, EvictionResult
+from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.adapters.replica_surge import OwnerState
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.core.surge import Owner, SurgeRecord
+from rightsizer.runtime.consolidation import Executor
+from rightsizer.runtime.drain_steps import ExecutorSettings
 
 
 class FakeDrain:
@@ -208,3 +211,18 @@ class FakeSurges:
         self.replicas[owner] = record.original
         self.available[owner] = min(self.available[owner], record.original)
         return record.original
+
+
+def surging_executor(edge: FakeDrain, surges: FakeSurges) -> tuple[Executor, FakeProvider, Clock]:
+    """An executor over ``edge`` that raises owners through ``surges``, removing through a fake
+    provider of pool a100 (nodes a-0, a-1); a 60 s drain timeout, polls every 2 s."""
+    clock, provider = Clock(), FakeProvider("a100", ["a-0", "a-1"])
+    executor = Executor(
+        edge,
+        lambda pool: provider if pool == provider.pool else None,
+        clock=clock,
+        sleep=clock.sleep,
+        settings=ExecutorSettings(drain_timeout=timedelta(seconds=60), poll_seconds=2),
+        surges=surges,
+    )
+    return executor, provider, clock

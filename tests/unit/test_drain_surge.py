@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +14,9 @@ from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.core.surge import MakeBeforeBreak, Owner, SurgeRecord, plan_surges, unsurged
 from rightsizer.runtime.consolidation import TAINT, Executor
 from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
-from rightsizer.runtime.drain_steps import ExecutorSettings, NodeStep, Result
+from rightsizer.runtime.drain_steps import NodeStep, Result
 from rightsizer.runtime.mapping import read_pool
-from tests.unit.fake_drain import Clock, FakeDrain, FakeSurges
+from tests.unit.fake_drain import Clock, FakeDrain, FakeSurges, surging_executor
 from tests.unit.planner_builders import gpu_node, gpu_pool, pod
 
 pytestmark = pytest.mark.unit
@@ -108,15 +107,7 @@ def world(owner: Owner = WEB) -> tuple[FakeDrain, FakeSurges, Executor, FakeProv
     surges = FakeSurges(edge.calls, {"default/web-1": owner, "default/web-2": owner})
     surges.add(owner, 3)
     edge.on_evict.append(lambda key: surges.lose(owner))
-    clock, provider = Clock(), FakeProvider("a100", ["a-0", "a-1"])
-    executor = Executor(
-        edge,
-        lambda pool: provider if pool == provider.pool else None,
-        clock=clock,
-        sleep=clock.sleep,
-        settings=ExecutorSettings(drain_timeout=timedelta(seconds=60), poll_seconds=2),
-        surges=surges,
-    )
+    executor, provider, clock = surging_executor(edge, surges)
     return edge, surges, executor, provider, clock
 
 

@@ -3,12 +3,11 @@ its own, so the room that is left goes to the node's other pods, which are evict
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from rightsizer.adapters.nodepools.fake import FakeProvider
 from rightsizer.core.budgets import PodPolicy
 from rightsizer.core.consolidation import unplaceable_from
 from rightsizer.core.pools import assign_pools
@@ -16,9 +15,9 @@ from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.core.surge import Owner
 from rightsizer.runtime.consolidation import Executor
 from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
-from rightsizer.runtime.drain_steps import ExecutorSettings, NodeStep, Result
+from rightsizer.runtime.drain_steps import NodeStep, Result
 from rightsizer.runtime.mapping import read_pool
-from tests.unit.fake_drain import Clock, FakeDrain, FakeSurges
+from tests.unit.fake_drain import Clock, FakeDrain, FakeSurges, surging_executor
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod
 
 pytestmark = pytest.mark.unit
@@ -64,15 +63,7 @@ def drain_a0(owner: Owner) -> tuple[FakeDrain, list[tuple[frozenset[str], tuple[
     surges = FakeSurges(edge.calls, {"default/web-1": owner})
     surges.add(owner, 2)
     edge.on_evict.append(lambda key: surges.lose(owner) if key == "default/web-1" else None)
-    clock, provider = Clock(), FakeProvider("a100", ["a-0", "a-1"])
-    executor = Executor(
-        edge,
-        lambda pool: provider if pool == provider.pool else None,
-        clock=clock,
-        sleep=clock.sleep,
-        settings=ExecutorSettings(drain_timeout=timedelta(seconds=60), poll_seconds=2),
-        surges=surges,
-    )
+    executor, _, _ = surging_executor(edge, surges)
     checked: list[tuple[frozenset[str], tuple[str, ...]]] = []
 
     def unplaceable(node: str, covered: frozenset[str]) -> str | None:
