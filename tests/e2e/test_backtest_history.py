@@ -42,6 +42,14 @@ def has_series(world: World, pod: str, metric: str = "DCGM_FI_DEV_GPU_UTIL") -> 
     return bool(rsp.json()["data"]["result"])
 
 
+def samples_of(world: World, pod: str) -> int:
+    """How many GPU utilisation samples Prometheus has of `pod` in the last minute (any GPU)."""
+    query = f'max(count_over_time(DCGM_FI_DEV_GPU_UTIL{{namespace="{world.namespace}", pod="{pod}"}}[1m]))'
+    rsp = requests.get(f"{world.cluster.prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+    result = rsp.json()["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0
+
+
 def pods_of(world: World, app: str) -> list[str]:
     items = world.core.list_namespaced_pod(world.namespace, label_selector=f"app={app}").items
     return sorted(p.metadata.name for p in items if not p.metadata.deletion_timestamp)
@@ -62,6 +70,9 @@ def test_a_busy_workloads_history_replays_as_scale_ups_with_the_operators_reason
     world.wait_ready("chat-v2", 1)
     # One of chat's pods is replaced: its past is found by the Deployment's pod names, not the selector.
     replaced = pods_of(world, "chat")[0]
+    # It has a past once Prometheus has scraped it across a few steps (a range query sees a series
+    # only at the steps between its first sample and the staleness mark after its pod went).
+    wait_for(lambda: samples_of(world, replaced) >= 4, timeout=60, describe=world.describe)
     world.core.delete_namespaced_pod(replaced, ns, grace_period_seconds=0)
     wait_for(lambda: len(pods_of(world, "chat")) == 2 and replaced not in pods_of(world, "chat"), timeout=60)
     new_pods = pods_of(world, "chat")
