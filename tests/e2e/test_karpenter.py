@@ -294,3 +294,40 @@ def test_a_node_karpenter_cannot_finish_removing_holds_the_pool_until_it_is_gone
     finally:
         with suppress(ApiException):
             hold(core, stuck, False)
+
+
+def test_karpenter_restarted_while_a_removal_waits_on_it_finishes_it_and_the_operator_goes_on(
+    cluster: Cluster, namespace: str, karpenter: Karpenter, gpu_util: GpuUtilization, karpenter_identity: str
+) -> None:
+    gpu_util.set(namespace, 50)
+    pool = karpenter.node_pool("gpu-l4-x4")
+    fragment(cluster, karpenter, namespace, pool, 3)
+    spec_before = nodepool_spec(cluster, pool)
+    gpu_node_pool(cluster, karpenter, pool, "gpu-l4-x4", minimal=True)
+
+    def deleting() -> list[str]:
+        claims = karpenter.claims(pool)
+        return [c["metadata"]["name"] for c in claims if c["metadata"].get("deletionTimestamp")]
+
+    karpenter.kill()
+    try:
+        with run_operator(cluster, namespace, karpenter, karpenter_identity) as operator:
+            # The operator drains a node and deletes its NodeClaim; nobody finalizes it meanwhile.
+            wait_for(deleting, timeout=180, interval=2, describe=lambda: operator.log()[-3000:])
+            wait_passes(operator, pool, 3)
+            assert len(deleting()) == 1 and len(karpenter.claims(pool)) == 3, "one removal at a time"
+            karpenter.start_again()
+            wait_for(
+                lambda: len(karpenter.claims(pool)) == 1 and len(karpenter.nodes(pool)) == 1,
+                timeout=240,
+                interval=2,
+                describe=lambda: (
+                    f"{pods_on(cluster, namespace)}\n{operator.log()[-3000:]}\n{karpenter.log()[-2000:]}"
+                ),
+            )
+            wait_for(lambda: len(pods_on(cluster, namespace)) == 3, timeout=60)
+            wait_for(lambda: pool_status(cluster, pool).get("nodes") == 1, timeout=60)
+            assert operator.proc.poll() is None, operator.log()[-3000:]
+    finally:
+        karpenter.start_again()
+    assert nodepool_spec(cluster, pool) == spec_before, "the user's NodePool is left alone"

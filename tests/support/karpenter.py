@@ -71,9 +71,17 @@ def shape(pool: str) -> PricedShape:
 class Karpenter:
     """A running Karpenter; `node_pool` adds a NodePool only this test's pods land on."""
 
-    def __init__(self, cluster: Cluster, proc: subprocess.Popen[bytes], log_path: Path, health: int) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        proc: subprocess.Popen[bytes],
+        log_path: Path,
+        health: int,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.cluster = cluster
         self.proc = proc
+        self.env = env or dict(os.environ)
         self.log_path = log_path
         self.health_url = f"http://127.0.0.1:{health}"
         self.custom = client.CustomObjectsApi(cluster.api)
@@ -104,18 +112,36 @@ class Karpenter:
         }
         with log.open("wb") as out:
             proc = subprocess.Popen([tool("karpenter-kwok")], stdout=out, stderr=subprocess.STDOUT, env=env)
-        karpenter = cls(cluster, proc, log, health)
+        karpenter = cls(cluster, proc, log, health, env)
         try:
             wait_for(karpenter.healthy, timeout=60, describe=karpenter.log)
             yield karpenter
         finally:
             with suppress(Exception):
                 karpenter.cleanup()
-            stop(proc)
+            stop(karpenter.proc)  # the one running now: a test may have started it again
             karpenter.release_leftovers()
             for path in workdir.iterdir():
                 path.unlink()
             workdir.rmdir()
+
+    def kill(self) -> None:
+        """Kill Karpenter as a crash or an eviction of its pod would."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def start_again(self) -> None:
+        """Start a killed Karpenter: it takes up its NodeClaims from the API server, as a new
+        Karpenter pod does."""
+        if self.proc.poll() is None:
+            return
+        with self.log_path.open("ab") as out:
+            out.write(b"\n--- started again ---\n")
+            out.flush()
+            self.proc = subprocess.Popen(
+                [tool("karpenter-kwok")], stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
+        wait_for(self.healthy, timeout=60, describe=self.log)
 
     def healthy(self) -> bool:
         if self.proc.poll() is not None:
