@@ -168,18 +168,15 @@ def gpu_pool(
 
 def policies(documents: Sequence[dict[str, Any]]) -> tuple[PoolPolicy, ...]:
     """Pool documents as the operator reads them: the API's model, then the core's policy. The
-    planner also takes pools no GPUNodePool describes; written here as the core has them: a pool of
-    CPU nodes (``gpusPerNode: 0``, no GPU model) and ``consolidateAfter: Never``."""
+    planner also takes pools of CPU nodes, which no GPUNodePool describes (the pools it makes itself
+    without GPUNodePools, by instance type, and the benchmarks' CPU pool); one is written here as
+    ``gpusPerNode: 0`` and becomes such a pool: no GPU model, no GPUs per node."""
     read = []
     for document in documents:
         spec = dict(document["spec"])
-        cpu_only, never = spec.get("gpusPerNode") == 0, spec.get("consolidateAfter") == "Never"
+        cpu_only = spec.get("gpusPerNode") == 0
         if cpu_only:
             spec["gpusPerNode"] = 1
-        if never:
-            del spec["consolidateAfter"]
         policy = read_pool({**document, "spec": spec})
-        if cpu_only:
-            policy = replace(policy, gpu_model=None, gpus_per_node=None)
-        read.append(replace(policy, consolidate_after=None) if never else policy)
+        read.append(replace(policy, gpu_model=None, gpus_per_node=None) if cpu_only else policy)
     return tuple(read)

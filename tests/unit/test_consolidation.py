@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
-from rightsizer.core.pools import ReplacementType
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from tests.unit.planner_builders import A100, L4, cpu_node, gpu_node, gpu_pool, kube_list, pdb, pod, policies
 
@@ -346,11 +344,6 @@ def test_consolidate_after_waits_for_quiet_nodes() -> None:
     assert removed(told) == ["a2"]
 
 
-def test_never_consolidate() -> None:
-    result = run(gpu_node("a1"), pool_docs=pools(consolidateAfter="Never"))
-    assert not result.actions and "Never" in reason(result, "a1")
-
-
 def test_replacement_by_cheaper_type() -> None:
     replacement = [
         {
@@ -384,17 +377,20 @@ def test_replacement_by_cheaper_type() -> None:
 
 
 def test_replacement_needs_room_for_requests() -> None:
-    # A shape's own allocatable CPU is the core's; the API scales the node's by the GPU ratio.
-    a100, *others = policies(pools())
-    small = ReplacementType("a100-x2", A100, 2, Decimal("6.50"), cpu=Decimal(4))
-    result = plan(
-        PlanInput(
-            snapshot=snapshot_from_document(kube_list(gpu_node("a1"), pod("w-1", "a1", gpus=2, cpu="8"))),
-            now=NOW,
-            pools=(replace(a100, replacement_types=(small,)), *others),
-        )
+    # The shape's CPU is the node's scaled by the GPU ratio: 64 cores x 2/8 = 16, less than the pod asks.
+    replacement = [
+        {"instanceType": "a100-x2", "gpuModel": A100, "gpusPerNode": 2, "pricePerNodeHour": "6.50"}
+    ]
+    result = run(
+        gpu_node("a1"),
+        pod("w-1", "a1", gpus=2, cpu="17"),
+        pool_docs=pools(replacementTypes=replacement),
     )
     assert not result.actions
+    fits = run(
+        gpu_node("a1"), pod("w-1", "a1", gpus=2, cpu="16"), pool_docs=pools(replacementTypes=replacement)
+    )
+    assert fits.actions[0].type == "replaceNode"
 
 
 def test_replacement_respects_max_nodes() -> None:

@@ -13,6 +13,7 @@ from rightsizer.core.budgets import NodeBudget
 from rightsizer.core.cost import PricingModel, RunningCosts, WorkloadUsage, workload_cost
 from rightsizer.core.errors import InvalidPool
 from rightsizer.core.pools import assign_pools, node_cost, node_price
+from rightsizer.core.snapshot import Taint
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.mapping import read_pool, read_pools
 from rightsizer.runtime.settings import PricingDefaults
@@ -72,6 +73,33 @@ def test_full_pool_document_is_read() -> None:
         timedelta(minutes=2),
     )
     assert pool.gang_labels == ("example.com/gang",)
+
+
+def test_a_pool_carries_its_currency_and_the_shape_of_the_nodes_its_provider_adds() -> None:
+    template = {
+        "labels": {"topology.kubernetes.io/zone": "zone-b", "rightsizer.io/pool": "template"},
+        "taints": [
+            {"key": "gpu-only", "effect": "NoSchedule"},
+            {"key": "t", "value": "v", "effect": "NoExecute"},
+        ],
+    }
+    document = gpu_pool(
+        "a100",
+        selector={"rightsizer.io/pool": "a100"},
+        currency="EUR",
+        provider={"type": "kwok", "nodeTemplate": template},
+    )
+    (pool,) = read_pools([document])
+    assert pool.currency == "EUR"
+    # The nodeSelector and GPU model are always applied, over the template's labels.
+    assert dict(pool.new_node.labels) == {
+        "topology.kubernetes.io/zone": "zone-b",
+        "rightsizer.io/pool": "a100",
+        "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
+    }
+    assert pool.new_node.taints == (Taint("gpu-only", "", "NoSchedule"), Taint("t", "v", "NoExecute"))
+    (plain,) = read_pools([gpu_pool("l4", selector={"rightsizer.io/pool": "l4"})])
+    assert plain.currency == "USD" and plain.new_node.taints == ()
 
 
 def test_defaults_and_lists() -> None:

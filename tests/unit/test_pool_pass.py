@@ -552,3 +552,37 @@ def test_pending_pods_that_fit_a_node_registered_since_order_no_machine() -> Non
     result = pools.run_pass("a100")
     assert "ScaledUp" not in [e.reason for e in result.events]
     assert provider.added == [], "room that registered since was not counted"
+
+
+def test_pending_pods_order_a_node_only_when_they_would_run_on_the_one_the_pool_adds() -> None:
+    # The pool's nodes carry its template's taint and zone: a pod that does not tolerate the taint,
+    # or wants another zone, would stay Pending on a new node, so none is ordered for it.
+    template = {
+        "labels": {"topology.kubernetes.io/zone": "zone-b"},
+        "taints": [{"key": "gpu-only", "effect": "NoSchedule"}],
+    }
+    spec = {**FAST, "currency": "EUR", "provider": {"type": "kwok", "nodeTemplate": template}}
+    edge = FakeDrain(gpu_node("a-0"), pod("full-1", "a-0", gpus=8), waiting_pod("plain-1", 8))
+    other_zone = waiting_pod("elsewhere-1", 8)
+    other_zone["spec"]["nodeSelector"] = {"topology.kubernetes.io/zone": "zone-a"}
+    other_zone["spec"]["tolerations"] = [{"key": "gpu-only", "operator": "Exists"}]
+    edge.add(other_zone)
+    provider = FakeProvider("a100", ["a-0"])
+    pools = manager(
+        Cluster(edge, gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **spec)),
+        Clock(),
+        {"a100": provider},
+    )
+    held = pools.run_pass("a100")
+    assert "ScaledUp" not in [e.reason for e in held.events] and provider.added == []
+    assert held.status["currency"] == "EUR"
+
+    tolerating = waiting_pod("tolerant-1", 8)
+    tolerating["spec"]["tolerations"] = [{"key": "gpu-only", "operator": "Exists"}]
+    tolerating["spec"]["nodeSelector"] = {
+        "topology.kubernetes.io/zone": "zone-b",
+        "rightsizer.io/pool": "a100",
+    }
+    edge.add(tolerating)
+    ordered = pools.run_pass("a100")
+    assert "ScaledUp" in [e.reason for e in ordered.events] and len(provider.added) == 1

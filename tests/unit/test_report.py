@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from rightsizer.core.pools import assign_pools
+from rightsizer.adapters.cluster_snapshot import ClusterState
+from rightsizer.cli import report as report_cli
+from rightsizer.cli.report import render_table
+from rightsizer.core.pools import PoolPolicy, assign_pools
 from rightsizer.core.report import WORKLOAD_ANNOTATION, build_report, savings
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.runtime import wiring
 from rightsizer.runtime.mapping import read_pools
 from rightsizer.runtime.settings import PricingDefaults
 
@@ -123,3 +130,60 @@ def test_savings_compare_two_reports() -> None:
     s = savings(before, after)
     assert s["savedPerHour"] == 40.0 and s["savedPercent"] == 40.0
     assert (s["nodesBefore"], s["nodesAfter"]) == (10, 6)
+
+
+def test_a_stored_cost_that_is_not_a_number_is_unknown_never_zero() -> None:
+    snap = snapshot_from_document({"kind": "List", "items": [node("n1", 8), pod("chat-1", "n1", 2, "chat")]})
+    broken = workload("chat", 0.5, 12.0)
+    broken["status"]["cost"].update(perHour="NaN", toDate=True, gpuEfficiency="lots")
+    fresh = {"metadata": {"namespace": "ml", "name": "new"}, "spec": {}, "status": {}}
+    report = build_report(snap, [broken, fresh], assign_pools(snap.nodes, read_pools([POOL])))
+    chat, new = report.workloads
+    assert (chat.cost_per_hour, chat.cost_to_date, chat.gpus_busy) == (None, None, None)
+    assert (new.cost_per_hour, new.cost_to_date) == (0, 0)  # nothing written yet: nothing accrued
+    assert report.to_json()["totals"]["workloadCostPerHour"] is None
+    s = savings({"totals": {"workloadCostPerHour": 5.0}}, report.to_json())
+    assert (s["workloadCostPerHourBefore"], s["workloadCostPerHourAfter"]) == (5.0, None)
+    assert "Workloads: 5.00/h → unknown/h" in render_table(report, {"totals": {"workloadCostPerHour": 5.0}})
+
+
+class _Reader:
+    """The cluster the report reads: one A100 node of POOL, through the pool reader it is given."""
+
+    def __init__(self, api: object, read_pool: Callable[[Mapping[str, Any]], PoolPolicy]) -> None:
+        self.read_pool = read_pool
+
+    def read(self) -> ClusterState:
+        priced = {**POOL, "spec": {**POOL["spec"], "energyPricePerKwh": "0.5"}}
+        return ClusterState(
+            snapshot=snapshot_from_document({"kind": "List", "items": [node("n1", 8)]}),
+            pools=(self.read_pool(priced),),
+            pool_documents={"a100": priced},
+            pool_errors={},
+        )
+
+    def workload_documents(self) -> list[dict[str, Any]]:
+        return []
+
+
+def test_report_prices_pools_with_the_operators_pricing_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pool sets no wattsPerGpu: the operator prices its energy at its default watts, so must the report.
+    monkeypatch.setenv("RIGHTSIZER_PRICING__GPU_WATTS", "1000")
+    monkeypatch.setattr(wiring, "ClusterReader", _Reader)
+    monkeypatch.setattr(report_cli, "api_client", lambda kubeconfig: object())
+    args = argparse.Namespace(kubeconfig=None, output="json", baseline=None)
+    assert report_cli.run(args) == 0
+    (pool,) = json.loads(capsys.readouterr().out)["pools"]
+    # 8 GPUs x 3.00 + 8 x 1000 W x PUE 1 / 1000 x 0.50 per kWh
+    assert pool["cost_per_hour"] == 28.0
+
+
+def test_report_refuses_settings_the_operator_would_refuse(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RIGHTSIZER_PRICING__GPU_WATTS", "-1")
+    args = argparse.Namespace(kubeconfig=None, output="json", baseline=None)
+    assert report_cli.run(args) == 2
+    assert "pricing.gpu_watts (RIGHTSIZER_PRICING__GPU_WATTS)" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """`rightsizer report`: per workload and per pool, GPUs allocated vs busy, cost per hour, idle cost,
-and savings against a saved baseline — from any cluster the operator manages. Read-only."""
+and savings against a saved baseline — from any cluster the operator manages. Read-only. Pools are
+priced as the operator prices them, with the same RIGHTSIZER_PRICING__* settings (e.g. the default
+watts per GPU)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rightsizer.adapters.cluster_snapshot import ClusterReader, failure_reason
@@ -20,8 +21,8 @@ from rightsizer.adapters.kube_retry import KubeApiUnavailable
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.pools import assign_pools, default_assignment
 from rightsizer.core.report import Report, build_report, savings
-from rightsizer.runtime.mapping import read_pool
-from rightsizer.runtime.wiring import api_client
+from rightsizer.runtime.settings import Settings, SettingsError
+from rightsizer.runtime.wiring import api_client, cluster_reader
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,10 +37,9 @@ class ReportUnreadable(Exception):
     """Something the report sums up could not be read: no report rather than a wrong one."""
 
 
-def collect(api: client.ApiClient) -> Report:
-    """The cluster as the operator's consolidation reads it (same reader, pools, prices), plus every
-    GPUWorkload's status."""
-    reader = ClusterReader(api, read_pool)
+def collect(reader: ClusterReader) -> Report:
+    """The cluster as the operator's consolidation reads it (same reader, pools, prices: see
+    :func:`~rightsizer.runtime.wiring.cluster_reader`), plus every GPUWorkload's status."""
     try:
         state = reader.read()
         workloads = reader.workload_documents()
@@ -54,7 +54,7 @@ def collect(api: client.ApiClient) -> Report:
 
 def _fmt(value: object) -> str:
     if value is None:
-        return "-"
+        return "-"  # unknown
     if isinstance(value, Decimal):
         return f"{value.normalize():f}" if value == value.to_integral() else f"{value:.2f}"
     if isinstance(value, float):
@@ -114,11 +114,16 @@ def render_table(report: Report, baseline: dict[str, Any] | None) -> str:
             f"saved {s['savedPerHour']:.2f}/h ({s['savedPercent']:.1f}%); "
             f"idle {s['idleCostPerHourBefore']:.2f}/h → {s['idleCostPerHourAfter']:.2f}/h"
         )
+        before, after = (_rate(s[f"workloadCostPerHour{when}"]) for when in ("Before", "After"))
         out.append(
-            f"Workloads: {s['workloadCostPerHourBefore']:.2f}/h → {s['workloadCostPerHourAfter']:.2f}/h "
+            f"Workloads: {before}/h → {after}/h "
             "(GPUs they hold, energy and overhead; freed GPUs are saved once their nodes go)"
         )
     return "\n".join(out)
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "unknown"
 
 
 def render_csv(report: Report) -> str:
@@ -174,7 +179,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"rightsizer report: cannot read baseline {args.baseline}: {exc}", file=sys.stderr)
             return 2
     try:
-        report = collect(api_client(args.kubeconfig))
+        # Pools priced as the operator prices them: its settings (RIGHTSIZER_*), e.g. default watts.
+        settings = Settings.load()
+    except SettingsError as exc:
+        print(f"rightsizer report: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = collect(cluster_reader(api_client(args.kubeconfig), settings))
     except ReportUnreadable as exc:
         print(f"rightsizer report: {exc}", file=sys.stderr)
         return 1

@@ -249,12 +249,9 @@ def allowed_disruptions(
 
 
 def consolidation_due(
-    consolidate_after: timedelta | None, since: datetime | None, now: datetime
+    consolidate_after: timedelta, since: datetime | None, now: datetime
 ) -> timedelta | None:
-    """None when the node has been a candidate for at least consolidateAfter (None: Never); else the
-    time left."""
-    if consolidate_after is None:
-        return timedelta.max
+    """None when the node has been a candidate for at least consolidateAfter; else the time left."""
     if since is None or consolidate_after <= timedelta(0):
         return None
     left = since + consolidate_after - now

@@ -279,8 +279,6 @@ class ConsolidationState:
             return f"pod {pod.key} cannot move: {disposition.reason}{suffix}"
         left = consolidation_due(pool.consolidate_after, self._since(i), self.now)
         if left is not None:
-            if pool.consolidate_after is None:
-                return f"pool {pool.name} has consolidateAfter: Never"
             return (
                 f"consolidateAfter {format_duration(pool.consolidate_after)} not reached "
                 f"({format_seconds(left)} left)"

@@ -1,7 +1,8 @@
 """Whether a node's pods would all fit on a cheaper replacement type of its pool.
 
-A replacement does not exist yet, so it is modelled on the node it replaces: the type's CPU, memory
-and GPUs, other resources scaled with the GPU count, and the labels a node of that type would carry.
+A replacement does not exist yet, so it is modelled on the node it replaces: the type's GPUs, the
+node's CPU, memory and other resources scaled with the GPU count, and the labels a node of that type
+would carry.
 Apart from the consolidation methods because it is a fit test of its own, on one imagined node,
 not a placement in the simulation the drains share.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal
 
-from rightsizer.core.binpack import CPU, MEMORY, PODS, pod_constraints
+from rightsizer.core.binpack import CPU, PODS, pod_constraints
 from rightsizer.core.consolidation_state import ConsolidationState
 from rightsizer.core.pools import PoolPolicy, ReplacementType
 from rightsizer.core.snapshot import GPU_PRODUCT_LABEL, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, is_gpu_resource
@@ -41,10 +42,6 @@ def _fits_replacement(state: ConsolidationState, i: int, choice: ReplacementType
             continue
         if name == PODS:
             allocatable[name] = value
-        elif name == CPU and choice.cpu is not None:
-            allocatable[name] = choice.cpu
-        elif name == MEMORY and choice.memory is not None:
-            allocatable[name] = choice.memory
         elif gpus_now > 0:
             # Cloud GPU families scale host CPU/memory with the GPU count.
             scaled = value * choice.gpus_per_node / gpus_now

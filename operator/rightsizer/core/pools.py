@@ -46,6 +46,7 @@ from rightsizer.core.snapshot import (
     INSTANCE_TYPE_LABEL,
     LabelSelector,
     Node,
+    Taint,
 )
 from rightsizer.core.surge import MakeBeforeBreak
 
@@ -75,18 +76,23 @@ CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kube
 
 @dataclass(frozen=True, slots=True)
 class ReplacementType:
-    """A smaller/cheaper node the pool can launch instead of an underused one.
-
-    ``cpu``/``memory`` are the replacement's allocatable; when omitted they are taken as the current
-    node's scaled by the GPU ratio (cloud GPU families scale host size with GPU count).
-    """
+    """A smaller/cheaper node the pool can launch instead of an underused one. Its CPU and memory
+    are the current node's scaled by the GPU ratio (cloud GPU families scale host size with GPU
+    count)."""
 
     instance_type: str
     gpu_model: str | None
     gpus_per_node: int
     price_per_node_hour: Decimal
-    cpu: Decimal | None = None
-    memory: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewNode:
+    """What a node the pool adds carries, as the scheduler sees it: its provider's template labels
+    with the pool's nodeSelector and GPU model over them, and the template's taints."""
+
+    labels: tuple[tuple[str, str], ...] = ()
+    taints: tuple[Taint, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ class PoolPolicy:
     min_nodes: int = 0
     max_nodes: int | None = None
     consolidation_policy: str = WHEN_UNDERUTILIZED
-    consolidate_after: timedelta | None = DEFAULT_CONSOLIDATE_AFTER  # None: never consolidate
+    consolidate_after: timedelta = DEFAULT_CONSOLIDATE_AFTER
     scale_down_after: timedelta = DEFAULT_SCALE_DOWN_AFTER  # an empty node goes once empty this long
     budgets: tuple[NodeBudget, ...] = ()  # empty: the default 10%
     allow_training_disruption: bool = False
@@ -113,6 +119,8 @@ class PoolPolicy:
     checkpoint_timeout: timedelta = DEFAULT_CHECKPOINT_TIMEOUT  # how long a drain waits for a checkpoint
     make_before_break: MakeBeforeBreak = MakeBeforeBreak.INFERENCE_ONLY  # whose replicas a drain raises first
     running: RunningCosts = field(default_factory=RunningCosts)  # CPU and GPU energy: the pool's cost only
+    currency: str = "USD"  # of every price above
+    new_node: NewNode = NewNode()  # what a node added for Pending pods would look like
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 from rightsizer.api.annotations import WORKLOAD_ANNOTATION
 from rightsizer.core.pools import PoolAssignment, idle_gpu_cost, node_cost
 from rightsizer.core.snapshot import Snapshot
+from rightsizer.core.wording import stored_number
 
 ZERO = Decimal(0)
 
@@ -29,9 +30,9 @@ class WorkloadRow:
     gpus_allocated: Decimal
     gpus_busy: Decimal | None
     utilization: float | None
-    cost_per_hour: Decimal
-    idle_cost_per_hour: Decimal
-    cost_to_date: Decimal
+    cost_per_hour: Decimal | None  # None: stored, but not a number (unknown, never 0)
+    idle_cost_per_hour: Decimal | None
+    cost_to_date: Decimal | None
     currency: str
     last_decision: str
 
@@ -60,6 +61,12 @@ class Report:
     def total_idle_cost_per_hour(self) -> Decimal:
         return sum((p.idle_cost_per_hour for p in self.pools), ZERO)
 
+    @property
+    def workload_cost_per_hour(self) -> Decimal | None:
+        """What the workloads cost per hour; unknown when one workload's cost is."""
+        costs = [w.cost_per_hour for w in self.workloads]
+        return None if None in costs else sum((c for c in costs if c is not None), ZERO)
+
     def to_json(self) -> dict[str, Any]:
         def plain(row: Any) -> dict[str, Any]:
             return {k: (float(v) if isinstance(v, Decimal) else v) for k, v in asdict(row).items()}
@@ -69,7 +76,7 @@ class Report:
             "pools": [plain(p) for p in self.pools],
             "totals": {
                 "costPerHour": float(self.total_cost_per_hour),
-                "workloadCostPerHour": float(sum((w.cost_per_hour for w in self.workloads), ZERO)),
+                "workloadCostPerHour": _float(self.workload_cost_per_hour),
                 "idleCostPerHour": float(self.total_idle_cost_per_hour),
                 "nodes": sum(p.nodes for p in self.pools),
                 "gpusAllocatable": float(sum((p.gpus_allocatable for p in self.pools), ZERO)),
@@ -77,11 +84,15 @@ class Report:
         }
 
 
-def _decimal(value: object) -> Decimal:
-    try:
-        return Decimal(str(value)) if value is not None else ZERO
-    except ArithmeticError:
-        return ZERO
+def _float(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _stored(cost: Mapping[str, Any], key: str) -> Decimal | None:
+    """A cost number of a workload's status: 0 before the operator has written one, None (unknown)
+    when what is stored is not a number."""
+    value = cost.get(key)
+    return ZERO if value is None else stored_number(value)
 
 
 def build_report(
@@ -105,8 +116,8 @@ def build_report(
         cost = status.get("cost") or {}
         util = (status.get("utilization") or {}).get("aggregate")
         gpus = allocated.get(key, ZERO)
-        efficiency = cost.get("gpuEfficiency")
-        busy = (gpus * _decimal(efficiency)).quantize(Decimal("0.01")) if efficiency is not None else None
+        efficiency = stored_number(cost.get("gpuEfficiency"))
+        busy = (gpus * efficiency).quantize(Decimal("0.01")) if efficiency is not None else None
         if busy is not None:
             busy_by_workload[key] = busy
         rows.append(
@@ -119,9 +130,9 @@ def build_report(
                 gpus_allocated=gpus,
                 gpus_busy=busy,
                 utilization=float(util) if util is not None else None,
-                cost_per_hour=_decimal(cost.get("perHour")),
-                idle_cost_per_hour=_decimal(cost.get("idlePerHour")),
-                cost_to_date=_decimal(cost.get("toDate")),
+                cost_per_hour=_stored(cost, "perHour"),
+                idle_cost_per_hour=_stored(cost, "idlePerHour"),
+                cost_to_date=_stored(cost, "toDate"),
                 currency=str(cost.get("currency", "")),
                 last_decision=str((status.get("lastDecision") or {}).get("action", "")),
             )
@@ -160,8 +171,9 @@ def build_report(
     return Report(tuple(rows), tuple(pools))
 
 
-def savings(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, float]:
-    """Compare two `to_json()` reports (e.g. the demo's start and end)."""
+def savings(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, float | None]:
+    """Compare two `to_json()` reports (e.g. the demo's start and end); a workload total either report
+    does not know stays None."""
     b, a = before.get("totals", {}), after.get("totals", {})
     cost_before, cost_after = float(b.get("costPerHour", 0)), float(a.get("costPerHour", 0))
     return {
@@ -169,10 +181,15 @@ def savings(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, fl
         "costPerHourAfter": cost_after,
         "savedPerHour": round(cost_before - cost_after, 4),
         "savedPercent": round(100 * (cost_before - cost_after) / cost_before, 1) if cost_before else 0.0,
-        "workloadCostPerHourBefore": float(b.get("workloadCostPerHour", 0)),
-        "workloadCostPerHourAfter": float(a.get("workloadCostPerHour", 0)),
+        "workloadCostPerHourBefore": _total(b, "workloadCostPerHour"),
+        "workloadCostPerHourAfter": _total(a, "workloadCostPerHour"),
         "idleCostPerHourBefore": float(b.get("idleCostPerHour", 0)),
         "idleCostPerHourAfter": float(a.get("idleCostPerHour", 0)),
         "nodesBefore": int(b.get("nodes", 0)),
         "nodesAfter": int(a.get("nodes", 0)),
     }
+
+
+def _total(totals: Mapping[str, Any], key: str) -> float | None:
+    value = totals.get(key, 0)
+    return float(value) if value is not None else None

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol
 
 from rightsizer.core.conditions import ConditionState, merge_conditions
@@ -32,7 +32,7 @@ from rightsizer.core.metrics_view import Hold, UsableMetrics
 from rightsizer.core.replicas import Recommendation, ReplicaAction
 from rightsizer.core.scaling_rate import ScaleEvent
 from rightsizer.core.timestamps import format_time, parse_time
-from rightsizer.core.wording import format_money
+from rightsizer.core.wording import format_money, stored_number
 
 READY = "Ready"
 METRICS_AVAILABLE = "MetricsAvailable"
@@ -281,26 +281,16 @@ def cost_state(previous: Mapping[str, Any] | None) -> CostState:
     cost = (previous or {}).get("cost")
     if not isinstance(cost, Mapping):
         return CostState(Decimal(0), None, None)
-    to_date = _decimal(cost.get("toDate"))
+    to_date = stored_number(cost.get("toDate"))
     return CostState(
         to_date if to_date is not None and to_date >= 0 else Decimal(0),
-        _decimal(cost.get("perHour")),
+        stored_number(cost.get("perHour")),
         parse_time(cost.get("lastAccruedAt")),
     )
 
 
 def idle_since(previous: Mapping[str, Any] | None) -> datetime | None:
     return parse_time((previous or {}).get("idleSince"))
-
-
-def _decimal(value: object) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        result = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        return None
-    return result if result.is_finite() else None
 
 
 # --- scaling state ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""How numbers read in reasons, conditions and annotations.
+"""How numbers read in reasons, conditions and annotations, and how the numbers stored there are
+read back.
 
 Reasons are for people: no trailing zeros on percentages, money rounded only here, at the edge,
 while every computation keeps exact Decimals.
@@ -6,7 +7,7 @@ while every computation keeps exact Decimals.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 TIMES = "\N{MULTIPLICATION SIGN}"
 
@@ -15,6 +16,19 @@ def exact(value: float) -> Decimal:
     """The Decimal of a float's shortest repr, so the numbers users read are the numbers compared:
     66% against 60% is exactly 10% over (floats say 10.000000000000009%)."""
     return Decimal(repr(value))
+
+
+def stored_number(value: object) -> Decimal | None:
+    """A number read back from a stored status (JSON: an int, a float or a numeric string) as the
+    exact Decimal that was written; None when it is missing or not a finite number (a bool, text,
+    NaN, Infinity, a list): unknown, which a caller must never take for 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = exact(value) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 def join_reasons(*parts: str) -> str:

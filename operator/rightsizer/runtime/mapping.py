@@ -28,7 +28,7 @@ from rightsizer.core.cron import parse_cron
 from rightsizer.core.errors import InvalidPool, InvalidSchedule
 from rightsizer.core.idle import IdleAction, IdlePolicy
 from rightsizer.core.ownership import WorkloadClaim
-from rightsizer.core.pools import PoolPolicy, ReplacementType, default_gpu_price, instance_price
+from rightsizer.core.pools import NewNode, PoolPolicy, ReplacementType, default_gpu_price, instance_price
 from rightsizer.core.scaling_policy import ScalingPolicy
 from rightsizer.core.scaling_rate import (
     DEFAULT_SCALE_DOWN,
@@ -40,7 +40,7 @@ from rightsizer.core.scaling_rate import (
 )
 from rightsizer.core.scaling_signals import SignalKind, SignalTarget, TargetKind
 from rightsizer.core.selectors import parse_selector
-from rightsizer.core.snapshot import LabelSelector
+from rightsizer.core.snapshot import GPU_PRODUCT_LABEL, LabelSelector, Taint
 from rightsizer.runtime.settings import PricingDefaults
 
 SHORTHAND_PERIOD_SECONDS = 15
@@ -237,7 +237,20 @@ def pool_policy(pool: GPUNodePool, defaults: PricingDefaults) -> PoolPolicy:
         checkpoint_timeout=spec.checkpoint_timeout,
         make_before_break=spec.disruption.make_before_break,
         running=running_costs(spec, defaults),
+        currency=spec.currency,
+        new_node=new_node(spec),
     )
+
+
+def new_node(spec: GPUNodePoolSpec) -> NewNode:
+    """The labels and taints of a node the pool's provider adds: its nodeTemplate's, with the pool's
+    own nodeSelector and GPU model over the template's labels (the provider always applies them)."""
+    template = spec.provider.node_template
+    labels = dict(template.labels) if template is not None else {}
+    labels.update(spec.node_selector or {})
+    labels[GPU_PRODUCT_LABEL] = spec.gpu_model
+    taints = tuple(Taint(t.key, t.value or "", str(t.effect)) for t in template.taints) if template else ()
+    return NewNode(labels=tuple(sorted(labels.items())), taints=taints)
 
 
 def _budget(pool: str, index: int, budget: DisruptionBudget) -> NodeBudget:

@@ -61,7 +61,6 @@ from rightsizer.runtime.events import Event
 from rightsizer.runtime.pool_reporting import (
     activity_missing,
     held_conditions,
-    pool_currency,
     pool_status,
     unreadable_until,
 )
@@ -183,6 +182,7 @@ class PoolManager:
         if pool is None or document is None:
             return PassResult({})
         now = self.clock()
+        generation = (document.get("metadata") or {}).get("generation")
         activity, metrics_hold = self._activity()
         policies = pod_policies_of(state)
         inputs_hold = state.unreadable_summary()
@@ -214,21 +214,21 @@ class PoolManager:
             if metrics_hold is not None or inputs_hold is not None:
                 steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
             started = self._execute(steps, state.pools, pool, members, policies)
-            events.extend(self._scale_up(state, pool, document, members, now))
+            events.extend(self._scale_up(state, pool, members, now))
         for outcome in started:
             self._report(outcome, pool, members, events)
         outcomes = [*outcomes, *started]
         status = pool_status(
             state,
             pool,
-            document,
             members,
             activity,
+            generation=generation,
             last_scale_down=self._last_scale_down.get(pool.name),
             telemetry=self.telemetry,
         )
         observed = PoolObservation(
-            generation=(document.get("metadata") or {}).get("generation"),
+            generation=generation,
             nodes=len(members),
             overlaps=overlaps,
             metrics_configured=self.activity is not None,
@@ -359,22 +359,19 @@ class PoolManager:
             saved = node_price(node, pool)
             self._saved_per_hour[pool.name] = self._saved_per_hour.get(pool.name, Decimal(0)) + saved
             total = sum(self._saved_per_hour.values(), Decimal(0))
-            self.telemetry.savings_per_hour.set(
-                float(total), "consolidation", pool_currency(self._documents.get(pool.name))
-            )
+            self.telemetry.savings_per_hour.set(float(total), "consolidation", pool.currency)
 
     def _scale_up(
         self,
         state: ClusterState,
         pool: PoolPolicy,
-        document: Mapping[str, Any],
         members: Sequence[Node],
         now: datetime,
     ) -> list[Event]:
         last = self._last_scale_up.get(pool.name)
         if last is not None and now - last < self.settings.scale_up_cooldown:
             return []
-        attempt = scale_up(state, pool, document, members, self.provider)
+        attempt = scale_up(state, pool, members, self.provider)
         if attempt.ordered:
             self._last_scale_up[pool.name] = now
             self.telemetry.decisions.inc("scaleUp", "pendingGpuPods")

@@ -29,10 +29,10 @@ from rightsizer.runtime.telemetry import Telemetry
 def pool_status(
     state: ClusterState,
     pool: PoolPolicy,
-    document: Mapping[str, Any],
     members: Sequence[Node],
     activity: Mapping[str, Decimal],
     *,
+    generation: int | None,
     last_scale_down: datetime | None,
     telemetry: Telemetry,
 ) -> dict[str, Any]:
@@ -54,16 +54,15 @@ def pool_status(
         if p.node_name and (p.key not in activity or activity[p.key] > IDLE_GPU_PERCENT):
             busy[p.node_name] = busy.get(p.node_name, Decimal(0)) + share[p.key]
     idle_cost = idle_gpu_cost(members, pool, busy)
-    currency = pool_currency(document)
     telemetry.pool_nodes.set(len(members), pool.name)
-    telemetry.pool_idle_cost_per_hour.set(float(idle_cost), pool.name, currency)
+    telemetry.pool_idle_cost_per_hour.set(float(idle_cost), pool.name, pool.currency)
     status = GPUNodePoolStatus(
-        observed_generation=(document.get("metadata") or {}).get("generation"),
+        observed_generation=generation,
         nodes=len(members),
         gpus_allocatable=int(allocatable),
         gpus_requested=int(requested),
         gpus_active=int(active) if active is not None else None,
-        currency=currency,
+        currency=pool.currency,
         cost_per_hour=cost.quantize(Decimal("0.0001")),
         idle_cost_per_hour=idle_cost.quantize(Decimal("0.0001")),
         last_scale_down=last_scale_down,
@@ -71,10 +70,6 @@ def pool_status(
     dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     dumped.pop("conditions", None)  # computed by the caller, from the previous ones
     return dumped
-
-
-def pool_currency(document: Mapping[str, Any] | None) -> str:
-    return str(((document or {}).get("spec") or {}).get("currency") or "USD")
 
 
 def held_conditions(

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from rightsizer.adapters.cluster_snapshot import ClusterState
 from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.core.matching import hard_taints, node_term_matches, tolerates
 from rightsizer.core.pools import PoolPolicy
-from rightsizer.core.snapshot import GPU_PRODUCT_LABEL, Node, Pod, Taint
+from rightsizer.core.snapshot import Node, Pod, Taint
 from rightsizer.runtime.events import Event
 
 
@@ -30,18 +29,16 @@ class ScaleUp:
 def scale_up(
     state: ClusterState,
     pool: PoolPolicy,
-    document: Mapping[str, Any],
     members: Sequence[Node],
     provider_of: Callable[[str], NodePoolProvider | None],
 ) -> ScaleUp:
     """Order the nodes the pool's Pending GPU pods need beyond those serving or coming, within
     maxNodes; ``provider_of`` is only asked when some are needed."""
-    spec = document.get("spec") or {}
-    gpus_per_node = int(spec.get("gpusPerNode") or 0)
+    gpus_per_node = pool.gpus_per_node or 0
     if gpus_per_node <= 0:
         return ScaleUp()
     waiting = state.unschedulable
-    labels, taints = _new_node_shape(spec)
+    labels, taints = dict(pool.new_node.labels), pool.new_node.taints
     demand = [
         pod.gpus()
         for pod in state.snapshot.pods
@@ -78,20 +75,6 @@ def scale_up(
     added = ", ".join(names) if names else f"{needed} node(s)"
     message = f"added {added} through {provider.describe()} for {len(demand)} Pending GPU pod(s)"
     return ScaleUp((Event("Normal", "ScaledUp", message),), ordered=True)
-
-
-def _new_node_shape(spec: Mapping[str, Any]) -> tuple[dict[str, str], tuple[Taint, ...]]:
-    """Labels and taints a node this pool adds would carry."""
-    template = (spec.get("provider") or {}).get("nodeTemplate") or {}
-    labels = {str(k): str(v) for k, v in (template.get("labels") or {}).items()}
-    labels.update({str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()})
-    if spec.get("gpuModel"):
-        labels[GPU_PRODUCT_LABEL] = str(spec["gpuModel"])
-    taints = tuple(
-        Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
-        for t in template.get("taints") or []
-    )
-    return labels, taints
 
 
 def _would_fit(pod: Pod, labels: Mapping[str, str], taints: tuple[Taint, ...]) -> bool:

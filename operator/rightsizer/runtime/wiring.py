@@ -106,6 +106,13 @@ def dcgm_endpoints(settings: Settings, api: client.ApiClient) -> EndpointLister 
     return None
 
 
+def cluster_reader(api: client.ApiClient, settings: Settings) -> ClusterReader:
+    """The reader of the pool passes: GPUNodePools priced with the operator's pricing defaults (a
+    pool without wattsPerGpu draws the default watts). `rightsizer report` reads through it too, so
+    both price a pool alike."""
+    return ClusterReader(api, partial(mapping.read_pool, defaults=settings.pricing))
+
+
 def build_pool_manager(
     api: client.ApiClient,
     settings: Settings,
@@ -133,7 +140,7 @@ def build_pool_manager(
         surges=KubeSurges(api),
     )
     manager = PoolManager(
-        reader=ClusterReader(api, partial(mapping.read_pool, defaults=settings.pricing)),
+        reader=cluster_reader(api, settings),
         executor=executor,
         provider_for=lambda document: provider_for(api, document),
         live_nodes=edge.nodes,
