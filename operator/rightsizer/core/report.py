@@ -138,13 +138,16 @@ def build_report(
             )
         )
 
-    # Busy GPUs per node: each workload's busy share spread over its pods' GPUs.
+    # Busy GPUs per node: each workload's busy share spread over its pods' GPUs. A pod whose activity
+    # is unknown (no GPUWorkload, or one that has not measured it) counts as busy, as in the pool's
+    # status: waste is reported only where it was seen.
     node_busy: dict[str, Decimal] = {}
     for pod in snapshot.pods:
-        wl = pod_workload.get(pod.key)
-        if wl is None or not pod.node_name or not allocated.get(wl):
+        if not pod.node_name or pod.terminal or pod.gpus() <= 0:
             continue
-        share = busy_by_workload.get(wl, ZERO) * pod.gpus() / allocated[wl]
+        wl = pod_workload.get(pod.key)
+        known = busy_by_workload.get(wl) if wl is not None and allocated.get(wl) else None
+        share = known * pod.gpus() / allocated[wl] if known is not None and wl is not None else pod.gpus()
         node_busy[pod.node_name] = node_busy.get(pod.node_name, ZERO) + share
 
     pools: list[PoolRow] = []
