@@ -170,6 +170,15 @@ def test_live_without_a_cluster_to_read_prints_no_plan(
     assert "the cluster could not be read" in err
 
 
+def test_live_refuses_settings_the_operator_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It reads the cluster with the operator's settings (prices), so it refuses what the operator would.
+    monkeypatch.setenv("RIGHTSIZER_PRICING__GPU_WATTS", "-1")
+    assert cli("--live", "--kubeconfig", str(tmp_path / "missing-kubeconfig")) == 2
+    assert "RIGHTSIZER_PRICING__GPU_WATTS" in capsys.readouterr().err
+
+
 def test_options_reach_the_planner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     snapshot = write(
         tmp_path,

@@ -26,7 +26,7 @@ from rightsizer.core.errors import RightsizerError
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.pools import PoolPolicy
 from rightsizer.core.snapshot_parsing import parse_time, snapshot_from_json
-from rightsizer.runtime.mapping import read_pool, read_pools
+from rightsizer.runtime.mapping import read_pools
 
 if TYPE_CHECKING:
     from rightsizer.adapters.cluster_snapshot import ClusterState
@@ -159,11 +159,15 @@ def _live(kubeconfig: str | None, context: str | None) -> ClusterState:
     from kubernetes.client.rest import ApiException
     from kubernetes.config import ConfigException
 
-    from rightsizer.adapters.cluster_snapshot import ClusterReader
-    from rightsizer.runtime.wiring import api_client
+    from rightsizer.runtime.settings import Settings, SettingsError
+    from rightsizer.runtime.wiring import api_client, cluster_reader
 
     try:
-        state = ClusterReader(api_client(kubeconfig, context), read_pool).read()
+        settings = Settings.load()  # pools priced as the operator prices them
+    except SettingsError as exc:
+        raise BadInput(str(exc)) from exc
+    try:
+        state = cluster_reader(api_client(kubeconfig, context), settings).read()
     except (ApiException, RightsizerError, ConfigException, OSError) as exc:
         raise ClusterUnreadable(f"the cluster could not be read: {exc}") from exc
     if (unreadable := state.unreadable_summary()) is not None:
