@@ -192,6 +192,11 @@ def read_pool(document: Mapping[str, Any], defaults: PricingDefaults | None = No
     """One GPUNodePool validated against the API's model (as the API server validates it) and
     converted into the core's policy; :class:`InvalidPool` naming the field when it does not validate.
     Its status is not read: what an operator wrote there never makes the spec unusable."""
+    return pool_policy(pool_model(document), defaults or PricingDefaults())
+
+
+def pool_model(document: Mapping[str, Any]) -> GPUNodePool:
+    """A stored GPUNodePool as the API's model (its status left out); :class:`InvalidPool`."""
     if not isinstance(document.get("metadata") or {}, Mapping):
         raise InvalidPool("a GPUNodePool's metadata must be an object")
     try:
@@ -200,7 +205,7 @@ def read_pool(document: Mapping[str, Any], defaults: PricingDefaults | None = No
         raise InvalidPool(str(exc)) from exc
     if not pool.metadata.name:
         raise InvalidPool("a GPUNodePool has no metadata.name")
-    return pool_policy(pool, defaults or PricingDefaults())
+    return pool
 
 
 def pool_policy(pool: GPUNodePool, defaults: PricingDefaults) -> PoolPolicy:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from kubernetes import client, config
 
@@ -25,10 +26,11 @@ from rightsizer.adapters.metrics.dcgm import (
 from rightsizer.adapters.metrics.prometheus import PrometheusSource
 from rightsizer.adapters.metrics.readings import Rejection
 from rightsizer.adapters.node_drain import KubeNodeDrain
-from rightsizer.adapters.nodepools.base import NodePoolProvider
+from rightsizer.adapters.nodepools.base import NodePoolProvider, ProviderError
 from rightsizer.adapters.nodepools.registry import provider_for
 from rightsizer.adapters.replica_surge import KubeSurges
 from rightsizer.core.drain_backoff import BackoffPolicy
+from rightsizer.core.errors import InvalidPool
 from rightsizer.runtime import mapping
 from rightsizer.runtime.consolidation import Executor
 from rightsizer.runtime.decision_record import JsonLinesRecorder
@@ -113,6 +115,14 @@ def cluster_reader(api: client.ApiClient, settings: Settings) -> ClusterReader:
     return ClusterReader(api, partial(mapping.read_pool, defaults=settings.pricing))
 
 
+def pool_provider(api: client.ApiClient, document: Mapping[str, Any]) -> NodePoolProvider:
+    """The provider of a stored GPUNodePool, read through the API's model like the rest of it."""
+    try:
+        return provider_for(api, mapping.pool_model(document))
+    except InvalidPool as exc:
+        raise ProviderError(str(exc)) from exc
+
+
 def build_pool_manager(
     api: client.ApiClient,
     settings: Settings,
@@ -142,7 +152,7 @@ def build_pool_manager(
     manager = PoolManager(
         reader=cluster_reader(api, settings),
         executor=executor,
-        provider_for=lambda document: provider_for(api, document),
+        provider_for=lambda document: pool_provider(api, document),
         live_nodes=edge.nodes,
         telemetry=telemetry,
         clock=clock,

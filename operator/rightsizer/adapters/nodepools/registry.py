@@ -1,9 +1,6 @@
-"""The provider of a GPUNodePool, from its spec.provider."""
+"""The provider of a GPUNodePool, from its validated spec.provider."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 from kubernetes import client
 
@@ -12,38 +9,36 @@ from rightsizer.adapters.nodepools.clusterapi import ClusterApiProvider
 from rightsizer.adapters.nodepools.karpenter import KarpenterProvider
 from rightsizer.adapters.nodepools.kwok import KwokProvider
 from rightsizer.adapters.nodepools.none import NoneProvider
+from rightsizer.api.v1alpha1 import GPUNodePool, ProviderType
 
 
-def provider_for(api: client.ApiClient, pool: Mapping[str, Any]) -> NodePoolProvider:
-    """Build the provider a GPUNodePool object names (the CRD has validated the fields it needs)."""
-    name = str(pool["metadata"]["name"])
-    spec = pool.get("spec") or {}
-    provider = spec.get("provider") or {}
-    kind = provider.get("type", "none")
-    gpus = int(spec.get("gpusPerNode") or 0)
-    if kind in ("kwok", "static"):
+def provider_for(api: client.ApiClient, pool: GPUNodePool) -> NodePoolProvider:
+    """Build the provider a GPUNodePool names. The model (and the CRD's CEL rules before it) has
+    checked that each type carries what it needs; the errors below guard a model built in code."""
+    name, spec = pool.metadata.name, pool.spec
+    provider = spec.provider
+    if provider.type in (ProviderType.KWOK, ProviderType.STATIC):
+        template = provider.node_template.to_wire() if provider.node_template is not None else None
         return KwokProvider(
             api,
             pool=name,
-            node_selector={str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()},
-            gpu_model=spec.get("gpuModel"),
-            gpus_per_node=gpus,
-            template=provider.get("nodeTemplate"),
-            static=kind == "static",
+            node_selector=dict(spec.node_selector or {}),
+            gpu_model=spec.gpu_model,
+            gpus_per_node=spec.gpus_per_node,
+            template=template,
+            static=provider.type is ProviderType.STATIC,
         )
-    if kind == "clusterapi":
-        ref = provider.get("machineDeployment") or {}
-        if not ref.get("namespace") or not ref.get("name"):
+    if provider.type is ProviderType.CLUSTERAPI:
+        ref = provider.machine_deployment
+        if ref is None:
             raise ProviderError(
                 f"GPUNodePool {name}: spec.provider.machineDeployment needs namespace and name"
             )
-        return ClusterApiProvider(api, pool=name, namespace=ref["namespace"], machine_deployment=ref["name"])
-    if kind == "karpenter":
-        if not provider.get("nodePool"):
+        return ClusterApiProvider(api, pool=name, namespace=ref.namespace, machine_deployment=ref.name)
+    if provider.type is ProviderType.KARPENTER:
+        if not provider.node_pool:
             raise ProviderError(f"GPUNodePool {name}: spec.provider.nodePool names the Karpenter NodePool")
-        return KarpenterProvider(api, pool=name, node_pool=provider["nodePool"], gpus_per_node=gpus)
-    if kind == "none":
-        return NoneProvider(api, pool=name)
-    raise ProviderError(
-        f"GPUNodePool {name}: unknown provider type {kind!r} (kwok, static, clusterapi, karpenter, none)"
-    )
+        return KarpenterProvider(
+            api, pool=name, node_pool=provider.node_pool, gpus_per_node=spec.gpus_per_node
+        )
+    return NoneProvider(api, pool=name)
