@@ -114,6 +114,7 @@ def test_an_idle_raycluster_is_suspended_and_get_gw_shows_what_each_kind_allows(
 
 ISVC = {"serving.kserve.io/inferenceservice": "isvc"}
 ISVC_HPA = {"serving.kserve.io/inferenceservice": "isvc-hpa"}
+ISVC_CHILD = {"serving.kserve.io/inferenceservice": "isvc-child"}
 NOTEBOOK = {"notebook-name": "nb"}
 TRAINJOB = {"jobset.sigs.k8s.io/jobset-name": "tj"}
 RAYJOB_CLUSTER = "rj-7xk2p"  # the RayCluster KubeRay would create for RayJob rj
@@ -151,6 +152,22 @@ def test_idle_inferenceservice_notebook_trainjob_and_rayjob_are_stopped_as_their
         [
             inference_service("isvc", autoscaler_none),
             inference_service("isvc-hpa"),
+            inference_service("isvc-child", autoscaler_none),
+            # A user's own HPA on the Deployment KServe makes for the predictor.
+            {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "predictor"},
+                "spec": {
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": "isvc-child-predictor",
+                    },
+                    "minReplicas": 1,
+                    "maxReplicas": 4,
+                },
+            },
             notebook("nb"),
             train_job("tj"),
             ray_job("rj"),
@@ -164,6 +181,7 @@ def test_idle_inferenceservice_notebook_trainjob_and_rayjob_are_stopped_as_their
     pods = [
         gpu_pod("isvc-predictor-0", ISVC),
         gpu_pod("isvc-hpa-predictor-0", ISVC_HPA),
+        gpu_pod("isvc-child-predictor-0", ISVC_CHILD),
         gpu_pod("nb-0", NOTEBOOK),
         gpu_pod("tj-node-0-0", TRAINJOB),
         gpu_pod("tj-node-0-1", TRAINJOB),
@@ -171,12 +189,13 @@ def test_idle_inferenceservice_notebook_trainjob_and_rayjob_are_stopped_as_their
         gpu_pod("rj-worker-0", RAYJOB),
     ]
     cluster.apply(pods, namespace)
-    for labels in (ISVC, ISVC_HPA, NOTEBOOK, TRAINJOB, RAYJOB):
+    for labels in (ISVC, ISVC_HPA, ISVC_CHILD, NOTEBOOK, TRAINJOB, RAYJOB):
         gpu_util.set(namespace, 0, selector=labels)
     cluster.apply(
         [
             training("isvc", "serving.kserve.io/v1beta1", "InferenceService", idlePolicy=IDLE),
             training("isvc-hpa", "serving.kserve.io/v1beta1", "InferenceService", idlePolicy=IDLE),
+            training("isvc-child", "serving.kserve.io/v1beta1", "InferenceService", idlePolicy=IDLE),
             training("nb", "kubeflow.org/v1", "Notebook", idlePolicy=IDLE),
             training("tj", "trainer.kubeflow.org/v1alpha1", "TrainJob", idlePolicy=IDLE),
             training("rj", "ray.io/v1", "RayJob", idlePolicy=IDLE),
@@ -216,8 +235,14 @@ def test_idle_inferenceservice_notebook_trainjob_and_rayjob_are_stopped_as_their
             timeout=30,
             describe=lambda: f"{conditions(custom, namespace, 'isvc-hpa')}",
         )
+        wait_for(
+            lambda: conditions(custom, namespace, "isvc-child").get("Conflict", {}).get("status") == "True",
+            timeout=30,
+            describe=lambda: f"{conditions(custom, namespace, 'isvc-child')}",
+        )
         table = get_gw().splitlines()
         conflict = conditions(custom, namespace, "isvc-hpa")["Conflict"]
+        on_child = conditions(custom, namespace, "isvc-child")["Conflict"]["message"]
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert {name: rows[name][2:4] for name in ("isvc", "nb", "tj", "rj")} == {
         "isvc": ["InferenceService", "Suspend"],
@@ -230,6 +255,9 @@ def test_idle_inferenceservice_notebook_trainjob_and_rayjob_are_stopped_as_their
     assert conflict["status"] == "True" and "HorizontalPodAutoscaler KServe creates" in conflict["message"]
     hpa_isvc = annotations_of(custom, namespace, "serving.kserve.io", "inferenceservices", "isvc-hpa")
     assert "serving.kserve.io/stop" not in hpa_isvc, "KServe's autoscaler scales it: the operator holds"
+    assert "HorizontalPodAutoscaler/predictor (on its Deployment isvc-child-predictor)" in on_child, on_child
+    child_isvc = annotations_of(custom, namespace, "serving.kserve.io", "inferenceservices", "isvc-child")
+    assert "serving.kserve.io/stop" not in child_isvc, "an HPA scales its predictor: the operator holds"
 
 
 def kueue_job(name: str, queue: str) -> dict[str, Any]:

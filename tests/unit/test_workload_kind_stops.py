@@ -148,3 +148,12 @@ def test_a_rayjob_with_rays_autoscaler_is_scaled_by_it() -> None:
     on = {"spec": {"rayClusterSpec": {"enableInTreeAutoscaling": True}}}
     assert "enableInTreeAutoscaling" in (RAYJOB.scaled_by(on) or "")
     assert RAYJOB.scaled_by({"spec": {"rayClusterSpec": {}}}) is None
+
+
+def test_the_objects_another_autoscaler_would_scale_instead_are_named_after_the_workload() -> None:
+    isvc = kind_for("serving.kserve.io", "InferenceService").child_targets("llm")
+    assert ("apps/v1", "Deployment", "llm-predictor") in isvc
+    assert kind_for("leaderworkerset.x-k8s.io", "LeaderWorkerSet").child_targets("lws") == (
+        ("apps/v1", "StatefulSet", "lws"),
+    )
+    assert kind_for("apps", "Deployment").child_targets("web") == ()

@@ -80,6 +80,14 @@ class WorkloadKind:
     """How the workload is stopped; None: it cannot be suspended."""
     pod_labels: tuple[str, ...] = ()
     """Labels whose value is the object's name on every pod of it; empty: the /scale selector."""
+    children: tuple[tuple[str, str, str], ...] = ()
+    """Objects its controller makes that another autoscaler may scale instead of it: (apiVersion,
+    kind, name with ``{name}`` for the object's own)."""
+
+    def child_targets(self, name: str) -> tuple[tuple[str, str, str], ...]:
+        return tuple(
+            (api_version, kind, child.format(name=name)) for api_version, kind, child in self.children
+        )
 
     def scalable(self, obj: Mapping[str, Any]) -> ReplicasVia:
         return self.replicas_via
@@ -258,6 +266,11 @@ KINDS: Mapping[tuple[str, str], WorkloadKind] = {
             replicas_via=ReplicasVia.NONE,
             suspend=Suspend(annotation="serving.kserve.io/stop"),
             pod_labels=("serving.kserve.io/inferenceservice",),
+            # Raw deployment mode: one Deployment per component, named after it.
+            children=tuple(
+                ("apps/v1", "Deployment", f"{{name}}-{component}")
+                for component in ("predictor", "transformer", "explainer")
+            ),
         ),
         WorkloadKind(
             # The notebook controller stops a Notebook while the annotation exists, whatever its value.
@@ -274,6 +287,7 @@ KINDS: Mapping[tuple[str, str], WorkloadKind] = {
             "LeaderWorkerSet",
             "leaderworkersets",
             pod_labels=("leaderworkerset.sigs.k8s.io/name",),
+            children=(("apps/v1", "StatefulSet", "{name}"),),  # the leaders' StatefulSet
         ),
     )
 }

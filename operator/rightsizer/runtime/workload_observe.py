@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rightsizer.adapters.cluster_view import ClusterView
 from rightsizer.adapters.kube import PodInfo, Scale, TargetApi, TargetNotFound, TargetNotScalable, TargetRef
 from rightsizer.adapters.metrics.base import GpuMetricsSource, name_failing_endpoints
+from rightsizer.adapters.workload_kinds import kind_for
 from rightsizer.api.v1alpha1 import GPUNodePoolSpec, GPUWorkloadSpec
 from rightsizer.core.errors import InvalidMetricQuery, MetricsUnavailable
 from rightsizer.core.gpu_share import MIG_PREFIX, shares_a_gpu
@@ -176,6 +177,9 @@ class WorkloadObserver:
             metrics = signal_hint(metrics, mapping.gpu_signal(spec), on_mig)
 
         conflicts = view.conflicting_autoscalers(namespace, ref) + view.rival_workloads(namespace, name, ref)
+        for api_version, kind, child in kind_for(ref.group, ref.kind).child_targets(ref.name):
+            on_child = view.conflicting_autoscalers(namespace, TargetRef(api_version, kind, child))
+            conflicts.extend(f"{scaler} (on its {kind} {child})" for scaler in on_child)
         if scale.scaled_by is not None:
             conflicts.append(scale.scaled_by)
         conflict = f"{', '.join(conflicts)} also scales {ref.kind}/{ref.name}" if conflicts else None
