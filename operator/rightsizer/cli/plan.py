@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     result = plan(inputs)
     result = result.timed(time.perf_counter() - started)
     if args.output == "json":
-        json.dump(result.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        # One write: json.dump writes each token on its own (hundreds of thousands for a large plan).
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
         write_text(result, sys.stdout, now=inputs.now)
     return 0

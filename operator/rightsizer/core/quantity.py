@@ -36,6 +36,8 @@ def parse_quantity(value: str | int | float | Decimal) -> Decimal:
     Raises :class:`InvalidQuantity` naming the offending text; a snapshot with a broken
     quantity must be refused, not read as zero.
     """
+    if type(value) is str and (known := _cache.get(value)) is not None:
+        return known  # most quantities of a cluster are a handful of strings seen before
     if isinstance(value, Decimal):
         return value
     if isinstance(value, bool):

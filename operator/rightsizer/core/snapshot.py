@@ -9,7 +9,7 @@ as data), so the planner never touches raw dictionaries. Reading one from Kubern
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -158,10 +158,11 @@ class Pod:
     host_ports: tuple[tuple[str, int, str], ...] = ()  # (protocol, hostPort, hostIP)
     uid: str = ""  # tells this pod from a later one of the same name (StatefulSets reuse names)
     ready_since: datetime | None = None  # when its Ready condition last became True; None: not Ready
+    # namespace/name, made once: planning looks pods up by it hundreds of thousands of times.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
     @property
     def controller(self) -> OwnerReference | None:
