@@ -233,7 +233,9 @@ def test_an_owner_left_raised_by_a_drain_whose_node_went_is_restored_and_a_live_
         "surges": [{"kind": "Deployment", "namespace": namespace, "name": "held"}],
     }
     cluster.kubectl("annotate", "node", node, f"rightsizer.io/disruption-intent={json.dumps(held_by_other)}")
-    cluster.apply(raised(fleet, "orphan", "a-node-deleted-while-the-operator-was-down"), namespace)
+    # Events outlive tests: the gone node's name is this test's own.
+    gone = f"{namespace}-node-deleted-while-the-operator-was-down"
+    cluster.apply(raised(fleet, "orphan", gone), namespace)
     cluster.apply(raised(fleet, "held", node), namespace)
     fleet.node_pool("a100", A100_80GB_X8, 3.0)
     with OperatorProcess.start(
@@ -250,9 +252,5 @@ def test_an_owner_left_raised_by_a_drain_whose_node_went_is_restored_and_a_live_
             orphan.metadata.labels or {}
         )
         assert held.spec.replicas == 3 and SURGE in (held.metadata.annotations or {}), "its drain still runs"
-        (event,) = [
-            e
-            for e in events(cluster, "DrainSurgeRestored")
-            if e.involved_object.name == "a-node-deleted-while-the-operator-was-down"
-        ]
+        (event,) = [e for e in events(cluster, "DrainSurgeRestored") if e.involved_object.name == gone]
         assert f"Deployment {namespace}/orphan restored to 2 replica(s)" in event.message, event.message
