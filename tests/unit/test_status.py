@@ -146,6 +146,15 @@ def test_recommend_mode_says_what_it_would_do() -> None:
     assert status["replicas"] == {"current": 2, "desired": 3}
 
 
+def test_a_target_the_operator_can_do_nothing_with_is_never_said_to_be_scaled() -> None:
+    # Enforce mode, a scale-up decided, but the target (a job Kueue queues, without the RBAC for its
+    # Workload) can be neither scaled nor suspended.
+    status = workload_status(None, observation(target=("Job", "RecommendOnly")), T0)
+    scaling = condition(status, "Scaling")
+    assert (scaling["status"], scaling["reason"]) == ("False", "RecommendOnly")
+    assert scaling["message"].startswith("Job can be neither scaled nor suspended by the operator")
+
+
 def test_conflict_blocks_scaling_and_keeps_the_last_decision() -> None:
     previous = workload_status(None, observation(), T0)
     status = workload_status(

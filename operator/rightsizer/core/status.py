@@ -37,6 +37,9 @@ from rightsizer.core.wording import format_money, stored_number
 READY = "Ready"
 METRICS_AVAILABLE = "MetricsAvailable"
 SCALING = "Scaling"
+# What status.target says of a target the operator can neither scale nor suspend, and the Scaling
+# condition's reason whenever a decision is only a recommendation.
+RECOMMEND_ONLY = "RecommendOnly"
 CONFLICT = "Conflict"
 
 _RATE_PLACES = 4
@@ -165,10 +168,18 @@ def _scaling(observed: WorkloadObservation) -> tuple[bool, str, str]:
         return False, "NoDecision", "nothing was decided yet"
     if not decision.changes_replicas:
         return False, str(decision.action), decision.reason
+    if observed.target is not None and observed.target[1] == RECOMMEND_ONLY:
+        kind = observed.target[0]
+        return (
+            False,
+            RECOMMEND_ONLY,
+            f"{kind} can be neither scaled nor suspended by the operator: would {decision.action} from "
+            f"{decision.current} to {decision.replicas}: {decision.reason}",
+        )
     if not observed.enforce:
         return (
             False,
-            "RecommendOnly",
+            RECOMMEND_ONLY,
             (
                 f"Recommend mode: would {decision.action} from {decision.current} to {decision.replicas}: "
                 f"{decision.reason}"
