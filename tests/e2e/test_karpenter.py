@@ -163,6 +163,22 @@ def nodepool_spec(cluster: Cluster, pool: str) -> dict[str, Any]:
     )
 
 
+def consolidated_to_one_node(
+    cluster: Cluster, namespace: str, karpenter: Karpenter, pool: str, operator: OperatorProcess
+) -> None:
+    """Wait until the pool of three fragmented nodes is down to one NodeClaim and node, its three pods
+    Running."""
+    wait_for(
+        lambda: len(karpenter.claims(pool)) == 1 and len(karpenter.nodes(pool)) == 1,
+        timeout=240,
+        interval=2,
+        describe=lambda: (
+            f"{pods_on(cluster, namespace)}\n{operator.log()[-3000:]}\n{karpenter.log()[-2000:]}"
+        ),
+    )
+    wait_for(lambda: len(pods_on(cluster, namespace)) == 3, timeout=60)
+
+
 def test_karpenter_nodes_are_emptied_by_the_operator_and_removed_through_their_nodeclaims(
     cluster: Cluster, namespace: str, karpenter: Karpenter, gpu_util: GpuUtilization, karpenter_identity: str
 ) -> None:
@@ -176,15 +192,7 @@ def test_karpenter_nodes_are_emptied_by_the_operator_and_removed_through_their_n
     # The pool names only its NodePool: its nodes are the NodePool's, priced from their instance type.
     gpu_node_pool(cluster, karpenter, pool, "gpu-l4-x4", minimal=True)
     with run_operator(cluster, namespace, karpenter, karpenter_identity) as operator:
-        wait_for(
-            lambda: len(karpenter.claims(pool)) == 1 and len(karpenter.nodes(pool)) == 1,
-            timeout=240,
-            interval=2,
-            describe=lambda: (
-                f"{pods_on(cluster, namespace)}\n{operator.log()[-3000:]}\n{karpenter.log()[-2000:]}"
-            ),
-        )
-        wait_for(lambda: len(pods_on(cluster, namespace)) == 3, timeout=60)
+        consolidated_to_one_node(cluster, namespace, karpenter, pool, operator)
         # One g6.12xlarge left, at the price Karpenter's instance types give it, not the default table's.
         price = Decimal(str(shape("gpu-l4-x4").on_demand))
         wait_for(
@@ -317,15 +325,7 @@ def test_karpenter_restarted_while_a_removal_waits_on_it_finishes_it_and_the_ope
             wait_passes(operator, pool, 3)
             assert len(deleting()) == 1 and len(karpenter.claims(pool)) == 3, "one removal at a time"
             karpenter.start_again()
-            wait_for(
-                lambda: len(karpenter.claims(pool)) == 1 and len(karpenter.nodes(pool)) == 1,
-                timeout=240,
-                interval=2,
-                describe=lambda: (
-                    f"{pods_on(cluster, namespace)}\n{operator.log()[-3000:]}\n{karpenter.log()[-2000:]}"
-                ),
-            )
-            wait_for(lambda: len(pods_on(cluster, namespace)) == 3, timeout=60)
+            consolidated_to_one_node(cluster, namespace, karpenter, pool, operator)
             wait_for(lambda: pool_status(cluster, pool).get("nodes") == 1, timeout=60)
             assert operator.proc.poll() is None, operator.log()[-3000:]
     finally:

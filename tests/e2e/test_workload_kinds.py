@@ -381,12 +381,20 @@ def test_an_idle_job_kueue_queues_is_only_recommended_on_without_rbac_for_kueue_
         ) as operator,
     ):
         wait_for(lambda: idle_row()[2:4] == ["Job", "RecommendOnly"], timeout=60, describe=get_gw)
-        # The operator has decided to suspend it (idle past idleFor), and could not: nothing written.
+
+        # The operator has decided to suspend it (idle past idleFor), and could not: nothing written,
+        # and its status says so rather than that it is suspending.
+        def scaling() -> dict[str, Any]:
+            return dict(conditions(custom, namespace, "idle").get("Scaling", {}))
+
         wait_for(
-            lambda: conditions(custom, namespace, "idle").get("Scaling", {}).get("reason") == "Suspend",
+            lambda: (
+                scaling().get("reason") == "RecommendOnly" and "would Suspend" in scaling().get("message", "")
+            ),
             timeout=60,
             describe=lambda: f"{conditions(custom, namespace, 'idle')}\n{operator.log()[-2000:]}",
         )
+        assert scaling()["status"] == "False" and "neither scaled nor suspended" in scaling()["message"]
     wl = custom.get_namespaced_custom_object(
         "kueue.x-k8s.io", "v1beta1", namespace, "workloads", "job-idle-5f7c1"
     )
