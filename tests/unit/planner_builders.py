@@ -132,6 +132,12 @@ def pod(
     }
 
 
+def ready(pod: dict[str, Any], since: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    """The pod (a ``pod()`` document), Ready since ``since``."""
+    pod["status"]["conditions"] = [{"type": "Ready", "status": "True", "lastTransitionTime": since}]
+    return pod
+
+
 def pdb(name: str, match_labels: dict[str, str], allowed: int, namespace: str = "default") -> dict[str, Any]:
     return {
         "kind": "PodDisruptionBudget",

@@ -17,7 +17,7 @@ from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
 from rightsizer.runtime.drain_steps import NodeStep, Result
 from rightsizer.runtime.mapping import read_pool
 from tests.unit.fake_drain import Clock, FakeDrain, FakeSurges, surging_executor
-from tests.unit.planner_builders import gpu_node, gpu_pool, pod
+from tests.unit.planner_builders import gpu_node, gpu_pool, pod, ready
 
 pytestmark = pytest.mark.unit
 
@@ -26,13 +26,6 @@ DB = Owner("StatefulSet", "default", "db")
 SEL = {"rightsizer.io/pool": "p"}
 INFERENCE = PodPolicy(workload="default/web-gw")
 TRAINING = PodPolicy(training=True, workload="default/train-gw")
-
-
-def ready(raw: dict[str, Any]) -> dict[str, Any]:
-    raw["status"]["conditions"] = [
-        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
-    ]
-    return raw
 
 
 def parsed(*raws: dict[str, Any]) -> tuple[Pod, ...]:

@@ -13,7 +13,7 @@ from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.protections import parse_until
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.mapping import read_pools
-from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod
+from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod, ready
 
 pytestmark = pytest.mark.unit
 
@@ -23,11 +23,6 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 def pools(**spec: Any) -> list[dict[str, Any]]:
     spec.setdefault("disruption", {"budgets": [{"nodes": "100%"}]})
     return [gpu_pool("a100", selector={"rightsizer.io/pool": "a100"}, **spec)]
-
-
-def ready(item: dict[str, Any], since: str) -> dict[str, Any]:
-    item["status"]["conditions"] = [{"type": "Ready", "status": "True", "lastTransitionTime": since}]
-    return item
 
 
 def fleet(*movers: dict[str, Any], nodes: tuple[dict[str, Any], ...] = ()) -> tuple[dict[str, Any], ...]:

@@ -4,7 +4,6 @@ its own, so the room that is left goes to the node's other pods, which are evict
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,7 @@ from rightsizer.runtime.drain_intent import INTENT_ANNOTATION, Intent
 from rightsizer.runtime.drain_steps import NodeStep, Result
 from rightsizer.runtime.mapping import read_pool
 from tests.unit.fake_drain import Clock, FakeDrain, FakeSurges, surging_executor
-from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod
+from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod, ready
 
 pytestmark = pytest.mark.unit
 
@@ -28,13 +27,6 @@ POOL = read_pool(
 )
 WEB = Owner("Deployment", "default", "web")
 INFERENCE = PodPolicy(workload="default/web-gw")
-
-
-def ready(raw: dict[str, Any]) -> dict[str, Any]:
-    raw["status"]["conditions"] = [
-        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
-    ]
-    return raw
 
 
 def full_fleet() -> list[dict[str, object]]:
