@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
-from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
 
 from rightsizer.adapters.metrics import promql
 from rightsizer.adapters.metrics.base import GpuSeries, PodLabels, signal_fields
 from rightsizer.adapters.metrics.gathering import RawSeries, gather
+from rightsizer.adapters.metrics.prometheus import prometheus_connection
 from rightsizer.adapters.metrics.series_shapes import AUTO, FIXED_SHAPES, LabelShape, spellings
 from rightsizer.core.errors import MetricsUnavailable
 
@@ -134,15 +133,14 @@ class PrometheusHistory:
                     f"cannot read the bearer token {bearer_token_file}: {exc.strerror}",
                     "fix the path",
                 ) from exc
-        session = requests.Session()
-        session.verify = ca_file if ca_file else not insecure_skip_verify
-        client = PrometheusConnect(
-            url=url,
-            headers=headers or None,
-            # One quick retry of a gateway error; an unreachable Prometheus is said at once.
-            retry=Retry(total=1, read=False, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
-            session=session,
-            timeout=timeout_seconds,
+        # One quick retry of a gateway error; an unreachable Prometheus is said at once.
+        client = prometheus_connection(
+            url,
+            headers=headers,
+            ca_file=ca_file,
+            insecure_skip_verify=insecure_skip_verify,
+            timeout_seconds=timeout_seconds,
+            retries=1,
         )
         return cls(client, url=url, pod_labels=pod_labels, series_selector=series_selector)
 

@@ -58,6 +58,39 @@ class _BearerTokenFile(requests.auth.AuthBase):
         return request
 
 
+def prometheus_connection(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    bearer_token_file: str | None = None,
+    ca_file: str | None = None,
+    insecure_skip_verify: bool = False,
+    timeout_seconds: float = 10.0,
+    retries: int = 1,
+    method: str = "GET",
+) -> PrometheusConnect:
+    """A PrometheusConnect to `url`, as the operator and its commands talk to Prometheus.
+
+    `bearer_token_file` is read on every request, so a rotated (projected) ServiceAccount token is
+    picked up without a restart; `ca_file` verifies a private CA; `insecure_skip_verify` disables
+    TLS verification altogether (for test set-ups only).
+    """
+    session = requests.Session()
+    session.verify = ca_file if ca_file else not insecure_skip_verify
+    # The library's default retries 3x with 1s backoff; a control loop prefers a quick, typed failure.
+    # Read timeouts are not retried: a slow Prometheus only gets slower when asked twice.
+    retry = Retry(total=retries, read=False, backoff_factor=0.2, status_forcelist=(502, 503, 504))
+    return PrometheusConnect(
+        url=url,
+        headers=dict(headers) if headers else None,
+        retry=retry,
+        auth=_BearerTokenFile(bearer_token_file) if bearer_token_file else None,
+        session=session,
+        timeout=timeout_seconds,
+        method=method,
+    )
+
+
 class PrometheusSource:
     """A GpuMetricsSource reading dcgm-exporter series from Prometheus."""
 
@@ -100,24 +133,15 @@ class PrometheusSource:
         on_rejected: OnRejected | None = None,
         lookback_seconds: int = 120,
     ) -> PrometheusSource:
-        """A source talking to `url` through PrometheusConnect.
-
-        `bearer_token_file` is read on every query, so a rotated (projected) ServiceAccount token is
-        picked up without a restart; `ca_file` verifies a private CA; `insecure_skip_verify` disables
-        TLS verification altogether (for test set-ups only).
-        """
-        session = requests.Session()
-        session.verify = ca_file if ca_file else not insecure_skip_verify
-        # The library's default retries 3x with 1s backoff; a control loop prefers a quick, typed failure.
-        # Read timeouts are not retried: a slow Prometheus only gets slower when asked twice.
-        retry = Retry(total=retries, read=False, backoff_factor=0.2, status_forcelist=(502, 503, 504))
-        client = PrometheusConnect(
-            url=url,
-            headers=dict(headers) if headers else None,
-            retry=retry,
-            auth=_BearerTokenFile(bearer_token_file) if bearer_token_file else None,
-            session=session,
-            timeout=timeout_seconds,
+        """A source talking to `url` (see :func:`prometheus_connection`)."""
+        client = prometheus_connection(
+            url,
+            headers=headers,
+            bearer_token_file=bearer_token_file,
+            ca_file=ca_file,
+            insecure_skip_verify=insecure_skip_verify,
+            timeout_seconds=timeout_seconds,
+            retries=retries,
             method=method,
         )
         return cls(
