@@ -43,6 +43,8 @@ KARPENTER="${RIGHTSIZER_KARPENTER:-0}"
 READY_TIMEOUT="${RIGHTSIZER_READY_TIMEOUT:-180}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 BIN="$CACHE/bin"
+# Pods annotated so are never completed by kwok (see write_kwok_stages).
+KEEP_RUNNING_ANNOTATION="kwok.rightsizer.io/keep-running"
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 fail() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -101,10 +103,17 @@ YAML
     [ -f "$RIGHTSIZER_AUDIT_POLICY" ] || fail "RIGHTSIZER_AUDIT_POLICY: no such file $RIGHTSIZER_AUDIT_POLICY"
     echo "  kubeAuditPolicy: $RIGHTSIZER_AUDIT_POLICY" >>"$STATE/kwok.yaml"
   fi
+  write_kwok_stages
+  # kwok keeps the stages kwokctl gives it (its defaults) and adds ours from a second config file.
+  cat >>"$STATE/kwok.yaml" <<YAML
+componentsPatches:
+  - name: kwok-controller
+    extraArgs:
+      - {key: config, value: "$STATE/kwok-stages.yaml"}
+YAML
   if [ -n "${RIGHTSIZER_CONTROL_PLANE_QPS:-}" ]; then
     local qps="$RIGHTSIZER_CONTROL_PLANE_QPS" burst=$((RIGHTSIZER_CONTROL_PLANE_QPS * 2))
     cat >>"$STATE/kwok.yaml" <<YAML
-componentsPatches:
   - name: kube-controller-manager
     extraArgs:
       - {key: kube-api-qps, value: "$qps"}
@@ -115,6 +124,37 @@ componentsPatches:
       - {key: kube-api-burst, value: "$burst"}
 YAML
   fi
+}
+
+write_kwok_stages() {
+  # kwok completes a Job's pod as soon as it runs. A pod annotated $KEEP_RUNNING_ANNOTATION=true
+  # keeps running until it is deleted, as a long training job's would: this stage matches it where
+  # kwok's pod-complete does, and its weight makes kwok always choose it (kwok picks among the
+  # matching stages by weight; its own have none). Its next status is the one the pod has.
+  cat >"$STATE/kwok-stages.yaml" <<YAML
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: rightsizer-pod-keep-running
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+      - key: .metadata.deletionTimestamp
+        operator: DoesNotExist
+      - key: .status.phase
+        operator: In
+        values: [Running]
+      - key: '.metadata.annotations["$KEEP_RUNNING_ANNOTATION"]'
+        operator: In
+        values: ["true"]
+  weight: 1
+  next:
+    statusTemplate: |
+      phase: Running
+YAML
 }
 
 write_prometheus_config() {

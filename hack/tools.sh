@@ -144,6 +144,19 @@ build_karpenter() {
   GOTOOLCHAIN="$KARPENTER_GO_TOOLCHAIN" fetch_crds sigs.k8s.io/karpenter "$KARPENTER_VERSION" kwok/apis/crds karpenter-kwok
 }
 
+build_kueue() {
+  # Kueue's manager, run by the Kueue e2e tests as a local process against the test cluster.
+  if ! have kueue "$KUEUE_VERSION"; then
+    log "building Kueue's manager $KUEUE_VERSION"
+    local out="$CACHE/build/kueue-$KUEUE_VERSION/bin"
+    rm -rf "$out"; mkdir -p "$out" "$BIN/kueue-$KUEUE_VERSION"
+    (cd "$CACHE/build" && GOBIN="$out" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION") \
+      || die "building Kueue $KUEUE_VERSION failed (see the go output above)"
+    mv "$out/kueue" "$BIN/kueue-$KUEUE_VERSION/kueue"
+  fi
+  link kueue "$KUEUE_VERSION"
+}
+
 fetch_clusterapi_crds() { # Cluster API's MachineDeployment, MachineSet and Machine CRDs, from its module
   local dest="$CACHE/crds/cluster-api-$CLUSTER_API_VERSION" plural
   if [ "$check_only" = 1 ]; then
@@ -174,7 +187,7 @@ if [ "$check_only" = 1 ]; then
   for pair in kube-apiserver:$KUBE_VERSION kube-controller-manager:$KUBE_VERSION kube-scheduler:$KUBE_VERSION \
               kubectl:$KUBE_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION helm:$HELM_VERSION \
               prometheus-operator:$PROMETHEUS_OPERATOR_VERSION prometheus-upstream:$PROMETHEUS_MODULE_VERSION \
-              karpenter-kwok:$KARPENTER_VERSION; do
+              karpenter-kwok:$KARPENTER_VERSION kueue:$KUEUE_VERSION; do
     have "${pair%%:*}" "${pair#*:}" || { log "missing ${pair%%:*} ${pair#*:}"; exit 1; }
   done
   for crds in "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" "karpenter-$KARPENTER_VERSION" "karpenter-kwok-$KARPENTER_VERSION" \
@@ -229,6 +242,7 @@ build_simple github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
   "github.com/prometheus/prometheus/cmd/prometheus:prometheus-upstream" \
   "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
 build_karpenter
+build_kueue
 
 # From Debian's packages: Prometheus for the cluster, iproute2 for the e2e tests' own test hosts
 # (network namespaces), shellcheck for the static checks.

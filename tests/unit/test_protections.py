@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
-from rightsizer.core.protections import parse_until
 from rightsizer.core.snapshot_parsing import snapshot_from_document
 from rightsizer.runtime.mapping import read_pools
 from tests.unit.planner_builders import gpu_node, gpu_pool, kube_list, pod, ready
@@ -144,9 +143,3 @@ def test_a_node_with_a_gpu_pod_of_unknown_activity_is_not_drained_while_activity
     opted_in = pools(consolidateWhenActivityUnknown=True)
     assert evicted(run(*items, options=measured, gpu_activity=known, docs=opted_in))
     assert evicted(run(*items))
-
-
-def test_parse_until_reads_only_zoned_times() -> None:
-    assert parse_until("2026-03-02T10:00:00Z") == NOW
-    assert parse_until(" 2026-03-02T11:00:00+01:00 ") == NOW
-    assert parse_until("1700000000") is None

@@ -33,6 +33,7 @@ from rightsizer.adapters.kube_retry import KubeApiUnavailable, KubeRetry, status
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget, Taint
 from rightsizer.core.snapshot_parsing import snapshot_from_document
+from rightsizer.core.timestamps import parse_time
 
 EVENT_NAMESPACE = "default"  # where the API server keeps events about cluster-scoped Nodes
 COMPONENT = "gpu-rightsizer"
@@ -333,9 +334,8 @@ def _available(pod: Mapping[str, Any], min_ready_seconds: int, now: datetime) ->
         return True
     conditions = (pod.get("status") or {}).get("conditions") or []
     ready: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
-    try:
-        since = datetime.fromisoformat(str(ready.get("lastTransitionTime")).replace("Z", "+00:00"))
-    except ValueError:
+    since = parse_time(ready.get("lastTransitionTime"))
+    if since is None:
         return False  # no transition time: not known to have been Ready long enough
     return since + timedelta(seconds=min_ready_seconds) < now
 

@@ -26,9 +26,9 @@ from rightsizer.adapters.metrics.history import PrometheusHistory, Window
 from rightsizer.api.durations import InvalidDuration, format_duration, parse_duration
 from rightsizer.api.v1alpha1 import GPUWorkloadSpec, MetricType, WorkloadType
 from rightsizer.core.errors import RightsizerError
+from rightsizer.core.timestamps import format_precise
 from rightsizer.runtime import mapping
 from rightsizer.runtime.backtest import WAKE_UP
-from rightsizer.runtime.decision_record import iso_time
 from rightsizer.runtime.history import (
     REPLICA_METRICS,
     History,
@@ -238,10 +238,10 @@ def notes(read: Read, url: str) -> dict[str, Any]:
     history = read.history
     return {
         "prometheus": url,
-        "from": iso_time(read.window.start),
-        "to": iso_time(read.window.end),
+        "from": format_precise(read.window.start),
+        "to": format_precise(read.window.end),
         "step": format_duration(timedelta(seconds=read.window.step_seconds)),
-        "firstData": iso_time(history.first_data),
+        "firstData": format_precise(history.first_data),
         "steps": len(history.timeline.steps),
         "pods": list(history.pods),
         "podsFoundBy": read.pods_found_by,

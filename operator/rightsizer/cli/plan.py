@@ -25,7 +25,7 @@ import yaml
 from rightsizer.core.errors import RightsizerError
 from rightsizer.core.planner import Plan, PlanInput, PlannerOptions, plan
 from rightsizer.core.pools import PoolPolicy
-from rightsizer.core.snapshot_parsing import parse_time, snapshot_from_json
+from rightsizer.core.snapshot_parsing import read_time, snapshot_from_json
 from rightsizer.runtime.mapping import read_pools
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def _read(path: str, what: str) -> str:
 def _inputs(args: argparse.Namespace) -> PlanInput:
     now = datetime.now(UTC)
     if args.now:
-        parsed = parse_time(args.now, "--now")
+        parsed = read_time(args.now, "--now")
         if parsed is None:
             raise BadInput("--now needs an RFC 3339 time such as 2026-01-31T12:00:00Z")
         now = parsed

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rightsizer.core.snapshot import Pod
+from rightsizer.core.timestamps import parse_time
 
 DO_NOT_DISRUPT_UNTIL = "rightsizer.io/do-not-disrupt-until"
 DEFAULT_STARTUP_GRACE = timedelta(minutes=10)
@@ -61,7 +62,7 @@ def protected_until(annotations: Mapping[str, str], now: datetime, what: str) ->
     raw = annotations.get(DO_NOT_DISRUPT_UNTIL)
     if raw is None:
         return Until(False)
-    until = parse_until(raw)
+    until = parse_time(raw)
     if until is None:
         return Until(
             True,
@@ -71,18 +72,6 @@ def protected_until(annotations: Mapping[str, str], now: datetime, what: str) ->
     if now < until:
         return Until(True, f"{what} annotated {DO_NOT_DISRUPT_UNTIL} ({raw})")
     return Until(False)
-
-
-def parse_until(text: str) -> datetime | None:
-    """An RFC 3339 time with a date, a time and a zone; anything else is unreadable (None)."""
-    value = text.strip()
-    if "T" not in value.upper():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def shielded(pod: Pod, grace: timedelta, now: datetime) -> str | None:

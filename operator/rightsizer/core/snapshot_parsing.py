@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,7 @@ from rightsizer.core.snapshot import (
     Taint,
     Toleration,
 )
+from rightsizer.core.timestamps import parse_time
 
 # kubelet's default max pods, used when a (hand-written) node omits `pods` from allocatable.
 DEFAULT_MAX_PODS = Decimal(110)
@@ -81,17 +82,17 @@ def snapshot_from_document(document: object) -> Snapshot:
     return Snapshot(nodes=tuple(nodes), pods=tuple(pods), pdbs=tuple(pdbs))
 
 
-def parse_time(text: object, where: str) -> datetime | None:
-    """RFC 3339 timestamp → aware datetime (UTC when no offset). None for a missing value."""
+def read_time(text: object, where: str) -> datetime | None:
+    """A snapshot's time (None when missing); a value that is there but not an RFC 3339 time with a
+    zone is refused, naming where, rather than guessed at."""
     if text is None or text == "":
         return None
-    if not isinstance(text, str):
-        raise InvalidSnapshot(f"{where}: timestamp {text!r} is not a string")
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidSnapshot(f"{where}: {text!r} is not an RFC 3339 timestamp") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = parse_time(text)
+    if value is None:
+        raise InvalidSnapshot(
+            f"{where}: {text!r} is not an RFC 3339 time with a zone (e.g. 2026-01-31T12:00:00Z)"
+        )
+    return value
 
 
 def _obj(value: object, where: str) -> Mapping[str, Any]:
@@ -173,7 +174,7 @@ def _node(item: Mapping[str, Any]) -> Node:
         taints=taints,
         unschedulable=bool(spec.get("unschedulable", False)),
         allocatable=allocatable,
-        created=parse_time(meta.get("creationTimestamp"), f"{where} creationTimestamp"),
+        created=read_time(meta.get("creationTimestamp"), f"{where} creationTimestamp"),
         deleting=meta.get("deletionTimestamp") is not None,
         ready=ready,
         uid=str(meta.get("uid") or ""),
@@ -339,8 +340,8 @@ def _pod(item: Mapping[str, Any]) -> Pod:
         condition = _obj(raw, f"{where} condition")
         if condition.get("type") == "Ready" and condition.get("status") == "True":
             # A Ready pod without a transition time is treated as Ready since it started.
-            ready_since = parse_time(condition.get("lastTransitionTime"), f"{where} Ready condition") or (
-                parse_time(status.get("startTime"), f"{where} startTime")
+            ready_since = read_time(condition.get("lastTransitionTime"), f"{where} Ready condition") or (
+                read_time(status.get("startTime"), f"{where} startTime")
             )
     return Pod(
         namespace=namespace,
@@ -356,8 +357,8 @@ def _pod(item: Mapping[str, Any]) -> Pod:
         owners=owners,
         local_volumes=tuple(local),
         has_claims=claims,
-        created=parse_time(meta.get("creationTimestamp"), f"{where} creationTimestamp"),
-        started=parse_time(status.get("startTime"), f"{where} startTime"),
+        created=read_time(meta.get("creationTimestamp"), f"{where} creationTimestamp"),
+        started=read_time(status.get("startTime"), f"{where} startTime"),
         deleting=meta.get("deletionTimestamp") is not None,
         pod_affinity=_pod_terms(
             pod_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), f"{where} podAffinity"

@@ -14,6 +14,7 @@ from typing import Any
 
 from rightsizer.core.errors import InvalidQuantity
 from rightsizer.core.quantity import parse_quantity
+from rightsizer.core.timestamps import parse_time
 from rightsizer.devcluster.gpu_devices import GpuNode, GpuPod
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -156,13 +157,7 @@ def _percent(raw: object) -> float | None:
 
 
 def _timestamp(raw: object) -> datetime:
-    if isinstance(raw, str):
-        try:
-            parsed = datetime.fromisoformat(raw)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    return datetime.min.replace(tzinfo=UTC)
+    return parse_time(raw) or datetime.min.replace(tzinfo=UTC)
 
 
 def _gfd_driver(labels: Mapping[str, str]) -> str | None:

@@ -25,8 +25,8 @@ from rightsizer.core.errors import RightsizerError
 from rightsizer.core.replicas import Recommendation
 from rightsizer.core.scaling_rate import ScaleEvent
 from rightsizer.core.scaling_signals import SignalReading
+from rightsizer.core.timestamps import format_precise
 from rightsizer.runtime import mapping
-from rightsizer.runtime.decision_record import iso_time
 from rightsizer.runtime.replica_step import ReplicaInputs, decide_inference, gpu_metrics, pod_roles
 
 WAKE_UP = "wakeUp"
@@ -105,7 +105,7 @@ class Replayed:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "at": iso_time(self.at),
+            "at": format_precise(self.at),
             "replicas": self.replicas,
             "action": self.action,
             "reason": self.reason,

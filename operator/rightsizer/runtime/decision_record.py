@@ -20,15 +20,10 @@ from rightsizer.adapters.kube import PodInfo
 from rightsizer.core.metrics_view import GpuSample
 from rightsizer.core.replicas import Decision
 from rightsizer.core.scaling_signals import SignalReading
+from rightsizer.core.timestamps import format_precise
 from rightsizer.runtime.workload_observe import Observation
 
 Recorder = Callable[[Mapping[str, Any]], None]
-
-
-def iso_time(value: datetime) -> str:
-    """RFC 3339 with the sample's own precision (format_time rounds to seconds, which would move a
-    recorded sample's age and so its staleness in a replay)."""
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def observed_step(
@@ -50,7 +45,7 @@ def observed_step(
             "ready": pod.ready,
             "deleting": pod.deleting,
             "phase": pod.phase,
-            "readySince": iso_time(pod.ready_since) if pod.ready_since else None,
+            "readySince": format_precise(pod.ready_since) if pod.ready_since else None,
             "gpus": len(gpus) or pod.gpus,
             "utilization": sum(s.percent for s in gpus) / len(gpus) if gpus else None,
             "values": {
@@ -61,14 +56,14 @@ def observed_step(
         }
         if gpus:
             entry["perGpu"] = [s.percent for s in gpus]
-            entry["sampledAt"] = iso_time(min(s.timestamp for s in gpus))
+            entry["sampledAt"] = format_precise(min(s.timestamp for s in gpus))
             if any(s.shared for s in gpus):
                 entry["shared"] = True
         step_pods.append(entry)
     scalars = {name: r.value for name, r in readings.items() if r.value is not None}
     if wake_signal is not None:
         scalars["wakeUp"] = wake_signal
-    return {"at": iso_time(now), "pods": step_pods, "scalars": scalars}
+    return {"at": format_precise(now), "pods": step_pods, "scalars": scalars}
 
 
 def decision_record(

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from rightsizer.core.snapshot import Node
 from rightsizer.core.surge import Owner
+from rightsizer.core.timestamps import format_precise, parse_time
 
 INTENT_ANNOTATION = "rightsizer.io/disruption-intent"
 PHASE_DRAINING = "draining"
@@ -63,11 +64,11 @@ class Intent:
                 "plan": self.plan,
                 "pool": self.pool,
                 "phase": self.phase,
-                "started": self.started.isoformat(),
+                "started": format_precise(self.started),
                 "pods": list(self.pods),
                 "holder": self.holder,
-                "leaseUntil": self.lease_until.isoformat() if self.lease_until else None,
-                "removalStarted": self.removal_started.isoformat() if self.removal_started else None,
+                "leaseUntil": format_precise(self.lease_until) if self.lease_until else None,
+                "removalStarted": format_precise(self.removal_started) if self.removal_started else None,
                 "surges": [{"kind": o.kind, "namespace": o.namespace, "name": o.name} for o in self.surges],
             },
             separators=(",", ":"),
@@ -82,11 +83,11 @@ class Intent:
                 plan=str(raw.get("plan", "")),
                 pool=str(raw["pool"]),
                 phase=str(raw["phase"]),
-                started=datetime.fromisoformat(str(raw["started"])),
+                started=_time(raw["started"]),
                 pods=tuple(str(p) for p in raw.get("pods") or ()),
                 holder=str(raw.get("holder") or ""),
-                lease_until=datetime.fromisoformat(str(lease)) if lease else None,
-                removal_started=datetime.fromisoformat(str(removal)) if removal else None,
+                lease_until=_time(lease) if lease else None,
+                removal_started=_time(removal) if removal else None,
                 surges=tuple(
                     Owner(str(o["kind"]), str(o["namespace"]), str(o["name"]))
                     for o in raw.get("surges") or ()
@@ -94,6 +95,14 @@ class Intent:
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
+
+
+def _time(value: object) -> datetime:
+    """A time of the intent; one it cannot read makes the whole intent unreadable (held, not guessed)."""
+    parsed = parse_time(value)
+    if parsed is None:
+        raise ValueError(f"not an RFC 3339 time: {value!r}")
+    return parsed
 
 
 def stuck_removals(nodes: Iterable[Node], now: datetime, bound: timedelta) -> list[tuple[str, timedelta]]:

@@ -8,13 +8,13 @@ with the status, through the caller's patch. In Recommend mode nothing that runs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from rightsizer.adapters.kube import TargetApi
 from rightsizer.core.idle import TrainingAction, TrainingDecision
 from rightsizer.core.replicas import ReplicaOutcome
 from rightsizer.core.scaling_rate import ScaleEvent
 from rightsizer.core.status import encode_scaling_state
+from rightsizer.core.timestamps import format_precise
 from rightsizer.runtime.events import Event
 from rightsizer.runtime.workload_decide import WorkloadDecision
 from rightsizer.runtime.workload_memory import ScalingStateMemory
@@ -89,14 +89,11 @@ def _suspend_or_annotate(
             said = f"{ref.kind}/{ref.name} idle since {since}; suspended"
             events.append(Event("Normal", "Suspended", said))
     if action in (TrainingAction.ANNOTATE_IDLE, TrainingAction.SUSPEND, TrainingAction.RECOMMEND_SUSPEND):
-        if since is not None and scale.annotations.get(IDLE_SINCE) != _iso(since):
+        if since is not None and scale.annotations.get(IDLE_SINCE) != format_precise(since):
             # Annotating is allowed in Recommend mode: it changes nothing that runs.
-            kube.annotate_target(namespace, ref, {IDLE_SINCE: _iso(since)})
-            events.append(Event("Warning", "Idle", f"GPUs of {ref.kind}/{ref.name} idle since {_iso(since)}"))
+            stamp = format_precise(since)
+            kube.annotate_target(namespace, ref, {IDLE_SINCE: stamp})
+            events.append(Event("Warning", "Idle", f"GPUs of {ref.kind}/{ref.name} idle since {stamp}"))
     elif scale.annotations.get(IDLE_SINCE):
         kube.annotate_target(namespace, ref, {IDLE_SINCE: None})
     return tuple(events)
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
