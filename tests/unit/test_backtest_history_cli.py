@@ -137,6 +137,11 @@ def test_kube_state_metrics_counts_are_read_in_the_workloads_namespace() -> None
         (requests.ConnectionError("refused"), "cannot reach http://prom:9090"),
         (PrometheusApiClientException("HTTP Status Code 400 (b'exceeded maximum resolution')"), "--step"),
         (PrometheusApiClientException("HTTP Status Code 503 (b'')"), "health"),
+        (
+            requests.ReadTimeout("slow"),
+            r"did not answer within 10.0s.*RIGHTSIZER_PROMETHEUS__TIMEOUT_SECONDS",
+        ),
+        (requests.JSONDecodeError("no", "<html>", 0), "unreadable answer"),
     ],
 )
 def test_prometheus_failures_are_metrics_unavailable(error: Exception, says: str) -> None:
@@ -146,6 +151,12 @@ def test_prometheus_failures_are_metrics_unavailable(error: Exception, says: str
 
     history = PrometheusHistory(Failing(), url="http://prom:9090", pod_labels=LabelShape.parse("new"))
     with pytest.raises(MetricsUnavailable, match=says):
+        history.gpu_series("ml", "^a$", "DCGM_FI_DEV_GPU_UTIL", Window(NOW, NOW, 30), timedelta(60))
+
+
+def test_an_unreadable_token_file_is_said_with_the_setting_that_names_it(tmp_path: Path) -> None:
+    history = PrometheusHistory.connect("http://127.0.0.1:9", bearer_token_file=str(tmp_path / "gone"))
+    with pytest.raises(MetricsUnavailable, match=r"bearer token.*RIGHTSIZER_PROMETHEUS__BEARER_TOKEN_FILE"):
         history.gpu_series("ml", "^a$", "DCGM_FI_DEV_GPU_UTIL", Window(NOW, NOW, 30), timedelta(60))
 
 

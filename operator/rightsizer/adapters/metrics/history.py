@@ -23,20 +23,22 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
-
-import requests
-from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from rightsizer.adapters.metrics import promql
 from rightsizer.adapters.metrics.base import GpuSeries, PodLabels, signal_fields
 from rightsizer.adapters.metrics.gathering import RawSeries, gather
-from rightsizer.adapters.metrics.prometheus import prometheus_connection
+from rightsizer.adapters.metrics.prometheus_http import SOURCE, Remedies, answering, prometheus_connection
 from rightsizer.adapters.metrics.series_shapes import AUTO, FIXED_SHAPES, LabelShape, spellings
 from rightsizer.core.errors import MetricsUnavailable
 
-_SOURCE = "Prometheus"
+_SOURCE = SOURCE
+_REMEDIES = Remedies(
+    refused="use a longer --step or a shorter --since",
+    unreachable="check the Prometheus URL (--prometheus-url or RIGHTSIZER_PROMETHEUS__URL) and that it runs",
+    slow="raise RIGHTSIZER_PROMETHEUS__TIMEOUT_SECONDS, or ask for a shorter --since",
+    token="check the file RIGHTSIZER_PROMETHEUS__BEARER_TOKEN_FILE names",
+)
 MAX_STEPS_PER_QUERY = 10_000
 """Below Prometheus' limit of 11,000 points per series."""
 
@@ -103,9 +105,11 @@ class PrometheusHistory:
         url: str = "",
         pod_labels: LabelShape = AUTO,
         series_selector: str = "",
+        timeout_seconds: float = 10.0,
     ) -> None:
         self._client = client
         self._url = url or "Prometheus"
+        self._timeout = timeout_seconds
         self._shape = pod_labels
         self._selector = promql.parse_matchers(series_selector)
         self.queries_sent = 0
@@ -122,27 +126,24 @@ class PrometheusHistory:
         pod_labels: LabelShape = AUTO,
         series_selector: str = "",
     ) -> PrometheusHistory:
-        """A reader of `url`; the bearer token file is read once, as a command runs once."""
-        headers: dict[str, str] = {}
-        if bearer_token_file:
-            try:
-                headers["Authorization"] = f"Bearer {Path(bearer_token_file).read_text().strip()}"
-            except OSError as exc:
-                raise MetricsUnavailable(
-                    _SOURCE,
-                    f"cannot read the bearer token {bearer_token_file}: {exc.strerror}",
-                    "fix the path",
-                ) from exc
+        """A reader of `url`, told apart from the operator's source by the remedies it gives: a
+        command's flags and environment, not the operator's settings."""
         # One quick retry of a gateway error; an unreachable Prometheus is said at once.
         client = prometheus_connection(
             url,
-            headers=headers,
+            bearer_token_file=bearer_token_file,
             ca_file=ca_file,
             insecure_skip_verify=insecure_skip_verify,
             timeout_seconds=timeout_seconds,
             retries=1,
         )
-        return cls(client, url=url, pod_labels=pod_labels, series_selector=series_selector)
+        return cls(
+            client,
+            url=url,
+            pod_labels=pod_labels,
+            series_selector=series_selector,
+            timeout_seconds=timeout_seconds,
+        )
 
     def gpu_series(
         self, namespace: str, pod_pattern: str, signal: str, window: Window, max_age: timedelta
@@ -241,31 +242,10 @@ class PrometheusHistory:
         return out
 
     def _send(self, query: str, part: Window, params: Mapping[str, str]) -> Any:
-        try:
+        with answering(self._url, query, self._timeout, _REMEDIES):
             return self._client.custom_query_range(
                 query, part.start, part.end, f"{part.step_seconds}s", params=dict(params)
             )
-        except PrometheusApiClientException as exc:
-            refused = str(exc).startswith("HTTP Status Code 4")
-            raise MetricsUnavailable(
-                _SOURCE,
-                f"{self._url} answered {exc} to {query!r}",
-                "use a longer --step or a shorter --since"
-                if refused
-                else "check Prometheus' health and logs",
-            ) from exc
-        except (requests.JSONDecodeError, KeyError, TypeError) as exc:
-            raise MetricsUnavailable(
-                _SOURCE,
-                f"{self._url} sent an unreadable answer ({exc.__class__.__name__})",
-                "check that the URL points at Prometheus' HTTP API",
-            ) from exc
-        except requests.RequestException as exc:
-            raise MetricsUnavailable(
-                _SOURCE,
-                f"cannot reach {self._url}: {exc.__class__.__name__}",
-                "check the Prometheus URL (--prometheus-url or RIGHTSIZER_PROMETHEUS__URL) and that it runs",
-            ) from exc
 
 
 def _points(values: Sequence[Any]) -> dict[datetime, float]:

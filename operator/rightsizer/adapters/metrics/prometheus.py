@@ -12,14 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
-
-import requests
-import urllib3
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
 
 from rightsizer.adapters.metrics import promql
 from rightsizer.adapters.metrics.base import (
@@ -36,59 +29,19 @@ from rightsizer.adapters.metrics.base import (
     validate_window,
 )
 from rightsizer.adapters.metrics.gathering import Gathered, RawSeries, gather
+from rightsizer.adapters.metrics.prometheus_http import SOURCE, Remedies, answering, prometheus_connection
 from rightsizer.adapters.metrics.readings import OnRejected
 from rightsizer.adapters.metrics.series_shapes import AUTO, LabelShape, spellings
 from rightsizer.core.errors import MetricsUnavailable
 
-_SOURCE = "Prometheus"
+_SOURCE = SOURCE
+_REMEDIES = Remedies()
 
 
 class PromQueryClient(Protocol):
     """The part of PrometheusConnect we use; tests pass a stub."""
 
     def custom_query(self, query: str, params: dict[str, Any] | None = None) -> Any: ...
-
-
-class _BearerTokenFile(requests.auth.AuthBase):
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.path.read_text().strip()}"
-        return request
-
-
-def prometheus_connection(
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    bearer_token_file: str | None = None,
-    ca_file: str | None = None,
-    insecure_skip_verify: bool = False,
-    timeout_seconds: float = 10.0,
-    retries: int = 1,
-    method: str = "GET",
-) -> PrometheusConnect:
-    """A PrometheusConnect to `url`, as the operator and its commands talk to Prometheus.
-
-    `bearer_token_file` is read on every request, so a rotated (projected) ServiceAccount token is
-    picked up without a restart; `ca_file` verifies a private CA; `insecure_skip_verify` disables
-    TLS verification altogether (for test set-ups only).
-    """
-    session = requests.Session()
-    session.verify = ca_file if ca_file else not insecure_skip_verify
-    # The library's default retries 3x with 1s backoff; a control loop prefers a quick, typed failure.
-    # Read timeouts are not retried: a slow Prometheus only gets slower when asked twice.
-    retry = Retry(total=retries, read=False, backoff_factor=0.2, status_forcelist=(502, 503, 504))
-    return PrometheusConnect(
-        url=url,
-        headers=dict(headers) if headers else None,
-        retry=retry,
-        auth=_BearerTokenFile(bearer_token_file) if bearer_token_file else None,
-        session=session,
-        timeout=timeout_seconds,
-        method=method,
-    )
 
 
 class PrometheusSource:
@@ -224,51 +177,8 @@ class PrometheusSource:
 
     def _query(self, query: str) -> Any:
         self.queries_sent += 1
-        where = self._url or "Prometheus"
-        try:
+        with answering(self._url or "Prometheus", query, self._timeout, _REMEDIES):
             return self._client.custom_query(query)
-        except PrometheusApiClientException as exc:
-            rejected = str(exc).startswith("HTTP Status Code 4")
-            raise MetricsUnavailable(
-                _SOURCE,
-                f"{where} answered {exc} to {query!r}",
-                "fix the PromQL query" if rejected else "check Prometheus' health and logs",
-            ) from exc
-        except (requests.JSONDecodeError, KeyError, TypeError) as exc:  # not the HTTP API's JSON
-            raise MetricsUnavailable(
-                _SOURCE,
-                f"{where} sent an unreadable answer ({exc.__class__.__name__})",
-                "check that the URL points at Prometheus' HTTP API",
-            ) from exc
-        except requests.RequestException as exc:
-            if _timed_out(exc):
-                raise MetricsUnavailable(
-                    _SOURCE,
-                    f"{where} did not answer within {self._timeout}s",
-                    "check Prometheus' load, or raise the metrics timeout",
-                ) from exc
-            raise MetricsUnavailable(
-                _SOURCE,
-                f"cannot reach {where}: {exc.__class__.__name__}",
-                "check the Prometheus URL in the operator settings and that Prometheus is running",
-            ) from exc
-        except OSError as exc:  # the bearer token file, read per request
-            raise MetricsUnavailable(
-                _SOURCE,
-                f"cannot read the bearer token for {where}: {exc}",
-                "check the token file path in the operator settings and that it is mounted",
-            ) from exc
-
-
-def _timed_out(exc: requests.RequestException) -> bool:
-    # requests reports a timeout after exhausted retries as a ConnectionError wrapping urllib3's;
-    # urllib3's "connection refused" (NewConnectionError) subclasses its timeout error, so exclude it.
-    if isinstance(exc, requests.Timeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
-        reason, urllib3.exceptions.NewConnectionError
-    )
 
 
 def _point(raw: Iterable[Any]) -> tuple[datetime, float]:
