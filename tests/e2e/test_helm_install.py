@@ -163,6 +163,7 @@ def allowed_calls(watched: str, release: HelmRelease) -> list[Access]:
         Access("create", "events", "", watched),
         Access("watch", "horizontalpodautoscalers", "autoscaling", watched),
         Access("watch", "scaledobjects", "keda.sh", watched),
+        Access("watch", "podautoscalers", "autoscaling.internal.knative.dev", watched),
         Access("watch", "nodes"),
         Access("get", "nodes"),
         Access("patch", "nodes"),

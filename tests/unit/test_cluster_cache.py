@@ -126,6 +126,11 @@ EVERYTHING = {
         {"metadata": {"name": "web", "namespace": "ml", "uid": "h1"},
          "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}
     ],
+    "/apis/autoscaling.internal.knative.dev/v1alpha1/podautoscalers": [
+        {"metadata": {"name": "chat-00001", "namespace": "ml", "uid": "k1"},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": "chat-00001-deployment"}}}
+    ],
     "/apis/rightsizer.io/v1alpha1/gpuworkloads": [],
     "/apis/rightsizer.io/v1alpha1/gpunodepools": [],
 }  # fmt: skip
@@ -143,6 +148,8 @@ def test_the_cache_lists_every_kind_once_and_serves_the_view() -> None:
         assert view.conflicting_autoscalers("ml", TargetRef("apps/v1", "Deployment", "web")) == [
             "HorizontalPodAutoscaler/web"
         ]
+        knative = TargetRef("apps/v1", "Deployment", "chat-00001-deployment")
+        assert view.conflicting_autoscalers("ml", knative) == ["PodAutoscaler/chat-00001 (Knative)"]
         assert view.pods("other", "") == []
         # KEDA is not installed: ScaledObjects are simply none, and the cache is still synced.
         assert "/apis/keda.sh/v1alpha1/scaledobjects" in transport.lists

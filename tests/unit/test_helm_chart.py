@@ -631,8 +631,8 @@ KOPF_FRAMEWORK: list[tuple[str, str, tuple[str, ...], str, str, str]] = [
 
 NAMESPACED = {
     "pods", "pods/eviction", "events", "replicationcontrollers", "deployments", "statefulsets",
-    "replicasets", "poddisruptionbudgets", "horizontalpodautoscalers", "scaledobjects", "gpuworkloads",
-    "gpuworkloads/status", "endpointslices", "machines", "machinedeployments/scale",
+    "replicasets", "poddisruptionbudgets", "horizontalpodautoscalers", "scaledobjects", "podautoscalers",
+    "gpuworkloads", "gpuworkloads/status", "endpointslices", "machines", "machinedeployments/scale",
 }  # fmt: skip
 
 
@@ -997,6 +997,7 @@ def test_the_code_scan_finds_the_calls_the_features_are_built_on() -> None:
         ("rightsizer.io", "gpunodepools/status", "patch", "consolidation"),
         ("", "pods", "patch", "core"),
         ("keda.sh", "scaledobjects", "watch", "core"),
+        ("autoscaling.internal.knative.dev", "podautoscalers", "watch", "core"),
         ("", "events", "create", "core"),
     ]:
         assert expected in found, expected

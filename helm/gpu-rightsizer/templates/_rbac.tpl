@@ -140,12 +140,16 @@ operator/rightsizer (adapters and kopf handlers) in both directions.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# GPUWorkloads: a target also scaled by an HPA or a KEDA ScaledObject is a conflict (listed and watched into memory).
+# GPUWorkloads: a target also scaled by an HPA, a KEDA ScaledObject or a Knative PodAutoscaler is a
+# conflict (listed and watched into memory).
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list", "watch"]
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
+  verbs: ["list", "watch"]
+- apiGroups: ["autoscaling.internal.knative.dev"]
+  resources: ["podautoscalers"]
   verbs: ["list", "watch"]
 {{- range .Values.rbac.scaleTargets }}
 # GPUWorkloads: targets — replicas through /scale, the object for its annotations and spec.suspend.

@@ -1,5 +1,6 @@
 """What the workload loop reads about the cluster, kept in memory: one list and then one watch per kind
-(pods, nodes, HPAs, KEDA ScaledObjects, GPUWorkloads, GPUNodePools), each on a daemon thread.
+(pods, nodes, HPAs, KEDA ScaledObjects, Knative PodAutoscalers, GPUWorkloads, GPUNodePools), each on
+a daemon thread.
 
 Why not kopf indexes: until every index is filled, kopf parks each watched object's worker on one
 condition and wakes all of them whenever any object is indexed. With 5,000 pods that is tens of
@@ -45,6 +46,7 @@ PODS = Kind("", "v1", "pods", namespaced=True)
 NODES = Kind("", "v1", "nodes", namespaced=False)
 HPAS = Kind("autoscaling", "v2", "horizontalpodautoscalers", namespaced=True)
 SCALED_OBJECTS = Kind("keda.sh", "v1alpha1", "scaledobjects", namespaced=True, optional=True)
+POD_AUTOSCALERS = Kind("autoscaling.internal.knative.dev", "v1alpha1", "podautoscalers", True, optional=True)
 GPU_WORKLOADS = Kind("rightsizer.io", "v1alpha1", "gpuworkloads", namespaced=True)
 GPU_NODE_POOLS = Kind("rightsizer.io", "v1alpha1", "gpunodepools", namespaced=False)
 
@@ -54,6 +56,7 @@ WATCHED: Mapping[Kind, Callable[[Mapping[str, Any]], Mapping[str, Any]]] = {
     NODES: cv.index_node,
     HPAS: cv.index_hpa,
     SCALED_OBJECTS: cv.index_scaled_object,
+    POD_AUTOSCALERS: cv.index_pod_autoscaler,
     GPU_WORKLOADS: cv.index_workload,
     GPU_NODE_POOLS: cv.index_pool,
 }
@@ -298,6 +301,7 @@ class ClusterCache:
             nodes=lookup(NODES),
             hpas=lookup(HPAS),
             scaled_objects=lookup(SCALED_OBJECTS),
+            pod_autoscalers=lookup(POD_AUTOSCALERS),
             workloads=lookup(GPU_WORKLOADS),
             pools=lookup(GPU_NODE_POOLS),
         )

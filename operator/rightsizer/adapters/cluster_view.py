@@ -30,7 +30,7 @@ class ClusterView(Protocol):
 
 @dataclass(frozen=True)
 class ScalerRef:
-    """An HPA, ScaledObject or GPUWorkload pointing at a target."""
+    """An HPA, ScaledObject, Knative PodAutoscaler or GPUWorkload pointing at a target."""
 
     owner: str  # e.g. HorizontalPodAutoscaler/web
     kind: str
@@ -79,6 +79,19 @@ def index_scaled_object(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
     return {str(meta.get("namespace")): ref}
 
 
+def index_pod_autoscaler(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
+    # Knative scales a revision's Deployment through its PodAutoscaler (KServe's serverless mode
+    # among others): whoever targets that Deployment would fight Knative's autoscaler.
+    meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("scaleTargetRef") or {}
+    ref = ScalerRef(
+        f"PodAutoscaler/{meta.get('name')} (Knative)",
+        str(target.get("kind", "")),
+        str(target.get("name", "")),
+        _group(str(target.get("apiVersion", ""))),
+    )
+    return {str(meta.get("namespace")): ref}
+
+
 def index_workload(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
     meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("targetRef") or {}
     ref = ScalerRef(
@@ -107,9 +120,11 @@ class IndexedView:
         scaled_objects: Mapping[str, Iterable[ScalerRef]],
         workloads: Mapping[str, Iterable[ScalerRef]],
         pools: Mapping[str, Iterable[dict[str, Any]]],
+        pod_autoscalers: Mapping[str, Iterable[ScalerRef]] | None = None,
     ) -> None:
         self._pods, self._nodes, self._hpas = pods, nodes, hpas
         self._scaled, self._workloads, self._pools = scaled_objects, workloads, pools
+        self._knative = pod_autoscalers or {}
 
     def pods(self, namespace: str, selector: str) -> list[PodInfo]:
         if not selector.strip():
@@ -125,7 +140,11 @@ class IndexedView:
         return out
 
     def conflicting_autoscalers(self, namespace: str, ref: TargetRef) -> list[str]:
-        found = [*self._hpas.get(namespace, ()), *self._scaled.get(namespace, ())]
+        found = [
+            *self._hpas.get(namespace, ()),
+            *self._scaled.get(namespace, ()),
+            *self._knative.get(namespace, ()),
+        ]
         return sorted(s.owner for s in found if (s.kind, s.name, s.group) == (ref.kind, ref.name, ref.group))
 
     def rival_workloads(self, namespace: str, name: str, ref: TargetRef) -> list[str]:
