@@ -192,7 +192,7 @@ if [ "$check_only" = 1 ]; then
   done
   for crds in "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" "karpenter-$KARPENTER_VERSION" "karpenter-kwok-$KARPENTER_VERSION" \
               "kuberay-$KUBERAY_VERSION" "training-operator-$TRAINING_OPERATOR_VERSION" "trainer-$TRAINER_VERSION" \
-              "kserve-$KSERVE_VERSION" "kueue-$KUEUE_VERSION"; do
+              "kserve-$KSERVE_VERSION" "kueue-$KUEUE_VERSION" "knative-serving-$KNATIVE_SERVING_VERSION"; do
     [ -d "$CACHE/crds/$crds" ] || { log "missing CRDs $crds"; exit 1; }
   done
   echo "$BIN"; exit 0
@@ -235,6 +235,7 @@ fetch_crds github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION" ma
 fetch_crds github.com/kubeflow/trainer/v2 "$TRAINER_VERSION" manifests/base/crds trainer
 fetch_crds github.com/kserve/kserve "$KSERVE_VERSION" config/crd/full kserve
 fetch_crds sigs.k8s.io/kueue "$KUEUE_VERSION" config/components/crd/bases kueue
+fetch_crds knative.dev/serving "$KNATIVE_SERVING_VERSION" config/core/300-resources knative-serving
 # Debian's prometheus (the cluster's, below) has no Kubernetes service discovery: the e2e tests that run
 # the scrape jobs prometheus-operator generates need upstream's. Linked as prometheus-upstream, so
 # the cluster keeps Debian's. Its Go module is versioned v0.<major><minor>.<patch> (3.5.0 is v0.305.0).

@@ -209,6 +209,20 @@ def pool_passes(operator: OperatorProcess, pool: str) -> float:
     return 0.0
 
 
+def reconciles(operator: OperatorProcess) -> float:
+    """How many workload reconciliations the operator has made (its own /metrics)."""
+    for line in requests.get(operator.metrics_url, timeout=5).text.splitlines():
+        if line.startswith("rightsizer_reconcile_total "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_reconciles(operator: OperatorProcess, count: int) -> None:
+    """Negative checks on workloads wait for `count` more reconciliations, never for a fixed time."""
+    start = reconciles(operator)
+    wait_for(lambda: reconciles(operator) >= start + count, timeout=30 + 5 * count, describe=operator.log)
+
+
 def wait_passes(operator: OperatorProcess, pool: str, count: int) -> None:
     """Negative checks wait for `count` more passes over the pool, never for a fixed time."""
     start = pool_passes(operator, pool)

@@ -137,6 +137,11 @@ def install_crds(cluster: Cluster) -> None:
     _install(cluster, real_crd_files(), STAND_INS, CRD_NAMES)
 
 
+def install_cached_crds(cluster: Cluster, files: list[tuple[str, str, str]], names: list[str]) -> None:
+    """Real CRDs from the tool cache, (cache name, version pin, file) each, until established."""
+    _install(cluster, _cached_crds(*files), [], names)
+
+
 def install_stop_kind_crds(cluster: Cluster) -> None:
     """RayJob, TrainJob, InferenceService (real) and Notebook (stand-in)."""
     names = [
