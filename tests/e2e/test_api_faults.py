@@ -29,7 +29,7 @@ from tests.support.fleet import (
     running_pods,
 )
 from tests.support.kube_apiserver import restartable_apiserver
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import OperatorProcess, wait_reconciles
 from tests.support.world import World, gpu_workload
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +81,7 @@ def scaled_up_once(world: World, name: str, replicas: int, op: OperatorProcess) 
     state = json.loads(obj["metadata"]["annotations"][SCALING_STATE])
     assert [change for _, change in state["scaleEvents"]] == [replicas - 2], state
     wait_for(lambda: world.workload(name)["status"]["replicas"]["desired"] == replicas, timeout=30)
-    time.sleep(3 * INTERVAL)  # passes in which a duplicate action would show
+    wait_reconciles(op, 3)  # passes in which a duplicate action would show
     assert world.replicas(name) == replicas
     ups = events(world.cluster, world.namespace, "ScaleUp")
     assert len(ups) == 1 and (ups[0].count or 1) == 1, [(e.message, e.count) for e in ups]

@@ -28,7 +28,7 @@ from tests.support.fleet import (
     running_pods,
     watch_taints,
 )
-from tests.support.operator_process import OperatorProcess, PrivatePrometheus, prometheus_sees
+from tests.support.operator_process import OperatorProcess, PrivatePrometheus, prometheus_sees, wait_passes
 from tests.support.world import World, gpu_workload
 
 pytestmark = pytest.mark.e2e
@@ -132,7 +132,7 @@ def test_a_node_deleted_mid_drain_ends_the_wait_at_once_and_the_next_pass_plans_
             timeout=60,
             describe=lambda: deployments_summary(cluster, namespace),
         )
-        time.sleep(3)  # a pass or two on the new state
+        wait_passes(op, fleet.pool("a100"), 2)  # passes on the new state
         assert fleet.tainted() == [] and len(fleet.nodes("a100")) == 1
         assert not events(cluster, "DrainRemovalFailed") and not events(cluster, "RemovalFailed")
         assert op.proc.poll() is None, op.log()[-3000:]
@@ -180,7 +180,7 @@ def test_a_replacement_that_never_becomes_ready_rolls_the_drain_back_and_the_nod
         wait_for(lambda: all_available(cluster, namespace), timeout=60)
         before = running_pods(cluster, namespace)
         with watch_taints(fleet) as samples:
-            time.sleep(12)  # six consolidation passes
+            wait_passes(op, fleet.pool("a100"), 6)
         assert samples and max(samples) == 0, "the node was drained again during its back-off"
         assert running_pods(cluster, namespace) == before, "a pod was evicted again"
         assert len(fleet.nodes("a100")) == 2
@@ -206,7 +206,7 @@ def test_while_prometheus_is_down_no_node_is_drained_and_the_pool_says_why(
                 timeout=30,
                 describe=lambda: f"{fleet.status('a100')}\n{op.log()[-3000:]}",
             )
-            time.sleep(8)  # four consolidation passes that would have drained the held app's node
+            wait_passes(op, fleet.pool("a100"), 4)  # passes that would have drained the held app's node
             assert samples and max(samples) == 0, "a node was tainted while GPU activity was unknown"
             assert events(cluster, "MetricsUnavailable")
             held = condition(fleet.status("a100"), "MetricsAvailable")
