@@ -6,6 +6,9 @@ ever touches nodes of pools that have a GPUNodePool, so the shared fleet is left
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 from kubernetes import client
 
@@ -197,3 +200,62 @@ def test_idle_pool_scales_to_zero_and_comes_back_for_a_pending_gpu_pod(
         )
         assert len(fleet.nodes("l4")) == 1
         wait_for(lambda: fleet.status("l4").get("nodes") == 1, timeout=30)
+
+
+def _unspread(app: dict[str, Any], cpu: int) -> dict[str, Any]:
+    """Without the test apps' preferred anti-affinity, and with `cpu` cores and as big a share of
+    memory: placement is kube-scheduler's default scoring, which spreads onto the least allocated
+    node by CPU and memory (an A100 node has 96 cores and 1152 GiB)."""
+    spec = app["spec"]["template"]["spec"]
+    spec.pop("affinity")
+    spec["containers"][0]["resources"]["requests"].update({"cpu": str(cpu), "memory": f"{cpu * 12}Gi"})
+    return app
+
+
+def scheduled_onto(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """pod -> node of every placement the scheduler made in `namespace` (its Scheduled events)."""
+    events = client.CoreV1Api(cluster.api).list_namespaced_event(namespace, field_selector="reason=Scheduled")
+    placed: dict[str, str] = {}
+    for event in events.items:
+        assigned = re.match(r"Successfully assigned [^/]+/(\S+) to (\S+)", event.message or "")
+        if assigned:
+            placed[assigned.group(1)] = assigned.group(2)
+    return placed
+
+
+def test_pods_a_plan_moves_land_on_the_node_it_keeps_never_on_one_it_empties_next(
+    cluster: Cluster, namespace: str, fleet: Fleet, gpu_util: GpuUtilization
+) -> None:
+    gpu_util.set(namespace, 50)
+    keep, _, _ = fleet.add_nodes("a100", A100_80GB_X8, 3)
+    anchor = _unspread(
+        gpu_app(fleet, "anchor", "a100", 1, node=keep, annotations={"rightsizer.io/do-not-disrupt": "true"}),
+        cpu=8,
+    )
+    anchor["spec"]["replicas"] = 6  # the kept node is half allocated: the scheduler avoids it
+    cluster.apply(anchor, namespace)
+    wait_for(lambda: len(running_pods(cluster, namespace)) == 6, timeout=90)
+    for count, mover in enumerate(("alpha", "beta"), start=7):
+        cluster.apply(_unspread(gpu_app(fleet, mover, "a100", 1), cpu=16), namespace)
+        wait_for(lambda count=count: len(running_pods(cluster, namespace)) == count, timeout=60)
+    before = running_pods(cluster, namespace)
+    emptied = {node for name, (_, node) in before.items() if name.startswith(("alpha-", "beta-"))}
+    assert len(emptied) == 2 and keep not in emptied, "the scheduler spreads onto the empty nodes"
+
+    # One plan empties both nodes into the kept one (6 + 2 GPUs); the operator drains one per pass.
+    fleet.node_pool("a100", A100_80GB_X8, 3.0, disruption={"budgets": [{"nodes": "100%"}]})
+    with OperatorProcess.start(
+        cluster.kubeconfig, namespace, cluster.prometheus_url, extra_args=operator_args(fleet)
+    ) as op:
+        wait_for(
+            lambda: (
+                [n.metadata.name for n in fleet.nodes("a100")] == [keep] and all_available(cluster, namespace)
+            ),
+            timeout=180,
+            describe=lambda: f"{deployments_summary(cluster, namespace)}\n{op.log()[-3000:]}",
+        )
+    moved = {pod: node for pod, node in scheduled_onto(cluster, namespace).items() if pod not in before}
+    # Each mover moved once, straight to the kept node: without the marks on the plan's nodes, the
+    # first mover's replacement lands on the other emptied node (less allocated) and moves again.
+    assert sorted(pod.split("-")[0] for pod in moved) == ["alpha", "beta"], moved
+    assert set(moved.values()) == {keep}, moved

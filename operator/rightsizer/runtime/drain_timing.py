@@ -71,6 +71,10 @@ class DrainTiming:
             due.append(step)
         return due
 
+    def cooling(self, node: str, now: datetime) -> bool:
+        """Is ``node`` in the back-off of a failed drain (kept for now, whatever the plan says)?"""
+        return drain_backoff.cooling_down(self._failed_drains, node, now) is not None
+
     def failed(self, node: str, now: datetime, backoff: BackoffPolicy) -> str:
         """Record a failed drain of ``node``; says when it may be tried again."""
         self._failed_drains = drain_backoff.record_failure(self._failed_drains, node, now, backoff)

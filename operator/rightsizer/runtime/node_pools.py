@@ -58,6 +58,7 @@ from rightsizer.runtime.drain_runner import DrainRunner
 from rightsizer.runtime.drain_steps import NodeStep, Result, StepOutcome, node_steps
 from rightsizer.runtime.drain_timing import DrainTiming
 from rightsizer.runtime.events import Event
+from rightsizer.runtime.planned_removals import apply_marks
 from rightsizer.runtime.pool_reporting import (
     activity_missing,
     held_conditions,
@@ -209,11 +210,18 @@ class PoolManager:
         started: list[StepOutcome] = []
         provider_hold = self._provider_problem(pool_name)
         removal_hold = self._stuck(pool_name, members, now)
-        if not self.settings.dry_run and not overlaps and provider_hold is None and removal_hold is None:
-            steps = self._timing.due(node_steps(result), pool_name, pool.scale_down_after, now)
-            if metrics_hold is not None or inputs_hold is not None:
-                steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
-            started = self._execute(steps, state.pools, pool, members, policies)
+        acting = not self.settings.dry_run and not overlaps and provider_hold is None and removal_hold is None
+        steps = [step for step in node_steps(result) if step.pool == pool.name] if acting else []
+        if metrics_hold is not None or inputs_hold is not None:
+            steps = [step for step in steps if not step.pods]  # empty nodes evict nothing
+        if not self.settings.dry_run:  # a dry run touches no node, not even with a mark
+            # Every node the plan empties is marked before the first eviction (planned_removals);
+            # one kept after a failed drain is not, until it may be tried again.
+            marked = {step.node for step in steps if not self._timing.cooling(step.node, now)}
+            apply_marks(self.executor.edge, members, marked)
+        if acting:
+            due = self._timing.due(steps, pool_name, pool.scale_down_after, now)
+            started = self._execute(due, state.pools, pool, members, policies)
             events.extend(self._scale_up(state, pool, members, now))
         for outcome in started:
             self._report(outcome, pool, members, events)
