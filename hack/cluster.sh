@@ -105,11 +105,17 @@ YAML
   fi
   write_kwok_stages
   # kwok keeps the stages kwokctl gives it (its defaults) and adds ours from a second config file.
+  # With no kube-proxy a Service's ClusterIP leads nowhere: the API server calls webhooks (admission
+  # and CRD conversion) and aggregated APIs at their Service's endpoints instead (the real Kueue's
+  # webhooks, tests/support/kueue.py).
   cat >>"$STATE/kwok.yaml" <<YAML
 componentsPatches:
   - name: kwok-controller
     extraArgs:
       - {key: config, value: "$STATE/kwok-stages.yaml"}
+  - name: kube-apiserver
+    extraArgs:
+      - {key: enable-aggregator-routing, value: "true"}
 YAML
   if [ -n "${RIGHTSIZER_CONTROL_PLANE_QPS:-}" ]; then
     local qps="$RIGHTSIZER_CONTROL_PLANE_QPS" burst=$((RIGHTSIZER_CONTROL_PLANE_QPS * 2))

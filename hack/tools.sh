@@ -155,6 +155,8 @@ build_kueue() {
     mv "$out/kueue" "$BIN/kueue-$KUEUE_VERSION/kueue"
   fi
   link kueue "$KUEUE_VERSION"
+  # Its webhook configurations, which the tests install as its manifests do.
+  fetch_crds sigs.k8s.io/kueue "$KUEUE_VERSION" config/components/webhook kueue-webhook
 }
 
 fetch_clusterapi_crds() { # Cluster API's MachineDeployment, MachineSet and Machine CRDs, from its module
@@ -192,7 +194,8 @@ if [ "$check_only" = 1 ]; then
   done
   for crds in "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" "karpenter-$KARPENTER_VERSION" "karpenter-kwok-$KARPENTER_VERSION" \
               "kuberay-$KUBERAY_VERSION" "training-operator-$TRAINING_OPERATOR_VERSION" "trainer-$TRAINER_VERSION" \
-              "kserve-$KSERVE_VERSION" "kueue-$KUEUE_VERSION" "knative-serving-$KNATIVE_SERVING_VERSION"; do
+              "kserve-$KSERVE_VERSION" "kueue-$KUEUE_VERSION" "kueue-webhook-$KUEUE_VERSION" \
+              "knative-serving-$KNATIVE_SERVING_VERSION"; do
     [ -d "$CACHE/crds/$crds" ] || { log "missing CRDs $crds"; exit 1; }
   done
   echo "$BIN"; exit 0
@@ -228,7 +231,8 @@ build_simple "$PO" "$PROMETHEUS_OPERATOR_VERSION" "$PO/cmd/operator:prometheus-o
   "$PO/pkg/apis/monitoring" "$PO/pkg/client"
 fetch_crds github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
   example/prometheus-operator-crd prometheus-operator
-# The workload kinds' real schemas (CRDs only; their controllers are played by the tests).
+# The workload kinds' real schemas (CRDs only; their controllers are played by the tests, but for
+# Kueue's, built below).
 fetch_crds github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION" config/crd/bases kuberay
 fetch_crds github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION" manifests/base/crds \
   training-operator

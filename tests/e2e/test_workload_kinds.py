@@ -4,7 +4,7 @@ the operator can do with each target; idle KServe InferenceServices and Kubeflow
 through the annotation their controllers read, idle TrainJobs and RayJobs through spec.suspend, and an
 idle job Kueue queues through its Kueue Workload (real CRD), never its own suspend field. No KubeRay,
 JobSet, KServe, notebook, trainer or Kueue controller runs: the test creates the pods and Workloads
-they would, with their labels and owners."""
+they would, with their labels and owners (tests/e2e/test_kueue.py runs the real Kueue)."""
 
 from __future__ import annotations
 

@@ -41,10 +41,13 @@ def workload(active: object = None, owner: str = UID, controller: bool = True) -
 
 
 class FakeApi:
-    """Answers the Workload list with `items` (or fails with `status`) and records every call."""
+    """Answers the Workload list with `items` (or fails with `status`) and records every call; a
+    version in `unserved` answers 404, as a Kueue that does not serve it."""
 
-    def __init__(self, items: list[dict[str, Any]], status: int | None = None) -> None:
-        self.items, self.status = items, status
+    def __init__(
+        self, items: list[dict[str, Any]], status: int | None = None, unserved: tuple[str, ...] = ()
+    ) -> None:
+        self.items, self.status, self.unserved = items, status, unserved
         self.calls: list[tuple[str, str, Any]] = []
 
     def __call__(
@@ -53,6 +56,8 @@ class FakeApi:
         self.calls.append((method, path, body))
         if self.status is not None:
             raise ApiException(status=self.status)
+        if any(f"/kueue.x-k8s.io/{version}/" in path for version in self.unserved):
+            raise ApiException(status=404)
         return {"items": self.items} if method == "GET" else {}
 
 
@@ -100,7 +105,7 @@ def test_a_queued_job_is_suspended_as_its_workload_says_and_never_scaled(
     method, path, _ = api.calls[0]
     assert (method, path) == (
         "GET",
-        f"/apis/kueue.x-k8s.io/v1beta1/namespaces/ns/workloads?labelSelector=kueue.x-k8s.io/job-uid%3D{UID}",
+        f"/apis/kueue.x-k8s.io/v1beta2/namespaces/ns/workloads?labelSelector=kueue.x-k8s.io/job-uid%3D{UID}",
     )
 
 
@@ -124,7 +129,7 @@ def test_suspending_and_resuming_a_queued_job_sets_its_workloads_active_field(ac
     assert kueue.set_active(api, "ns", JOB, job(), active)
     assert api.calls[-1] == (
         "PATCH",
-        "/apis/kueue.x-k8s.io/v1beta1/namespaces/ns/workloads/job-train-1a2b3",
+        "/apis/kueue.x-k8s.io/v1beta2/namespaces/ns/workloads/job-train-1a2b3",
         {"spec": {"active": active}},
     )
     assert all("/jobs/" not in path for _, path, _ in api.calls), "the job's own suspend is Kueue's"
@@ -141,3 +146,18 @@ def test_suspending_a_queued_job_whose_workload_cannot_be_reached_says_what_to_g
 def test_other_failures_to_list_workloads_are_not_taken_as_no_workload() -> None:
     with pytest.raises(ApiException):
         kueue.gate(FakeApi([], 500), "ns", JOB, job(), ReplicasVia.PATH)
+
+
+def test_a_kueue_serving_only_v1beta1_has_its_workloads_read_and_deactivated_there() -> None:
+    """Kueue before v0.15 serves Workloads at v1beta1 only; later ones at v1beta2 (v1beta1 deprecated)."""
+    api = FakeApi([workload()], unserved=("v1beta2",))
+    assert kueue.gate(api, "ns", JOB, job(), ReplicasVia.PATH) == (True, False, ReplicasVia.NONE)
+    assert kueue.set_active(api, "ns", JOB, job(), False)
+    assert [path.split("/")[3] for _, path, _ in api.calls] == ["v1beta2", "v1beta1"] * 2 + ["v1beta1"]
+    assert api.calls[-1][0] == "PATCH"
+
+
+def test_without_kueue_each_version_is_asked_once() -> None:
+    api = FakeApi([], unserved=("v1beta2", "v1beta1"))
+    assert kueue.gate(api, "ns", JOB, job(), ReplicasVia.PATH) == (False, False, ReplicasVia.NONE)
+    assert [path.split("/")[3] for _, path, _ in api.calls] == ["v1beta2", "v1beta1"]

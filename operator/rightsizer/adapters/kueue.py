@@ -18,7 +18,9 @@ from rightsizer.core.errors import RightsizerError
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 """Kueue labels each Workload with the UID of the job it stands for."""
-WORKLOADS_API = "/apis/kueue.x-k8s.io/v1beta1"
+WORKLOADS_APIS = ("/apis/kueue.x-k8s.io/v1beta2", "/apis/kueue.x-k8s.io/v1beta1")
+"""Where Workloads are served, newest first: v1beta2 since Kueue v0.15 (its storage version since
+v0.16, where v1beta1 is deprecated), v1beta1 alone before."""
 
 
 class WorkloadUnreachable(RightsizerError):
@@ -70,26 +72,38 @@ def set_active(call: Call, namespace: str, kind: WorkloadKind, obj: Mapping[str,
     """Deactivate or reactivate a queued job's Workload; False for a job Kueue does not queue."""
     if not queued(kind, obj):
         return False
-    workload = find_workload(call, namespace, obj)
-    if workload is None:
+    found = _find(call, namespace, obj)
+    if found is None:
         raise WorkloadUnreachable(namespace, obj)
+    api, workload = found
     name = (workload.get("metadata") or {}).get("name")
-    call("PATCH", f"{WORKLOADS_API}/namespaces/{namespace}/workloads/{name}", *active_patch(active))
+    call("PATCH", f"{api}/namespaces/{namespace}/workloads/{name}", *active_patch(active))
     return True
 
 
 def find_workload(call: Call, namespace: str, obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The queued job's Workload; None while Kueue has not made it, where Kueue is not installed, or
     where the operator may not list Workloads."""
+    found = _find(call, namespace, obj)
+    return None if found is None else found[1]
+
+
+def _find(call: Call, namespace: str, obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    """(the API it is served at, the Workload), at the newest version this Kueue serves."""
     uid = str((obj.get("metadata") or {}).get("uid") or "")
-    path = f"{WORKLOADS_API}/namespaces/{namespace}/workloads?labelSelector={JOB_UID_LABEL}%3D{uid}"
-    try:
-        listing = call("GET", path)
-    except ApiException as exc:
-        if exc.status in (403, 404):
-            return None
-        raise
-    return workload_of(listing, obj)
+    for api in WORKLOADS_APIS:
+        path = f"{api}/namespaces/{namespace}/workloads?labelSelector={JOB_UID_LABEL}%3D{uid}"
+        try:
+            listing = call("GET", path)
+        except ApiException as exc:
+            if exc.status == 404:  # a Kueue that does not serve this version (or no Kueue at all)
+                continue
+            if exc.status == 403:
+                return None
+            raise
+        workload = workload_of(listing, obj)
+        return None if workload is None else (api, workload)
+    return None
 
 
 def workload_of(listing: Mapping[str, Any], obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
