@@ -8,21 +8,21 @@ else in whole units, rounded up as the API rounds quantities, so the arithmetic 
 Static constraints (nodeSelector, required node affinity, hard taints, label pins derived from the
 pod's current node) are evaluated once per node *class*: nodes that agree on every label any pod
 constraint mentions, on hard taints and on the extended resources they offer. Free capacity is kept
-in per-class lists sorted by the free amount of one resource, so choosing the most-allocated node
-that still fits (best fit on the pod's scarcest resource) is a bisection plus a short scan instead of
-a walk over every node.
+in per-class indexes sorted by the free amount of one resource (:mod:`rightsizer.core.free_index`),
+so choosing the most-allocated node that still fits (best fit on the pod's scarcest resource) is a
+bisection plus a scan that passes whole blocks of nodes without room, instead of a walk over every
+node.
 """
 
 from __future__ import annotations
 
 import copy
 import sys
-from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from itertools import islice
 
+from rightsizer.core.free_index import FreeIndex
 from rightsizer.core.matching import hard_taints, node_term_matches, tolerates
 from rightsizer.core.pod_neighbours import (
     anti_affinity_conflict,
@@ -158,6 +158,16 @@ def pod_constraints(pod: Pod, pins: Iterable[tuple[str, str | None]] = ()) -> Co
     )
 
 
+def _drop(pods: list[Pod], pod: Pod) -> None:
+    """list.remove() for the very pod (== on a Pod compares every field of every pod before it).
+    Which of two equal pods goes makes no difference: residents are only read for their fields."""
+    for k, other in enumerate(pods):
+        if other is pod:
+            del pods[k]
+            return
+    pods.remove(pod)  # an equal copy was placed: take the first equal one, as remove() does
+
+
 # ---------------------------------------------------------------------------------------------
 # The simulation
 
@@ -195,7 +205,7 @@ class Simulation:
         self._keys = tuple(sorted(keys))
         self._by_name = by_name
         self.node_class: list[int] = [-1] * len(nodes)
-        self._members: list[list[int]] = []
+        self._members: list[set[int]] = []  # sets: nodes leave one by one, the indexes sort them
         self._representative: list[Node] = []
         self._gpu_class: list[bool] = []
         class_ids: dict[object, int] = {}
@@ -212,13 +222,14 @@ class Simulation:
             cid = class_ids.get(signature)
             if cid is None:
                 cid = class_ids[signature] = len(self._members)
-                self._members.append([])
+                self._members.append(set())
                 self._representative.append(node)
                 self._gpu_class.append(any(is_gpu_resource(k) for k in offered))
-            self._members[cid].append(i)
+            self._members[cid].add(i)
             self.node_class[i] = cid
-        self._indexes: list[dict[int, list[tuple[int, int, int]]]] = [{} for _ in self._members]
+        self._indexes: list[dict[int, FreeIndex]] = [{} for _ in self._members]
         self._feasible: dict[Constraints, tuple[list[int], list[int]]] = {}
+        self._searches: dict[Request, tuple[bool, int, int, Request]] = {}
         # Nodes being emptied: out of every index, so that a search never scans past them.
         self._suspended: set[int] = set()
 
@@ -229,8 +240,10 @@ class Simulation:
         other.residents = [list(r) for r in self.residents]
         other.notable = [list(r) for r in self.notable]
         other.node_class = list(self.node_class)
-        other._members = [list(m) for m in self._members]
-        other._indexes = [{dim: list(index) for dim, index in by_dim.items()} for by_dim in self._indexes]
+        other._members = [set(m) for m in self._members]
+        other._indexes = [
+            {dim: index.copy(other.free) for dim, index in by_dim.items()} for by_dim in self._indexes
+        ]
         other._suspended = set(self._suspended)
         return other
 
@@ -256,13 +269,13 @@ class Simulation:
 
     # -- capacity bookkeeping --------------------------------------------------------------------
 
-    def _index(self, cid: int, dim: int) -> list[tuple[int, int, int]]:
+    def _index(self, cid: int, dim: int) -> FreeIndex:
         index = self._indexes[cid].get(dim)
         if index is None:
-            index = sorted(
+            entries = (
                 (self.free[n][dim], self.rank[n], n) for n in self._members[cid] if n not in self._suspended
             )
-            self._indexes[cid][dim] = index
+            index = self._indexes[cid][dim] = FreeIndex(dim, self.free, entries)
         return index
 
     def _unindex(self, n: int) -> None:
@@ -270,15 +283,14 @@ class Simulation:
         if cid < 0 or n in self._suspended:
             return
         for dim, index in self._indexes[cid].items():
-            entry = (self.free[n][dim], self.rank[n], n)
-            del index[bisect_left(index, entry)]
+            index.remove((self.free[n][dim], self.rank[n], n))
 
     def _reindex(self, n: int) -> None:
         cid = self.node_class[n]
         if cid < 0 or n in self._suspended:
             return
         for dim, index in self._indexes[cid].items():
-            insort(index, (self.free[n][dim], self.rank[n], n))
+            index.add((self.free[n][dim], self.rank[n], n))
 
     def reserve(self, n: int, request: Request, pod: Pod | None = None) -> None:
         self._unindex(n)
@@ -294,7 +306,7 @@ class Simulation:
         add(self.free[n], request, +1)
         self._reindex(n)
         if pod is not None:
-            self.residents[n].remove(pod)
+            _drop(self.residents[n], pod)
             if pod in self.notable[n]:
                 self.notable[n].remove(pod)
 
@@ -345,30 +357,34 @@ class Simulation:
         when ``allow_gpu_nodes``: CPU pods must not pin GPU nodes while CPU nodes have room.
         """
         plain, gpu = self.feasible_classes(constraints)
-        wants_gpu = any(d in self.space.gpu_dims for d, _ in request)
+        wants_gpu, primary, need, rest = self._search(request)
         tiers = (gpu,) if wants_gpu else ((plain, gpu) if allow_gpu_nodes else (plain,))
-        primary = self.space.primary(request)
-        need = next(a for d, a in request if d == primary)
-        rest = [(d, a) for d, a in request if d != primary]  # the bisection already checked primary
-        free = self.free
         for classes in tiers:
             best = _NOWHERE  # compares above every index entry
             for cid in classes:
-                index = self._index(cid, primary)
-                for entry in islice(index, bisect_left(index, (need,)), None):
+                for entry in self._index(cid, primary).fitting(need, rest, best):
                     if entry >= best:
                         break
-                    # fits() inlined: this loop runs hundreds of times per pod on fragmented fleets.
-                    room = free[entry[2]]
-                    for d, amount in rest:
-                        if room[d] < amount:
-                            break
-                    else:
-                        n = entry[2]
-                        if n == exclude or not self.neighbours_allow(pod, n):
-                            continue
-                        best = entry
-                        break
+                    n = entry[2]
+                    if n == exclude or not self.neighbours_allow(pod, n):
+                        continue
+                    best = entry
+                    break
             if best is not _NOWHERE:
                 return best[2]
         return None
+
+    def _search(self, request: Request) -> tuple[bool, int, int, Request]:
+        """GPUs wanted?, the primary dimension, the amount of it, and the rest to check after the
+        bisection (the pod slot last: it is seldom what does not fit). Pods repeat a few requests."""
+        search = self._searches.get(request)
+        if search is None:
+            primary = self.space.primary(request)
+            rest = sorted(((d, a) for d, a in request if d != primary), key=lambda da: da[0] == 0)
+            search = self._searches[request] = (
+                any(d in self.space.gpu_dims for d, _ in request),
+                primary,
+                next(a for d, a in request if d == primary),
+                tuple(rest),
+            )
+        return search
