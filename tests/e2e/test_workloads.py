@@ -221,6 +221,18 @@ def test_prometheus_down_means_hold_with_a_condition_and_resume_when_back(
         wait_for(lambda: world.replicas("chat") > 2, timeout=90, describe=lambda: world.describe("chat"))
 
 
+def conflict_and_no_scaling(world: World, operator: OperatorProcess, workload: str, target: str) -> str:
+    """Waits for the Conflict condition, then passes in which a scaling would show; its message."""
+    wait_for(
+        lambda: (world.condition(workload, "Conflict") or {}).get("status") == "True",
+        timeout=30,
+        describe=lambda: world.describe(workload),
+    )
+    wait_reconciles(operator, 3)
+    assert world.replicas(target) == 2, "scaled although another autoscaler owns the count"
+    return str(world.condition(workload, "Conflict")["message"])
+
+
 def test_a_target_also_scaled_by_an_hpa_is_a_conflict_and_not_scaled(
     world: World, gpu_util: GpuUtilization, operator: OperatorProcess
 ) -> None:
@@ -251,14 +263,7 @@ def test_a_target_also_scaled_by_an_hpa_is_a_conflict_and_not_scaled(
     )
     world.wait_ready("chat", 2)
     world.cluster.apply(gpu_workload("chat", "chat"), ns)
-    wait_for(
-        lambda: (world.condition("chat", "Conflict") or {}).get("status") == "True",
-        timeout=30,
-        describe=lambda: world.describe("chat"),
-    )
-    assert "HorizontalPodAutoscaler/chat" in world.condition("chat", "Conflict")["message"]
-    wait_reconciles(operator, 2)  # passes in which a change would show
-    assert world.replicas("chat") == 2
+    assert "HorizontalPodAutoscaler/chat" in conflict_and_no_scaling(world, operator, "chat", "chat")
 
 
 @pytest.fixture
@@ -278,14 +283,8 @@ def test_a_deployment_a_knative_pod_autoscaler_scales_is_a_conflict_and_not_scal
     gpu_util.set(ns, 95, selector={"app": "chat-00001-deployment"})
     world.wait_ready("chat-00001-deployment", 2)
     world.cluster.apply(gpu_workload("chat", "chat-00001-deployment"), ns)
-    wait_for(
-        lambda: (world.condition("chat", "Conflict") or {}).get("status") == "True",
-        timeout=30,
-        describe=lambda: world.describe("chat"),
-    )
-    assert "PodAutoscaler/chat-00001 (Knative)" in world.condition("chat", "Conflict")["message"]
-    wait_reconciles(operator, 3)
-    assert world.replicas("chat-00001-deployment") == 2
+    message = conflict_and_no_scaling(world, operator, "chat", "chat-00001-deployment")
+    assert "PodAutoscaler/chat-00001" in message
 
 
 POOL = {

@@ -149,7 +149,7 @@ def test_the_cache_lists_every_kind_once_and_serves_the_view() -> None:
             "HorizontalPodAutoscaler/web"
         ]
         knative = TargetRef("apps/v1", "Deployment", "chat-00001-deployment")
-        assert view.conflicting_autoscalers("ml", knative) == ["PodAutoscaler/chat-00001 (Knative)"]
+        assert view.conflicting_autoscalers("ml", knative) == ["PodAutoscaler/chat-00001"]
         assert view.pods("other", "") == []
         # KEDA is not installed: ScaledObjects are simply none, and the cache is still synced.
         assert "/apis/keda.sh/v1alpha1/scaledobjects" in transport.lists

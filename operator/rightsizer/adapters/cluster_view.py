@@ -56,40 +56,31 @@ def index_node(body: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return {str(meta.get("name")): dict(meta.get("labels") or {})}
 
 
-def index_hpa(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
+def _by_scale_target(body: Mapping[str, Any], owner: str, default_kind: str = "") -> dict[str, ScalerRef]:
+    """An autoscaler that names its target in ``spec.scaleTargetRef``, keyed by its namespace."""
     meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("scaleTargetRef") or {}
     ref = ScalerRef(
-        f"HorizontalPodAutoscaler/{meta.get('name')}",
-        str(target.get("kind", "")),
+        f"{owner}/{meta.get('name')}",
+        str(target.get("kind") or default_kind),
         str(target.get("name", "")),
-        _group(str(target.get("apiVersion", ""))),
+        # KEDA's ScaledObject defaults its target to an apps/v1 Deployment.
+        _group(str(target.get("apiVersion") or ("apps/v1" if default_kind else ""))),
     )
     return {str(meta.get("namespace")): ref}
+
+
+def index_hpa(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
+    return _by_scale_target(body, "HorizontalPodAutoscaler")
 
 
 def index_scaled_object(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
-    meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("scaleTargetRef") or {}
-    api_version = str(target.get("apiVersion") or "apps/v1")
-    ref = ScalerRef(
-        f"ScaledObject/{meta.get('name')}",
-        str(target.get("kind") or "Deployment"),
-        str(target.get("name", "")),
-        _group(api_version),
-    )
-    return {str(meta.get("namespace")): ref}
+    return _by_scale_target(body, "ScaledObject", default_kind="Deployment")
 
 
 def index_pod_autoscaler(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
     # Knative scales a revision's Deployment through its PodAutoscaler (KServe's serverless mode
     # among others): whoever targets that Deployment would fight Knative's autoscaler.
-    meta, target = body.get("metadata") or {}, (body.get("spec") or {}).get("scaleTargetRef") or {}
-    ref = ScalerRef(
-        f"PodAutoscaler/{meta.get('name')} (Knative)",
-        str(target.get("kind", "")),
-        str(target.get("name", "")),
-        _group(str(target.get("apiVersion", ""))),
-    )
-    return {str(meta.get("namespace")): ref}
+    return _by_scale_target(body, "PodAutoscaler")
 
 
 def index_workload(body: Mapping[str, Any]) -> dict[str, ScalerRef]:
