@@ -5,7 +5,8 @@ then measures, in the same run:
 
 * plan time: JSON text → Snapshot (parse) and Snapshot → Plan (plan), one core, wall clock;
 * peak memory of parse + plan (tracemalloc, a separate pass because tracing slows Python down);
-* nodes after the plan (one round: PDB and budget limits count across the whole plan), and after
+* nodes after the plan (one round: budget limits count across the whole plan, a PDB per drained
+  node, as the operator drains one node after another's replacements are available), and after
   re-planning until nothing more moves (rounds: the plan is applied, evicted pods run where the plan
   said, PDBs have recovered, 15 minutes pass);
 * the lower bound and the two baselines of benchmarks/baselines.py, with ratios.

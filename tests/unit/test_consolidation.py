@@ -90,7 +90,9 @@ def test_pdb_at_limit_pod_never_evicted() -> None:
     assert any(s.pod == "default/web-1" for s in result.skipped)
 
 
-def test_pdb_counts_evictions_across_the_whole_plan() -> None:
+def test_pdb_allows_its_disruptions_again_on_every_node_of_the_plan() -> None:
+    """The executor drains one node at a time and ends a drain once the replacements are available:
+    the next node finds the PDB whole again, so each node's pods are counted on their own."""
     result = run(
         cpu_node("c1"),
         cpu_node("c2"),
@@ -100,13 +102,57 @@ def test_pdb_counts_evictions_across_the_whole_plan() -> None:
         pod("web-2", "c2", labels={"app": "web"}),
         pod("web-3", "c3", labels={"app": "web"}),
         pod("filler", "big", cpu="40"),
-        pdb("web", {"app": "web"}, 2),
+        pdb("web", {"app": "web"}, 1),
     )
-    evicted = [p for p in moves(result) if p.startswith("default/web")]
-    assert len(evicted) == 2
-    assert any(
-        "PDB default/web allows 2 disruption(s); 2 already planned" in s.reason for s in result.skipped
+    assert sorted(removed(result)) == ["c1", "c2", "c3"]
+    assert moves(result) == {"default/web-1": "big", "default/web-2": "big", "default/web-3": "big"}
+    assert not any("PDB" in s.reason for s in result.skipped)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "web_2_on", "kept", "why"),
+    [
+        (1, "a3", [], None),  # one pod per node: each drain needs one disruption
+        (1, "a2", ["a2"], "PDB default/web allows 1 disruption(s) at a time; this node's pods need 2"),
+        (2, "a2", [], None),
+        (0, "a3", ["a2", "a3"], "PDB default/web allows no disruption (disruptionsAllowed=0)"),
+    ],
+)
+def test_pdb_limits_the_pods_one_node_evicts(
+    allowed: int, web_2_on: str, kept: list[str], why: str | None
+) -> None:
+    """Two pods of one PDB, on two nodes or together on one; a1 has room for both."""
+    result = run(
+        gpu_node("a1"),
+        gpu_node("a2"),
+        gpu_node("a3"),
+        pod("w-1", "a1", gpus=6),
+        pod("web-1", "a2", gpus=1, labels={"app": "web"}),
+        pod("web-2", web_2_on, gpus=1, labels={"app": "web"}),
+        pdb("web", {"app": "web"}, allowed),
     )
+    assert sorted({"a2", web_2_on} - set(removed(result))) == kept
+    web = {"default/web-1", "default/web-2"}
+    if why is None:
+        assert web <= set(moves(result))
+        return
+    assert not web & set(moves(result))
+    assert why in reason(result, "a2")
+    assert any(s.node == "a2" and s.pod == "default/web-1" and why in s.reason for s in result.skipped)
+
+
+def test_pod_under_several_pdbs_still_blocks_its_node() -> None:
+    result = run(
+        gpu_node("a1"),
+        gpu_node("a2"),
+        pod("w-1", "a1", gpus=6),
+        pod("web-1", "a2", gpus=1, labels={"app": "web", "tier": "front"}),
+        pdb("web", {"app": "web"}, 5),
+        pdb("front", {"tier": "front"}, 5),
+    )
+    assert "a2" not in removed(result)
+    assert "default/web-1" not in moves(result)
+    assert "matched by several PDBs (default/front, default/web)" in reason(result, "a2")
 
 
 @pytest.mark.parametrize(

@@ -70,12 +70,24 @@ def test_a_do_not_disrupt_pod_keeps_its_node_whichever_method_wins() -> None:
     assert "big" in _removed(result)
 
 
-def test_a_pdb_limits_what_one_plan_evicts() -> None:
+def test_a_pdb_counts_each_drained_node_on_its_own() -> None:
+    """w-s1 and w-s2 share a PDB allowing one disruption, on two nodes: the executor drains one node
+    at a time, so both go in one plan."""
     result = _plan(pdb("api", {"app": "api"}, allowed=1))
-    evicted = {a.pod for a in result.actions if a.type == "evict"}
-    assert len(evicted & {"default/w-s1", "default/w-s2"}) <= 1
-    assert all(a.to_node not in _removed(result) for a in result.actions if a.type == "evict")
+    assert _removed(result) == {"s1", "s2", "s3"}
+    assert result.summary.nodes_after == 1
     assert result.summary.pods_unplaceable == 0
+
+
+def test_a_node_whose_own_pods_exceed_a_pdb_stays() -> None:
+    """Both pods of the PDB on s1: no plan may drain it (a target like any node that stays)."""
+    result = _plan(pdb("api", {"app": "api"}, allowed=1), pod("w-s1b", "s1", gpus=1, labels={"app": "api"}))
+    assert "s1" not in _removed(result)
+    kept = {s.node: s.reason for s in result.skipped if s.pod is None}
+    assert "PDB default/api allows 1 disruption(s) at a time; this node's pods need 2" in kept["s1"]
+    evicted = {a.pod for a in result.actions if a.type == "evict"}
+    assert not {"default/w-s1", "default/w-s1b"} & evicted
+    assert all(a.to_node not in _removed(result) for a in result.actions if a.type == "evict")
 
 
 def test_keep_set_covers_the_demand_of_the_nodes_it_empties() -> None:

@@ -17,7 +17,7 @@ How the planner learns that a pod is protected (first match wins, see :func:`pod
     such volumes are listed in ``cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes``, or
     the planner option allows local storage;
   - a PodDisruptionBudget with ``disruptionsAllowed: 0``, or more than one PDB (the Eviction API
-    refuses those); budgets above zero are counted across the whole plan by the consolidator;
+    refuses those); budgets above zero are counted per drained node by the consolidator;
   - required pod affinity (co-location with other pods is not simulated);
   - with a ``now`` (see :mod:`rightsizer.core.protections`): ``rightsizer.io/do-not-disrupt-until`` in
     the future or unreadable, a pod still in its startup grace period, a pod of a gang.

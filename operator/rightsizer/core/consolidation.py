@@ -107,7 +107,7 @@ class _Run(MultiNodeMethod):
         planned: Mapping[str, int] | None = None,
     ) -> frozenset[int]:
         """Empty candidates one by one. With ``keep``: in its order and only into the nodes that stay;
-        returns the nodes a budget or PDB holds back for now, which later moves must not fill either.
+        returns the nodes a budget holds back for now, which later moves must not fill either.
         ``avoid``: nodes no pod may move to; ``planned``: targets chosen ahead for the pods."""
         # Utilisation as it is now: earlier moves may have filled some candidates.
         utilisation = {i: self._current_utilisation(i) for i in candidates}
@@ -143,11 +143,13 @@ class _Run(MultiNodeMethod):
             if block := self.ledger.budget_block(pool, REASON_UNDERUTILIZED):
                 self.node_reason[i] = block  # emptied by a later plan: not filled by this one
                 continue
+            # Guests moved here earlier in this plan are evicted from their own nodes, not this one.
             first_moves = [p for p in self.load[i] if p.key not in self.location]
             if (pdb := self.ledger.pdb_block(first_moves)) is not None:
                 pod, why = pdb
                 self.node_reason[i] = f"pod {pod.key}: {why}"
                 self.skipped.append(Skip(self.nodes[i].name, pod.key, why))
+                held(i)  # its own pods exceed the PDB, whatever else goes first: it stays, a target
                 continue
             placed, stuck = self._try_drain(i, planned)
             if stuck is not None:
@@ -161,7 +163,7 @@ class _Run(MultiNodeMethod):
                     )
                 )
                 continue
-            self.ledger.commit(pool, first_moves)
+            self.ledger.commit(pool)
             idle = ", GPUs idle" if self.node_idle(i) else ""
             reason = (
                 f"underutilised ({utilisation[i] * 100:.0f}% requested{idle}): "
@@ -233,7 +235,7 @@ class _Run(MultiNodeMethod):
             if block:
                 self.node_reason[i] = f"could be replaced by {choice.instance_type}, but {block}"
                 continue
-            self.ledger.commit(pool, self.movable[i])
+            self.ledger.commit(pool)
             saving = self.price[i] - choice.price_per_node_hour
             reason = (
                 f"pods fit on a cheaper {choice.instance_type} "

@@ -47,7 +47,7 @@ class MultiNodeMethod(ConsolidationState):
 
     def consolidate_many(self, candidates: list[int], gpu_tier: bool) -> frozenset[int]:
         """Choose the nodes of the tier that stay, pack the others' pods into them, drain those
-        nodes; returns the nodes a budget or PDB holds back for a later plan."""
+        nodes; returns the nodes a budget holds back for a later plan."""
         loaded = [i for i in candidates if self.load[i] and i not in self.removed]
         if len(loaded) < 2:
             return frozenset()

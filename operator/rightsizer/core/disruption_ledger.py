@@ -1,9 +1,13 @@
-"""How many more nodes each pool, and pods each PodDisruptionBudget, may lose in one plan.
+"""How many more nodes each pool may lose in one plan, and how many pods of a PodDisruptionBudget
+one node's drain may evict.
 
 Every consolidation method books its disruptions here: a node counts against its pool's disruption
-budgets, minNodes and maxNodes, and the pods it evicts against their PDBs, so a later method sees
-what earlier ones already took. One ledger, apart from the methods, so that the counting has a
-single home whatever method asks.
+budgets, minNodes and maxNodes, so a later method sees what earlier ones already took. PDBs are
+counted per drained node, not per plan: the executor drains one node at a time and ends a drain only
+once the evicted pods' replacements are available, so the next node of the plan finds the PDB's
+``disruptionsAllowed`` whole again (when it does not, the executor's live re-check and the Eviction
+API's refusal keep the node). One ledger, apart from the methods, so that the counting has a single
+home whatever method asks.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from rightsizer.core.snapshot import Node, Pod, PodDisruptionBudget
 
 
 class DisruptionLedger:
-    """Budgets, node-count limits and PDBs of one pass, and what the plan has used of them so far."""
+    """Budgets and node-count limits of one pass, what the plan has used of them so far, and the PDBs
+    over each pod."""
 
     def __init__(
         self,
@@ -34,7 +39,6 @@ class DisruptionLedger:
         self.now = now
         self.pdbs_of = _match_pdbs(pdbs, pods)
         self._pdb_allowed = {p.key: p.disruptions_allowed for p in pdbs}
-        self._pdb_used: Counter[str] = Counter()
         self._size: Counter[str] = Counter()
         self._disrupting: Counter[str] = Counter()
         for node, pool in zip(nodes, pools, strict=True):
@@ -50,7 +54,6 @@ class DisruptionLedger:
     def fork(self) -> DisruptionLedger:
         """A ledger with the same limits and nothing of this one's bookings after the fork."""
         other = copy.copy(self)
-        other._pdb_used = Counter(self._pdb_used)
         other._planned = Counter(self._planned)
         other._removed = Counter(self._removed)
         other._launched = Counter(self._launched)
@@ -87,6 +90,9 @@ class DisruptionLedger:
         return None
 
     def pdb_block(self, pods: Iterable[Pod]) -> tuple[Pod, str] | None:
+        """The first pod, and why, when evicting ``pods`` (one node's) would take more of a PDB at once
+        than its ``disruptionsAllowed``; None when every PDB allows it. Other nodes' drains do not
+        count: each starts after the previous one's replacements are available."""
         need: Counter[str] = Counter()
         first: dict[str, Pod] = {}
         for pod in pods:
@@ -95,19 +101,14 @@ class DisruptionLedger:
                 first.setdefault(pdb.key, pod)
         for key, count in need.items():
             allowed = self._pdb_allowed[key]
-            if self._pdb_used[key] + count > allowed:
-                return first[key], (
-                    f"PDB {key} allows {allowed} disruption(s); {self._pdb_used[key]} already planned, "
-                    f"draining this node needs {count}"
-                )
+            if count > allowed:
+                why = f"PDB {key} allows {allowed} disruption(s) at a time; this node's pods need {count}"
+                return first[key], why
         return None
 
-    def commit(self, pool: PoolPolicy, pods: Iterable[Pod] = ()) -> None:
-        """Book one planned disruption in ``pool`` that evicts ``pods``."""
+    def commit(self, pool: PoolPolicy) -> None:
+        """Book one planned disruption in ``pool``."""
         self._planned[pool.name] += 1
-        for pod in pods:
-            for pdb in self.pdbs_of.get(pod.key, ()):
-                self._pdb_used[pdb.key] += 1
 
     def count_removal(self, pool: PoolPolicy) -> None:
         self._removed[pool.name] += 1

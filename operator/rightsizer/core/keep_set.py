@@ -14,7 +14,7 @@ no later pod fits. Deciding first which nodes stay avoids both:
 
 A node whose pods do not all fit (room is fragmented across nodes, or constraints rule the kept
 nodes out) simply stays and offers its room to the rest. Pure arithmetic on integer vectors; the
-caller simulates each drain and books budgets and PDBs as for any drain.
+caller simulates each drain and checks budgets and PDBs as for any drain.
 """
 
 from __future__ import annotations
