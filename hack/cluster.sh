@@ -300,9 +300,17 @@ start_control_plane() {
   if [ -d "$HOME/.kwok/clusters/$NAME" ]; then
     PATH="$BIN:$PATH" "$BIN/kwokctl" delete cluster --name "$NAME" >/dev/null 2>&1 || rm -rf "$HOME/.kwok/clusters/$NAME"
   fi
-  PATH="$BIN:$PATH" "$BIN/kwokctl" create cluster --name "$NAME" --config "$STATE/kwok.yaml" \
-    --kubeconfig "$KUBECONFIG_PATH" --wait "${READY_TIMEOUT}s" >"$STATE/logs/kwokctl.log" 2>&1 \
-    || { tail -20 "$STATE/logs/kwokctl.log" >&2; fail "kwokctl could not start the control plane (log: $STATE/logs/kwokctl.log)"; }
+  # kwokctl picks the components' ports when it creates a cluster and they bind them a moment later:
+  # two clusters created at once (the demo beside a test run) can pick the same port. One at a time,
+  # until the components are up.
+  if ! (
+    flock 8
+    PATH="$BIN:$PATH" "$BIN/kwokctl" create cluster --name "$NAME" --config "$STATE/kwok.yaml" \
+      --kubeconfig "$KUBECONFIG_PATH" --wait "${READY_TIMEOUT}s" >"$STATE/logs/kwokctl.log" 2>&1
+  ) 8>"$CACHE/.cluster-create.lock"; then
+    tail -20 "$STATE/logs/kwokctl.log" >&2
+    fail "kwokctl could not start the control plane (log: $STATE/logs/kwokctl.log)"
+  fi
   wait_until "$READY_TIMEOUT" "apiserver" apiserver_up || fail "kube-apiserver not ready within ${READY_TIMEOUT}s"
 
   log "creating fake GPU nodes"
