@@ -302,11 +302,12 @@ start_control_plane() {
   fi
   # kwokctl picks the components' ports when it creates a cluster and they bind them a moment later:
   # two clusters created at once (the demo beside a test run) can pick the same port. One at a time,
-  # until the components are up.
+  # until the components are up; the components themselves must not inherit the lock (8>&-), or it
+  # would be held for as long as the cluster runs.
   if ! (
     flock 8
     PATH="$BIN:$PATH" "$BIN/kwokctl" create cluster --name "$NAME" --config "$STATE/kwok.yaml" \
-      --kubeconfig "$KUBECONFIG_PATH" --wait "${READY_TIMEOUT}s" >"$STATE/logs/kwokctl.log" 2>&1
+      --kubeconfig "$KUBECONFIG_PATH" --wait "${READY_TIMEOUT}s" >"$STATE/logs/kwokctl.log" 2>&1 8>&-
   ) 8>"$CACHE/.cluster-create.lock"; then
     tail -20 "$STATE/logs/kwokctl.log" >&2
     fail "kwokctl could not start the control plane (log: $STATE/logs/kwokctl.log)"
