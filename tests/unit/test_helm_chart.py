@@ -1001,3 +1001,15 @@ def test_the_code_scan_finds_the_calls_the_features_are_built_on() -> None:
         ("", "events", "create", "core"),
     ]:
         assert expected in found, expected
+
+
+def test_the_operator_prefers_nodes_without_gpus_unless_the_user_sets_an_affinity() -> None:
+    # On a GPU node its pod (local scratch volume) would keep that node from ever being consolidated.
+    affinity = deployment()["spec"]["template"]["spec"]["affinity"]
+    [preferred] = affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["preference"]["matchExpressions"] == [
+        {"key": "nvidia.com/gpu.product", "operator": "DoesNotExist"}
+    ]
+    assert affinity["podAntiAffinity"], "replicas still spread over nodes"
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    assert deployment({"affinity": own})["spec"]["template"]["spec"]["affinity"] == own
