@@ -89,9 +89,9 @@ def _suspend_or_annotate(
             said = f"{ref.kind}/{ref.name} idle since {since}; suspended"
             events.append(Event("Normal", "Suspended", said))
     if action in (TrainingAction.ANNOTATE_IDLE, TrainingAction.SUSPEND, TrainingAction.RECOMMEND_SUSPEND):
-        if since is not None and scale.annotations.get(IDLE_SINCE) != format_precise(since):
+        stamp = format_precise(since) if since is not None else None
+        if stamp is not None and scale.annotations.get(IDLE_SINCE) != stamp:
             # Annotating is allowed in Recommend mode: it changes nothing that runs.
-            stamp = format_precise(since)
             kube.annotate_target(namespace, ref, {IDLE_SINCE: stamp})
             events.append(Event("Warning", "Idle", f"GPUs of {ref.kind}/{ref.name} idle since {stamp}"))
     elif scale.annotations.get(IDLE_SINCE):
